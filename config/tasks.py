@@ -1,0 +1,80 @@
+"""The task registry: the only place that knows which tasks exist.
+
+Every task is a folder under `config/` holding a `model_description.json`; the folder's path
+relative to `config/` is the task's name (`lol/goldnumber-fraction`, `noscope-coral`, `cifar10`).
+Scripts ask this module for task names (including for their `--help` choices) and settings.
+"""
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent
+FAMILIES = ("game", "noscope", "cifar")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One specialized-CNN task: its input, architecture parameters and classes."""
+
+    name: str
+    family: str
+    input_shape: tuple  # (C, H, W) of one image
+    architecture: dict
+    num_classes: int
+    class_names: tuple = ()
+    labels: dict = None  # NoScope label rules (positive object, split fractions)
+    compound_scaling_baseline: bool = False  # the paper compares this game task with EfficientNet-style scaling
+
+    @property
+    def model_map_key(self):
+        """This task's key in `config/model_map.json` (NoScope keys use `_`: `noscope_coral`)."""
+        return self.name.replace("-", "_", 1) if self.family == "noscope" else self.name
+
+    @property
+    def efficientnet_key(self):
+        """Key of this task's compound-scaled baseline in `config/model_map.json`."""
+        return f"efficientnet-game_{self.name}"
+
+
+def _load(path):
+    desc = json.loads(path.read_text())
+    name = path.parent.relative_to(CONFIG_DIR).as_posix()
+    family = desc["family"]
+    if family not in FAMILIES:
+        raise ValueError(f"{path}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    class_names = tuple(desc.get("class_names", ()))
+    num_classes = len(class_names) if class_names else desc["num_classes"]
+    return Task(
+        name=name,
+        family=family,
+        input_shape=tuple(desc["input"]),
+        architecture=desc["architecture"],
+        num_classes=num_classes,
+        class_names=class_names,
+        labels=desc.get("labels"),
+        compound_scaling_baseline=desc.get("compound_scaling_baseline", False),
+    )
+
+
+@lru_cache(maxsize=None)
+def all_tasks():
+    """All tasks, keyed by name, game tasks first, then NoScope, then CIFAR (the paper's order)."""
+    tasks = [_load(p) for p in sorted(CONFIG_DIR.rglob("model_description.json"))]
+    tasks.sort(key=lambda t: FAMILIES.index(t.family))
+    return {t.name: t for t in tasks}
+
+
+def task_names(family=None):
+    """Names of all tasks, or of one family's."""
+    return [n for n, t in all_tasks().items() if family is None or t.family == family]
+
+
+def get_task(name):
+    """The task called `name`; a ValueError listing the known tasks otherwise."""
+    if isinstance(name, Task):
+        return name
+    tasks = all_tasks()
+    if name not in tasks:
+        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(tasks)}")
+    return tasks[name]
