@@ -1,0 +1,52 @@
+"""The model zoo: `build_model(task, fold, mode)` for every task of the registry."""
+from config.tasks import get_task
+from models.fold import FoldedClassifier, check_fold, check_multiplier, fold_input, unfold_output
+from models.game import GameCNN, compound_scaled_game_cnn
+from models.noscope import NoScopeCNN
+from models.resnet import ResNet18
+
+MODES = ("original", "folded", "efficientnet")
+
+__all__ = ["MODES", "build_model", "build_classifier", "FoldedClassifier", "fold_input", "unfold_output"]
+
+
+def build_model(task, fold=1, mode="folded", multiplier=None):
+    """Return `(model, input_shape)` for `task` at fold `fold`; `input_shape` is one input's (C, H, W).
+
+    mode "folded": the FoldedCNN with fold f (f=1 is the original) and internal multiplier
+    `multiplier` (default sqrt(f)); it takes f*C channels and returns f*K logits per input.
+    mode "original": the unfolded CNN (fold must be 1).
+    mode "efficientnet": the compound-scaled game baseline; `fold` is its coefficient phi.
+    """
+    task = get_task(task)
+    fold = check_fold(fold)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    if mode == "original" and fold != 1:
+        raise ValueError(f"mode 'original' is the unfolded CNN (fold 1), got fold {fold}: use mode 'folded'")
+    arch, c, hw, k = task.architecture, task.input_shape[0], tuple(task.input_shape[1:]), task.num_classes
+
+    if mode == "efficientnet":
+        if task.family != "game":
+            raise ValueError(f"mode 'efficientnet' exists only for game tasks, not {task.name!r}")
+        if multiplier is not None:
+            raise ValueError("mode 'efficientnet' scales by phi (given as fold): drop the multiplier")
+        model, hw = compound_scaled_game_cnn(hw, arch["conv_units"], arch["first_channels"],
+                                             arch["unit_channels"], arch["last_channels"], k, phi=fold)
+        return model, (c, *hw)
+
+    m = check_multiplier(multiplier, fold)
+    if task.family == "noscope":
+        model = NoScopeCNN(arch["filters"], arch["layers"], arch["dense"], k, fold, m, hw, c)
+    elif task.family == "game":
+        model = GameCNN(hw, arch["conv_units"], arch["first_channels"], arch["unit_channels"],
+                        arch["last_channels"], k, fold, m, c)
+    else:
+        model = ResNet18(k, fold, m, c)
+    return model, (c * fold, *hw)
+
+
+def build_classifier(task, fold=1, multiplier=None):
+    """The FoldedCNN wrapped to take plain (N, C, H, W) image batches and return (N, K) logits."""
+    model, _ = build_model(task, fold, "folded", multiplier)
+    return FoldedClassifier(model, fold)
