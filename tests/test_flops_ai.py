@@ -1,0 +1,147 @@
+"""FLOP counts (flop_count.sh, config/model_map.json), arithmetic intensity (ai.py), FLOPs/sec."""
+import csv
+import io
+import json
+import sys
+
+import pytest
+
+import ai
+from config.tasks import all_tasks, get_task
+from models import build_model
+from util.flop_count import MODEL_MAP, load_model_map
+from util.flops_from_tput import flops_per_image, flops_per_sec
+
+from helpers import REPO, run_cli
+
+
+@pytest.fixture(scope="module")
+def flop_count_output():
+    """What ./flop_count.sh prints now (run once for the module)."""
+    done = run_cli("./flop_count.sh")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_flop_count_prints_the_16_models(flop_count_output):
+    tasks = all_tasks().values()
+    expected = {t.model_map_key for t in tasks} | {t.efficientnet_key for t in tasks if t.compound_scaling_baseline}
+    assert set(flop_count_output) == expected and len(expected) == 16
+    assert {"noscope_coral", "cifar10", "cifar100", "efficientnet-game_sot/timer3"} <= expected
+    for key, counts in flop_count_output.items():
+        wanted = ["og_ops", "fold2_ops"] if key.startswith("efficientnet-") else ["og_ops", "fold2_ops", "fold3_ops", "fold4_ops"]
+        assert list(counts) == wanted
+        assert all(isinstance(v, int) and v > 0 for v in counts.values())
+
+
+def test_committed_model_map_is_what_flop_count_computes_now(flop_count_output):
+    assert load_model_map() == flop_count_output, "config/model_map.json is stale: run ./flop_count.sh --write"
+
+
+def test_flop_count_is_twice_the_macs_of_one_input():
+    # noscope-coral, by hand: conv 3->16 and 16->16 at 50x50, linear 16*25*25 -> 128 -> 2
+    macs = 50 * 50 * 9 * (3 * 16 + 16 * 16) + 16 * 25 * 25 * 128 + 128 * 2
+    assert load_model_map()["noscope_coral"]["og_ops"] == 2 * macs
+    # fold 4 (m = 2): one input holds 4 images, 12 channels in, 8 logits out
+    macs4 = 50 * 50 * 9 * (12 * 32 + 32 * 32) + 32 * 25 * 25 * 256 + 256 * 8
+    assert load_model_map()["noscope_coral"]["fold4_ops"] == 2 * macs4
+
+
+def test_folded_flops_per_image_stay_within_15_percent(flop_count_output):
+    for task in all_tasks().values():
+        counts = flop_count_output[task.model_map_key]
+        for f in (2, 3, 4):
+            ratio = counts[f"fold{f}_ops"] / f / counts["og_ops"]
+            assert 0.85 <= ratio <= 1.15, (task.name, f, ratio)
+
+
+def test_compound_scaling_shrinks_flops(flop_count_output):
+    for task in all_tasks().values():
+        if task.compound_scaling_baseline:
+            base = flop_count_output[task.efficientnet_key]
+            assert base["og_ops"] == flop_count_output[task.name]["og_ops"]  # phi = 1 is the original
+            assert base["fold2_ops"] < 0.7 * base["og_ops"]
+
+
+def test_flop_count_write_goes_to_the_given_path(tmp_path):
+    out = tmp_path / "map.json"
+    done = run_cli("./flop_count.sh", "--write", out)
+    assert done.returncode == 0 and json.loads(out.read_text()) == load_model_map()
+    bad = run_cli("./flop_count.sh", "--write", tmp_path / "missing" / "map.json")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: cannot write")
+
+
+def parse_ai(text):
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ai.HEADER
+    return rows[1:]
+
+
+def test_ai_prints_twelve_rows_that_rise_with_fold():
+    done = run_cli(sys.executable, "ai.py")
+    assert done.returncode == 0, done.stderr
+    rows = parse_ai(done.stdout)
+    assert len(rows) == 12
+    names = [r[0] for r in rows]
+    assert names[:4] == [f"game-{t}" for t in sorted(["lol/goldnumber-fraction", "apex/squad_count_v2",
+                                                      "sot/coin_count-digits_3_4-v2", "sot/timer3"])]
+    assert set(names[4:8]) == {"noscope-coral", "noscope-night", "noscope-taipei", "noscope-roundabout"}
+    for name, batch, *values in rows:
+        assert batch == "1024"
+        if name.startswith("efficientnet-"):
+            assert values[2:] == ["", ""] and float(values[1]) < float(values[0])
+        else:
+            ais = [float(v) for v in values]
+            assert ais == sorted(ais) and ais[3] > 1.5 * ais[0], (name, ais)
+
+
+def test_ai_matches_the_definition_by_hand():
+    # noscope-coral at f=1, batch 1024, 2 bytes: ops and elements summed over its 4 layers
+    layers = [  # (MACs, outputs, params, input elements, output elements) per image
+        (50 * 50 * 9 * 3 * 16, 16 * 2500, 9 * 3 * 16 + 16, 3 * 2500, 16 * 2500),
+        (50 * 50 * 9 * 16 * 16, 16 * 2500, 9 * 16 * 16 + 16, 16 * 2500, 16 * 2500),
+        (10000 * 128, 128, 10000 * 128 + 128, 10000, 128),
+        (128 * 2, 2, 128 * 2 + 2, 128, 2),
+    ]
+    ops = sum(1024 * (2 * macs + outs) for macs, outs, _, _, _ in layers)
+    elements = sum(params + 1024 * (i + o) for _, _, params, i, o in layers)
+    assert ai.arithmetic_intensity("noscope-coral", 1, "folded", 1024, 2) == pytest.approx(ops / (2 * elements))
+    assert ai.arithmetic_intensity("noscope-coral", 1, "folded", 1024, 4) == pytest.approx(ops / (4 * elements))
+
+
+def test_ai_options():
+    fp32 = parse_ai(run_cli(sys.executable, "ai.py", "--bytes_per_elt", "4", "--batch_size", "256").stdout)
+    fp16 = parse_ai(run_cli(sys.executable, "ai.py", "--batch_size", "256").stdout)
+    assert fp32[0][1] == "256"
+    assert float(fp32[0][2]) == pytest.approx(float(fp16[0][2]) / 2, rel=1e-3)
+    published = parse_ai(run_cli(sys.executable, "ai.py", "--match_published").stdout)
+    assert float(published[-1][3]) < float(parse_ai(run_cli(sys.executable, "ai.py").stdout)[-1][3])
+    bad = run_cli(sys.executable, "ai.py", "--batch_size", "2")
+    assert bad.returncode == 2 and "--batch_size must be at least 4" in bad.stderr
+
+
+def test_flops_from_throughput():
+    counts = load_model_map()
+    assert flops_per_sec("noscope-coral", 100.0, "original") == 100 * counts["noscope_coral"]["og_ops"]
+    assert flops_per_image("noscope-coral", "folded", 4) == counts["noscope_coral"]["fold4_ops"] / 4
+    assert flops_per_image("sot/timer3", "efficientnet", 2) == counts["efficientnet-game_sot/timer3"]["fold2_ops"]
+    with pytest.raises(ValueError, match="has no model 'efficientnet-game_cifar10'"):
+        flops_per_image("cifar10", "efficientnet", 2)
+    with pytest.raises(ValueError, match="has no fold3_ops for 'efficientnet-game_sot/timer3'"):
+        flops_per_image("sot/timer3", "efficientnet", 3)
+    with pytest.raises(ValueError, match="unknown task"):
+        flops_per_image("resnet50")
+
+
+def test_flops_from_throughput_cli():
+    done = run_cli(sys.executable, "util/flops_from_tput.py", "noscope-coral", "1000", "--fold", "4")
+    assert done.returncode == 0
+    assert float(done.stdout) == pytest.approx(1000 * load_model_map()["noscope_coral"]["fold4_ops"] / 4, rel=1e-5)
+    bad = run_cli(sys.executable, "util/flops_from_tput.py", "sot/timer3", "10", "--mode", "efficientnet", "--fold", "3")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: model_map.json has no fold3_ops for 'efficientnet-game_sot/timer3'; it has: og_ops, fold2_ops")
+
+
+def test_model_map_path_is_the_committed_copy():
+    assert MODEL_MAP == REPO / "config" / "model_map.json" and MODEL_MAP.exists()

@@ -1,0 +1,1 @@
+"""Command-line tools and helpers around the model zoo."""
