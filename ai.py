@@ -14,6 +14,7 @@ from torch import nn
 
 from config.tasks import all_tasks
 from models import build_model
+from util.common import positive_int
 
 FOLDS = (1, 2, 3, 4)
 HEADER = ["model", "batch_size", "original_AI", "tformed_AI_2", "tformed_AI_3", "tformed_AI_4"]
@@ -70,16 +71,6 @@ def ai_table(batch_size=1024, bytes_per_elt=2, match_published=False):
                arithmetic_intensity(task, 2, "efficientnet", phi2_inputs, bytes_per_elt)]
         rows.append([f"efficientnet-{task.name}", batch_size, *ais, None, None])
     return rows
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
 
 
 def main(argv=None):

@@ -7,7 +7,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from thop import profile
 
 from config.tasks import CONFIG_DIR, all_tasks
 from models import build_model
+from util.common import write_json_atomic
 
 MODEL_MAP = CONFIG_DIR / "model_map.json"
 FOLDS = (2, 3, 4)
@@ -49,17 +49,6 @@ def model_map():
 def load_model_map(path=MODEL_MAP):
     """The committed FLOP counts."""
     return json.loads(Path(path).read_text())
-
-
-def write_json_atomic(path, data):
-    """Write `data` as JSON to `path` via a temporary file and a rename: never a truncated file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data, indent=2) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def main(argv=None):
