@@ -25,6 +25,8 @@ class Task:
     class_names: tuple = ()
     labels: dict = None  # NoScope label rules (positive object, split fractions)
     compound_scaling_baseline: bool = False  # the paper compares this game task with EfficientNet-style scaling
+    slow_curriculum_folds: tuple = ()  # folds trained twice as long with a curriculum half as steep
+    distill_folded: bool = False  # folded models regress the trained original's logits (CIFAR-10)
 
     @property
     def model_map_key(self):
@@ -54,6 +56,8 @@ def _load(path):
         class_names=class_names,
         labels=desc.get("labels"),
         compound_scaling_baseline=desc.get("compound_scaling_baseline", False),
+        slow_curriculum_folds=tuple(desc.get("slow_curriculum_folds", ())),
+        distill_folded=desc.get("distill_folded", False),
     )
 
 
@@ -78,3 +82,16 @@ def get_task(name):
     if name not in tasks:
         raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(tasks)}")
     return tasks[name]
+
+
+SYNTHETIC = "synthetic-"
+
+
+def resolve_dataset(name):
+    """`(task, synthetic)` for a dataset name: a task name, or `synthetic-<task>` for generated data."""
+    synthetic = name.startswith(SYNTHETIC)
+    try:
+        return get_task(name[len(SYNTHETIC):] if synthetic else name), synthetic
+    except ValueError:
+        raise ValueError(f"unknown dataset {name!r}; choose a task ({', '.join(all_tasks())}) "
+                         f"or {SYNTHETIC}<task> for generated stand-in data") from None
