@@ -1,0 +1,154 @@
+"""Train/val/test splits for every task family, exactly as SPEC section 3 says.
+
+- CIFAR-10/100: torchvision's datasets in `data/cifar10`, `data/cifar100`; validation is 5000
+  training images (rounded up to a multiple of f) chosen by a seeded shuffle; RandomCrop(32, 4)
+  and horizontal flips on the training part only; normalised.
+- Game tasks: an ImageFolder tree `<data_root>/<task>/{train,val,test}/<class>/*.png`, ToTensor only.
+- NoScope tasks: `data/noscope-<task>-subset/{train,val,test}/{0,1}/*.png`, ToTensor only.
+Game and NoScope evaluation lists are shuffled once with a fixed seed so that every folded group
+mixes classes and results are reproducible.
+"""
+import copy
+import math
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+from tqdm import tqdm
+from torchvision import datasets as tv_datasets
+from torchvision import transforms
+
+from config.tasks import resolve_dataset
+from util.common import REPO
+
+DATA_DIR = REPO / "data"
+SPLITS = ("train", "val", "test")
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+
+
+class CachedImages(Dataset):
+    """An image folder decoded once into memory as uint8 (ToTensor's float images on access).
+
+    Specialized-CNN inputs are tiny (a 22x52 game crop is 3.4 kB), so whole splits fit in memory and
+    epochs stop paying for PNG decoding.
+    """
+
+    def __init__(self, folder_dataset, desc=""):
+        self.classes, self.targets = folder_dataset.classes, list(folder_dataset.targets)
+        images = []
+        for path, _ in tqdm(folder_dataset.samples, desc=f"loading {desc}", leave=False, disable=None):
+            images.append(torch.from_numpy(np.array(folder_dataset.loader(path))).permute(2, 0, 1))
+        if len({tuple(i.shape) for i in images}) > 1:
+            raise ValueError(f"{desc}: images differ in size; every image of a task must be the same H x W")
+        self.images = torch.stack(images)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return self.images[i].float().div_(255), self.targets[i]
+
+
+class DataMissing(Exception):
+    """A dataset is not where it must be; the message says where and how to get it."""
+
+
+def default_data_root():
+    """Where game data lives: $DATA_ROOT, else `data_root/` in the repository."""
+    return Path(os.environ.get("DATA_ROOT") or REPO / "data_root")
+
+
+def data_location(dataset, data_dir=DATA_DIR, data_root=None):
+    """The folder holding `dataset`'s files."""
+    task, _ = resolve_dataset(dataset)
+    if task.family == "cifar":
+        return Path(data_dir) / dataset
+    if task.family == "noscope":
+        return Path(data_dir) / f"{dataset}-subset"
+    return Path(data_root or default_data_root()) / dataset
+
+
+def how_to_get(dataset, location):
+    """One sentence on how to put `dataset` at `location`."""
+    task, synthetic = resolve_dataset(dataset)
+    if synthetic:
+        return f"train.py generates it when it is missing (python3 train.py SAVEDIR --datasets {dataset})"
+    if task.family == "cifar":
+        return f"pass --download (needs the internet) or put torchvision's {task.name} files in {location}"
+    if task.family == "noscope":
+        return ("make it from the NoScope video and label CSV with util/noscope_video_save.py and "
+                "util/noscope_split.py (or util/noscope_split.py --video)")
+    return (f"untar the authors' game_data.tar so that {location}/{{train,val,test}}/<class>/*.png exist, "
+            "or point --data_root (or $DATA_ROOT) at the folder holding it")
+
+
+def _image_folder_splits(dataset, root, class_names, seed, cache):
+    """ImageFolder train/val/test under `root`, checked, with evaluation lists shuffled by `seed`."""
+    splits, classes = {}, None
+    for split in SPLITS:
+        folder = root / split
+        if not folder.is_dir() or not any(folder.iterdir()):
+            raise DataMissing(f"{dataset}: missing or empty split directory {folder}; {how_to_get(dataset, root)}")
+        try:
+            data = tv_datasets.ImageFolder(folder, transform=transforms.ToTensor())
+        except (FileNotFoundError, RuntimeError) as e:
+            raise DataMissing(f"{dataset}: no images in {folder} ({e}); {how_to_get(dataset, root)}") from None
+        if classes is not None and data.classes != classes:
+            raise ValueError(f"{dataset}: class folders of {folder} ({', '.join(data.classes)}) differ from "
+                             f"those of {root / 'train'} ({', '.join(classes)}); every split needs the same classes")
+        classes = data.classes
+        if split != "train":
+            order = list(range(len(data.samples)))
+            random.Random(seed).shuffle(order)
+            data.samples = [data.samples[i] for i in order]
+            data.imgs, data.targets = data.samples, [t for _, t in data.samples]
+        splits[split] = CachedImages(data, f"{dataset} {split}") if cache else data
+    if class_names and tuple(classes) != tuple(sorted(class_names)):
+        raise ValueError(f"{dataset}: class folders {', '.join(classes)} differ from the task's classes "
+                         f"{', '.join(sorted(class_names))} (config/.../model_description.json)")
+    return splits
+
+
+def _cifar_splits(dataset, root, fold, seed, download, augment, val_size):
+    cls = tv_datasets.CIFAR10 if dataset == "cifar10" else tv_datasets.CIFAR100
+    normalize = [transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)]
+    plain = transforms.Compose(normalize)
+    train_tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), *normalize])
+    try:
+        full = cls(root, train=True, download=download, transform=train_tf if augment else plain)
+        test = cls(root, train=False, download=download, transform=plain)
+    except RuntimeError:
+        raise DataMissing(f"{dataset}: not found in {root}; {how_to_get(dataset, root)}") from None
+    n_val = math.ceil(val_size / fold) * fold
+    if n_val >= len(full):
+        raise ValueError(f"{dataset}: a validation split of {n_val} images leaves no training images in {len(full)}")
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed)).tolist()
+    val_source = copy.copy(full)
+    val_source.transform = plain
+    return {"train": Subset(full, order[n_val:]), "val": Subset(val_source, order[:n_val]), "test": test}
+
+
+def load_splits(dataset, fold=1, data_dir=DATA_DIR, data_root=None, seed=0, download=False, augment=True,
+                val_size=5000, cache=True):
+    """`{"train": ..., "val": ..., "test": ...}` datasets of (image, label) for `dataset` at fold `fold`.
+
+    `augment=False` gives CIFAR's training images without augmentation (for teacher logits);
+    `cache=False` reads game and NoScope images from disk every epoch instead of holding them in memory.
+    """
+    task, _ = resolve_dataset(dataset)
+    root = data_location(dataset, data_dir, data_root)
+    if task.family == "cifar":
+        return _cifar_splits(dataset, root, fold, seed, download, augment, val_size)
+    if not root.is_dir():
+        raise DataMissing(f"{dataset}: no data at {root}; {how_to_get(dataset, root)}")
+    return _image_folder_splits(dataset, root, task.class_names, seed, cache)
+
+
+def split_targets(data):
+    """Labels of every sample of a split, without loading images."""
+    if isinstance(data, Subset):
+        return [split_targets(data.dataset)[i] for i in data.indices]
+    return list(data.targets)
