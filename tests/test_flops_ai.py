@@ -7,8 +7,7 @@ import sys
 import pytest
 
 import ai
-from config.tasks import all_tasks, get_task
-from models import build_model
+from config.tasks import all_tasks
 from util.flop_count import MODEL_MAP, load_model_map
 from util.flops_from_tput import flops_per_image, flops_per_sec
 
