@@ -1,0 +1,191 @@
+"""Run the paper's training experiments: every task, f=1 first, then f = 2, 3, 4.
+
+Each (dataset, fold) trains with fold_trainer.py's protocol into
+`savedir/<dataset>/fold<f>/multiplier<m>/<none|fold>/`. Re-running the same command skips finished
+runs and resumes unfinished ones from their last checkpoint. A task whose data is missing is
+skipped with a line saying where the data must be. At the end a summary is printed and written to
+`savedir/summary.csv`. `--demo` trains generated stand-in data on a CPU in a few minutes.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+import fold_trainer
+from config.tasks import SYNTHETIC, resolve_dataset, task_names
+from datasets import DataMissing, data_location
+from datasets.loaders import SPLITS, how_to_get
+from datasets.synthetic import make_game_dataset, make_noscope_video
+from models.fold import check_multiplier
+from util.common import REPO, positive_int, write_text_atomic
+from util.noscope_split import split_from_video
+
+MODEL_FILES = REPO / "model_files"
+SUMMARY_COLUMNS = ["dataset", "fold", "epochs", "best_val_top1", "test_top1", "train_images_per_sec"]
+SYNTHETIC_GAME_IMAGES = (150, 30, 30)  # per class, for train, val and test
+SYNTHETIC_VIDEO_FRAMES = 8000  # noscope-coral's splits then hold 1000 frames each
+# The demo: a game task (curriculum at f=4) and a NoScope task (through the video pipeline) sized for a
+# 2-core CPU. The paper trains for 1500 (game) and 50 (NoScope) epochs; folded models need more epochs
+# than the original to leave the loss plateau, so the demo gives f=4 more of them.
+DEMO = {"datasets": [SYNTHETIC + "sot/coin_count-digits_3_4-v2", SYNTHETIC + "noscope-coral"], "folds": [1, 4],
+        "game": {"epochs": {1: 20, 4: 120}, "lr": 3e-4},
+        "noscope": {"epochs": {1: 10, 4: 10}, "lr": None}}
+
+
+def run_dir(savedir, dataset, fold, multiplier):
+    """Where one (dataset, fold) run writes: savedir/<dataset>/fold<f>/multiplier<m>/<none|fold>."""
+    return Path(savedir) / dataset / f"fold{fold}" / f"multiplier{multiplier:.4g}" / ("fold" if fold > 1 else "none")
+
+
+def teacher_path(dataset, args):
+    """The distillation teacher: --teacher, else model_files/<dataset>/original/model.pth, else this sweep's f=1."""
+    candidates = [Path(args.teacher)] if args.teacher else [
+        MODEL_FILES / dataset / "original" / "model.pth",
+        run_dir(args.savedir, dataset, 1, 1.0) / "best.pth",
+    ]
+    for path in candidates:
+        if path.exists():
+            return path
+    raise ValueError(f"{dataset}: folded training distils the original model, but no teacher was found at "
+                     f"{' or '.join(map(str, candidates))}; train fold 1 first (--folds 1 ...) or pass --teacher")
+
+
+def prepare_synthetic(dataset, args):
+    """Generate a synthetic-<task> dataset where it is missing (deterministic by --seed)."""
+    task, _ = resolve_dataset(dataset)
+    location = data_location(dataset, args.data_dir, args.data_root)
+    if location.is_dir():
+        return
+    print(f"{dataset}: generating stand-in data in {location}", flush=True)
+    if task.family == "game":
+        make_game_dataset(task.name, location, per_class=SYNTHETIC_GAME_IMAGES, seed=args.seed)
+    elif task.family == "noscope":
+        source = Path(args.data_dir) / f"{dataset}-video"
+        source.mkdir(parents=True, exist_ok=True)
+        video, labels = make_noscope_video(task.name, source / "video.mp4", source / "labels.csv",
+                                           n_frames=SYNTHETIC_VIDEO_FRAMES, seed=args.seed)
+        split_from_video(dataset, location, labels, video)
+    else:
+        raise ValueError(f"{dataset}: there is no synthetic stand-in for {task.family} tasks; use {task.name}")
+
+
+def data_ready(dataset, args):
+    """None if `dataset`'s data is in place, else the one line saying where it must be and how to get it."""
+    task, _ = resolve_dataset(dataset)
+    location = data_location(dataset, args.data_dir, args.data_root)
+    if task.family == "cifar":
+        present = args.download or (location.is_dir() and any(location.iterdir()))
+    else:
+        present = all((location / s).is_dir() and any((location / s).iterdir()) for s in SPLITS)
+    return None if present else f"skipping {dataset}: no data at {location}; {how_to_get(dataset, location)}"
+
+
+def train_one(dataset, fold, args):
+    """Train (or resume, or skip when finished) one (dataset, fold); returns its result row."""
+    task, _ = resolve_dataset(dataset)
+    multiplier = check_multiplier(args.multiplier, fold)
+    savedir = run_dir(args.savedir, dataset, fold, multiplier)
+    run_args = fold_trainer.build_parser().parse_args(["--dataset", dataset, "--savedir", str(savedir)])
+    for name in ("epochs", "batch_size", "checkpoint_cycle", "device", "data_dir", "data_root", "download",
+                 "workers", "seed", "multiplier", "lr", "stream_images"):
+        setattr(run_args, name, getattr(args, name))
+    run_args.fold = fold
+    protocol = fold_trainer.paper_protocol(task, fold)
+    if args.demo:
+        setting = DEMO[task.family]
+        run_args.epochs, run_args.lr = setting["epochs"].get(fold, max(setting["epochs"].values())), setting["lr"]
+    run_args.epochs = run_args.epochs or protocol.epochs
+    if protocol.distill:
+        run_args.teacher = str(teacher_path(dataset, args))
+    result_file, current = savedir / "result.json", savedir / "current.pth"
+    if args.continue_from_file:
+        run_args.continue_from_file = args.continue_from_file
+    elif result_file.exists() and json.loads(result_file.read_text())["epochs"] == run_args.epochs:
+        print(f"{dataset} fold {fold}: finished earlier, skipping ({savedir})", flush=True)
+        return json.loads(result_file.read_text())
+    elif current.exists():
+        run_args.continue_from_file = str(current)
+    if run_args.continue_from_file:
+        print(f"{dataset} fold {fold}: resuming from {run_args.continue_from_file}", flush=True)
+    else:
+        print(f"{dataset} fold {fold}: training {run_args.epochs} epochs into {savedir}", flush=True)
+    return fold_trainer.run(run_args)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("savedir", help="folder for every run's checkpoints, stats and summary.csv")
+    parser.add_argument("--datasets", nargs="+", default=None, metavar="DATASET",
+                        help=f"tasks to train (default: all): {', '.join(task_names())}; "
+                             f"{SYNTHETIC}<task> for generated stand-in data (game and NoScope tasks)")
+    parser.add_argument("--folds", nargs="+", type=positive_int, default=[1, 2, 3, 4], help="default: 1 2 3 4")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="default: the paper's per task")
+    parser.add_argument("--batch_size", type=positive_int, default=32, help="images per mini-batch (default 32)")
+    parser.add_argument("--multiplier", type=float, default=None, help="internal multiplier (default sqrt(f))")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the paper's per task)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
+    parser.add_argument("--data_dir", default=str(REPO / "data"), help="CIFAR and NoScope data (default data/)")
+    parser.add_argument("--data_root", default=None, help="game data (default $DATA_ROOT, then data_root/)")
+    parser.add_argument("--download", action="store_true", help="download CIFAR with torchvision if missing")
+    parser.add_argument("--checkpoint_cycle", type=positive_int, default=1, help="save current.pth every N epochs")
+    parser.add_argument("--continue_from_file", default=None, metavar="PATH",
+                        help="resume one run from this checkpoint (select one dataset and one fold)")
+    parser.add_argument("--teacher", default=None, metavar="PATH", help="distillation teacher (CIFAR-10 folded runs)")
+    parser.add_argument("--stream_images", action="store_true",
+                        help="read game/NoScope images from disk every epoch instead of holding them in memory")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data-loader workers (default: 0 for images held in memory, else cores - 1, at most 4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--demo", action="store_true",
+                        help="train generated game and NoScope stand-ins at f=1 and f=4 (minutes on a CPU)")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.demo:
+        args.datasets = args.datasets or DEMO["datasets"]
+        args.folds = DEMO["folds"] if args.folds == parser.get_default("folds") else args.folds
+    datasets = args.datasets or task_names()
+    folds = sorted(set(args.folds))
+    try:
+        for dataset in datasets:
+            resolve_dataset(dataset)
+            check_multiplier(args.multiplier, 1)
+        if args.continue_from_file and (len(datasets) > 1 or len(folds) > 1):
+            raise ValueError("--continue_from_file resumes one run: select one dataset and one fold")
+        Path(args.savedir).mkdir(parents=True, exist_ok=True)
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
+    except OSError as e:
+        parser.exit(2, f"error: cannot write to {args.savedir}: {e.strerror}; choose a writable savedir\n")
+
+    rows, missing = [], []
+    try:
+        for dataset in datasets:
+            if dataset.startswith(SYNTHETIC):
+                prepare_synthetic(dataset, args)
+            problem = data_ready(dataset, args)
+            if problem:
+                print(problem, flush=True)
+                missing.append(dataset)
+                continue
+            for fold in folds:
+                result = train_one(dataset, fold, args)
+                rows.append({c: result[c] for c in SUMMARY_COLUMNS})
+    except (ValueError, DataMissing, FloatingPointError) as e:
+        parser.exit(2, f"error: {e}\n")
+    if len(missing) == len(datasets):
+        parser.exit(2, "error: no data for any selected task (see the lines above). Put the data where they say, "
+                       "or try the stand-in demo: python3 train.py runs --demo\n")
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    write_text_atomic(Path(args.savedir) / "summary.csv", summary.to_csv(index=False, float_format="%.4f"))
+    print("\nSummary (test top-1 at the best validation epoch):")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"written to {Path(args.savedir) / 'summary.csv'}")
+
+
+if __name__ == "__main__":
+    main()
