@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 from torchvision import datasets as tv_datasets
@@ -29,6 +30,15 @@ SPLITS = ("train", "val", "test")
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 
+def read_rgb(path):
+    """The image at `path` as RGB; a ValueError naming the file if it cannot be decoded."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {path} ({e}); replace or delete the file") from None
+
+
 class CachedImages(Dataset):
     """An image folder decoded once into memory as uint8 (ToTensor's float images on access).
 
@@ -36,13 +46,15 @@ class CachedImages(Dataset):
     epochs stop paying for PNG decoding.
     """
 
-    def __init__(self, folder_dataset, desc=""):
+    def __init__(self, folder_dataset, hw, desc=""):
         self.classes, self.targets = folder_dataset.classes, list(folder_dataset.targets)
         images = []
         for path, _ in tqdm(folder_dataset.samples, desc=f"loading {desc}", leave=False, disable=None):
-            images.append(torch.from_numpy(np.array(folder_dataset.loader(path))).permute(2, 0, 1))
-        if len({tuple(i.shape) for i in images}) > 1:
-            raise ValueError(f"{desc}: images differ in size; every image of a task must be the same H x W")
+            image = torch.from_numpy(np.array(read_rgb(path))).permute(2, 0, 1)
+            if tuple(image.shape[1:]) != tuple(hw):
+                raise ValueError(f"image {path} is {image.shape[1]}x{image.shape[2]}, but the task takes "
+                                 f"{hw[0]}x{hw[1]} images (H x W): resize the data")
+            images.append(image)
         self.images = torch.stack(images)
 
     def __len__(self):
@@ -85,7 +97,7 @@ def how_to_get(dataset, location):
             "or point --data_root (or $DATA_ROOT) at the folder holding it")
 
 
-def _image_folder_splits(dataset, root, class_names, seed, cache):
+def _image_folder_splits(dataset, root, class_names, hw, seed, cache):
     """ImageFolder train/val/test under `root`, checked, with evaluation lists shuffled by `seed`."""
     splits, classes = {}, None
     for split in SPLITS:
@@ -93,7 +105,7 @@ def _image_folder_splits(dataset, root, class_names, seed, cache):
         if not folder.is_dir() or not any(folder.iterdir()):
             raise DataMissing(f"{dataset}: missing or empty split directory {folder}; {how_to_get(dataset, root)}")
         try:
-            data = tv_datasets.ImageFolder(folder, transform=transforms.ToTensor())
+            data = tv_datasets.ImageFolder(folder, transform=transforms.ToTensor(), loader=read_rgb)
         except (FileNotFoundError, RuntimeError) as e:
             raise DataMissing(f"{dataset}: no images in {folder} ({e}); {how_to_get(dataset, root)}") from None
         if classes is not None and data.classes != classes:
@@ -105,7 +117,7 @@ def _image_folder_splits(dataset, root, class_names, seed, cache):
             random.Random(seed).shuffle(order)
             data.samples = [data.samples[i] for i in order]
             data.imgs, data.targets = data.samples, [t for _, t in data.samples]
-        splits[split] = CachedImages(data, f"{dataset} {split}") if cache else data
+        splits[split] = CachedImages(data, hw, f"{dataset} {split}") if cache else data
     if class_names and tuple(classes) != tuple(sorted(class_names)):
         raise ValueError(f"{dataset}: class folders {', '.join(classes)} differ from the task's classes "
                          f"{', '.join(sorted(class_names))} (config/.../model_description.json)")
@@ -144,7 +156,7 @@ def load_splits(dataset, fold=1, data_dir=DATA_DIR, data_root=None, seed=0, down
         return _cifar_splits(dataset, root, fold, seed, download, augment, val_size)
     if not root.is_dir():
         raise DataMissing(f"{dataset}: no data at {root}; {how_to_get(dataset, root)}")
-    return _image_folder_splits(dataset, root, task.class_names, seed, cache)
+    return _image_folder_splits(dataset, root, task.class_names, task.input_shape[1:], seed, cache)
 
 
 def split_targets(data):

@@ -261,3 +261,31 @@ def test_trained_teacher_loads_for_distillation(tmp_path):
     torch.testing.assert_close(loaded(x), model.eval()(x))
     with pytest.raises(ValueError, match="does not fit cifar100's original model: size mismatch for net.linear"):
         fold_trainer.load_weights(tmp_path / "model.pth", get_task("cifar100"), torch.device("cpu"))
+
+
+def test_bad_images_and_class_folders_are_named(tmp_path):
+    root = write_image_folder(tmp_path / "data" / "noscope-taipei-subset", ["0", "1"], (50, 50), per_split=(4, 2, 2))
+    (root / "val" / "1" / "0.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"cannot read image .*val/1/0.png .*replace or delete the file"):
+        load_splits("noscope-taipei", data_dir=tmp_path / "data")
+    Image.new("RGB", (50, 50)).save(root / "val" / "1" / "0.png")
+    Image.new("RGB", (40, 50)).save(root / "test" / "0" / "1.png")
+    with pytest.raises(ValueError, match=r"test/0/1.png is 50x40, but the task takes 50x50 images"):
+        load_splits("noscope-taipei", data_dir=tmp_path / "data")
+    Image.new("RGB", (50, 50)).save(root / "test" / "0" / "1.png")
+    (root / "test" / "2").mkdir()
+    Image.new("RGB", (50, 50)).save(root / "test" / "2" / "0.png")
+    done = run_cli(sys.executable, "fold_trainer.py", "--dataset", "noscope-taipei", "--savedir", tmp_path / "r",
+                   "--data_dir", tmp_path / "data")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: noscope-taipei: class folders of {root / 'test'} (0, 1, 2) "
+                                                f"differ from those of {root / 'train'} (0, 1); every split needs "
+                                                "the same classes"]
+
+
+def test_non_finite_loss_stops_the_run(tmp_path):
+    write_image_folder(tmp_path / "data" / "noscope-coral-subset", ["0", "1"], (50, 50), per_split=(64, 4, 4))
+    done = run_cli(sys.executable, "fold_trainer.py", "--dataset", "noscope-coral", "--savedir", tmp_path / "r",
+                   "--data_dir", tmp_path / "data", "--lr", "1e30", "--epochs", "2")
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: Epoch 0. train: the loss became nan; lower the learning rate")
