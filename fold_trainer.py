@@ -184,6 +184,8 @@ def run(args):
         stats_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"cannot write to {savedir}: {e.strerror}; choose a writable savedir") from None
+    for stale in [*savedir.glob(".*.tmp"), *stats_dir.glob(".*.tmp")]:  # left by a killed run's unfinished write
+        stale.unlink()
     seed_everything(args.seed)
 
     splits = load_splits(args.dataset, fold, args.data_dir, args.data_root, args.seed, args.download,

@@ -1,0 +1,91 @@
+"""Kill a training run with SIGKILL at many moments, resume it each time, and get the same run."""
+import json
+import random
+import subprocess
+import sys
+import time
+
+import torch
+
+from helpers import REPO
+from test_training import write_image_folder
+
+TASK, FOLD, EPOCHS = "noscope-taipei", 2, 8  # a 31 MB checkpoint: its writes take long enough to be hit
+
+
+def command(savedir, data_dir):
+    argv = [sys.executable, "fold_trainer.py", "--dataset", TASK, "--fold", str(FOLD), "--epochs", str(EPOCHS),
+            "--savedir", str(savedir), "--data_dir", str(data_dir), "--device", "cpu", "--workers", "0"]
+    if (savedir / "current.pth").exists():
+        argv += ["--continue_from_file", str(savedir / "current.pth")]
+    return argv
+
+
+def temporary_files(savedir):
+    return [*savedir.glob(".*.tmp"), *(savedir / "stats").glob(".*.tmp")] if savedir.exists() else []
+
+
+def checkpoint_being_written(savedir):
+    return any(p.name.startswith((".current.pth.", ".best.pth.")) for p in temporary_files(savedir))
+
+
+def run_with_kills(savedir, data_dir, rng, kills_wanted=6):
+    """Start, kill and restart until `kills_wanted` kills happened, then let the run finish.
+
+    The kills rotate between: while a checkpoint is being written, right after an epoch's stats
+    line, and after a random delay (anywhere: start-up, data loading, mid-epoch).
+    """
+    kinds, during_checkpoint = [], 0
+    while len(kinds) < kills_wanted:
+        kind = ["during a checkpoint write", "after a stats line", "random"][len(kinds) % 3]
+        lines_before = stats_lines(savedir)
+        start, delay = time.monotonic(), rng.uniform(2.0, 6.0)
+        proc = subprocess.Popen(command(savedir, data_dir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while proc.poll() is None:
+            writing = checkpoint_being_written(savedir)
+            if ((kind == "during a checkpoint write" and writing)
+                    or (kind == "after a stats line" and stats_lines(savedir) > lines_before)
+                    or (kind == "random" and time.monotonic() - start > delay)):
+                proc.kill()
+                proc.wait()
+                kinds.append(kind)
+                during_checkpoint += writing
+                break
+            time.sleep(0.0005)
+        else:
+            assert proc.returncode == 0, proc.stderr.read().decode()
+            return kinds, during_checkpoint, True
+    done = subprocess.run(command(savedir, data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return kinds, during_checkpoint, False
+
+
+def stats_lines(savedir):
+    path = savedir / "stats" / "train_loss.txt"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_run(tmp_path):
+    data_dir = tmp_path / "data"
+    write_image_folder(data_dir / f"{TASK}-subset", ["0", "1"], (50, 50), per_split=(24, 6, 6))
+    reference = tmp_path / "reference"
+    done = subprocess.run(command(reference, data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+
+    killed = tmp_path / "killed"
+    kinds, during_checkpoint, finished_early = run_with_kills(killed, data_dir, random.Random(0))
+    assert not finished_early and len(kinds) >= 5 and during_checkpoint >= 2, (kinds, during_checkpoint)
+
+    assert temporary_files(killed) == []
+    for stat in sorted((reference / "stats").iterdir()):
+        assert (killed / "stats" / stat.name).read_text() == stat.read_text(), stat.name
+    for name in ("current.pth", "best.pth"):
+        want, got = (torch.load(d / name, weights_only=False) for d in (reference, killed))
+        assert got["epoch"] == want["epoch"] and got["best"] == want["best"], name
+        for key, tensor in want["model"].items():
+            assert torch.equal(got["model"][key], tensor), (name, key)
+        for a, b in zip(want["optimizer"]["state"].values(), got["optimizer"]["state"].values()):
+            assert all(torch.equal(a[k], b[k]) for k in a), name
+    want, got = (json.loads((d / "result.json").read_text()) for d in (reference, killed))
+    want.pop("train_images_per_sec"), got.pop("train_images_per_sec")
+    assert got == want
