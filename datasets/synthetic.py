@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from config.tasks import get_task
+from datasets.loaders import SPLITS
 
-SPLITS = ("train", "val", "test")
 OTHER = "other"
 FONT_NAMES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
               "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf")
