@@ -18,10 +18,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from config.tasks import resolve_dataset
+from config.tasks import SPLITS, resolve_dataset
 from datasets import (DATA_DIR, CurriculumDataset, DataMissing, DistillationDataset, curriculum_schedule,
                       load_splits)
-from datasets.loaders import SPLITS
 from models import build_classifier
 from models.fold import check_fold, check_multiplier
 from util.common import pick_device, positive_int, save_atomic, seed_everything, write_json_atomic, write_text_atomic

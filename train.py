@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 import fold_trainer
-from config.tasks import SYNTHETIC, resolve_dataset, task_names
+from config.tasks import SPLITS, SYNTHETIC, resolve_dataset, task_names
 from datasets import DataMissing, data_location
-from datasets.loaders import SPLITS, how_to_get
+from datasets.loaders import how_to_get
 from datasets.synthetic import make_game_dataset, make_noscope_video
 from models.fold import check_multiplier
 from util.common import REPO, positive_int, write_text_atomic

@@ -11,6 +11,7 @@ from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent
 FAMILIES = ("game", "noscope", "cifar")
+SPLITS = ("train", "val", "test")  # every task's data splits
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from config.tasks import get_task
-from datasets.loaders import SPLITS
+from config.tasks import SPLITS, Task, get_task, resolve_dataset
 
 OTHER = "other"
 FONT_NAMES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
@@ -343,8 +342,7 @@ def make_noscope_video(task, video_path, csv_path, n_frames=2000, size=(160, 120
     `frame,object_name,confidence,xmin,ymin,xmax,ymax`, one row per object per frame. `task`
     may carry a `synthetic-` prefix. Both files are written to temporary names and renamed.
     """
-    name = str(task)
-    task = get_task(name[len("synthetic-"):] if name.startswith("synthetic-") else task)
+    task = get_task(task) if isinstance(task, Task) else resolve_dataset(task)[0]
     if task.family != "noscope":
         raise ValueError(f"{task.name} is a {task.family} task; a synthetic NoScope video needs a NoScope task")
     if n_frames < 1:

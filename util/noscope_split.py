@@ -27,21 +27,18 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from config.tasks import Task, get_task, task_names
+from config.tasks import SPLITS, Task, resolve_dataset, task_names
 from util.noscope_video_save import frame_count, open_video, publish, resize_frame, staging_dir, write_png
 
-SPLITS = ("train", "val", "test")
 FRAME_NAME = re.compile(r"^(\d+)\.png$")
-SYNTHETIC_PREFIX = "synthetic-"
 
 
 def noscope_task(name):
     """The NoScope task `name` (a `synthetic-` prefix is dropped); a ValueError listing the choices."""
     name = name.name if isinstance(name, Task) else str(name)
-    base = name[len(SYNTHETIC_PREFIX):] if name.startswith(SYNTHETIC_PREFIX) else name
     choices = ", ".join(task_names("noscope"))
     try:
-        task = get_task(base)
+        task, _ = resolve_dataset(name)
     except ValueError:
         raise ValueError(f"unknown task {name!r}; choose a NoScope task: {choices}") from None
     if task.family != "noscope":
