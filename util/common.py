@@ -55,6 +55,16 @@ def save_atomic(obj, path):
     _atomic(path, lambda f: torch.save(obj, f))
 
 
+def print_json(parser, data, path=None, flag="--out"):
+    """Print `data` as JSON and, with `path`, write it there crash-safely (exit 2 naming `flag` if it cannot)."""
+    print(json.dumps(data, indent=2))
+    if path:
+        try:
+            write_json_atomic(path, data)
+        except OSError as e:
+            parser.exit(2, f"error: cannot write {path}: {e.strerror}; choose a writable {flag} PATH\n")
+
+
 def positive_int(text):
     """argparse type: an integer >= 1."""
     try:

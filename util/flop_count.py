@@ -18,7 +18,7 @@ from thop import profile
 
 from config.tasks import CONFIG_DIR, all_tasks
 from models import build_model
-from util.common import write_json_atomic
+from util.common import print_json
 
 MODEL_MAP = CONFIG_DIR / "model_map.json"
 FOLDS = (2, 3, 4)
@@ -57,12 +57,8 @@ def main(argv=None):
                         help="also write the JSON to PATH (default: config/model_map.json, the committed copy)")
     args = parser.parse_args(argv)
     counts = model_map()
-    print(json.dumps(counts, indent=2))
+    print_json(parser, counts, args.write, "--write")
     if args.write:
-        try:
-            write_json_atomic(args.write, counts)
-        except OSError as e:
-            parser.exit(2, f"error: cannot write {args.write}: {e.strerror}; choose a writable --write PATH\n")
         print(f"wrote {args.write}", file=sys.stderr)
 
 
