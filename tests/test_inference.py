@@ -1,0 +1,215 @@
+"""Inference: infer.py's backends and checks, the run_inference.sh sweep, the report and the peak probe."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import infer
+from helpers import REPO, run_cli
+from infer import BackendError, Benchmark, Config, available_backends
+from util.flops_from_tput import flops_per_image
+from util.run_inference import HEADER
+
+CPU_BACKENDS = available_backends("cpu")
+SMALL = dict(task="noscope-coral", mode="folded", fold=2, batch_size=16, device="cpu")
+
+
+def test_cpu_backends_here():
+    """What CI relies on: eager and onnxruntime always, compile with a C++ compiler; tensorrt never on the CPU."""
+    assert CPU_BACKENDS[0] == infer.DEFAULT_BACKEND["cpu"] == "onnxruntime"
+    assert "eager" in CPU_BACKENDS and "tensorrt" not in CPU_BACKENDS
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_every_backend_matches_eager_and_reports_throughput(backend):
+    bench = Benchmark(Config(**SMALL, backend=backend, chunk="4"), warmup=1)
+    result = bench.trial(0, iters=2)
+    assert result.backend == backend and result.chunk == 4
+    assert result.images_per_sec > 0
+    assert result.flops_per_sec == pytest.approx(result.images_per_sec * flops_per_image("noscope-coral", "folded", 2))
+    # The backend's logits for a fresh batch equal eager PyTorch's (not only those of the checked batch).
+    x = torch.randn_like(bench.x)
+    with torch.inference_mode():
+        assert torch.allclose(bench.run(x).float(), bench.reference(x.float().contiguous()), atol=1e-4, rtol=1e-3)
+
+
+def test_a_wrong_backend_cannot_report_a_number(monkeypatch):
+    real = infer.make_runner
+
+    def off_by_a_little(*args):
+        run = real(*args)
+        return lambda x: run(x) + 0.01
+    monkeypatch.setattr(infer, "make_runner", off_by_a_little)
+    with pytest.raises(BackendError, match="differ from eager PyTorch"):
+        Benchmark(Config(**SMALL, backend="onnxruntime"), warmup=0)
+
+
+def test_folded_batch_counts_images():
+    bench = Benchmark(Config(task="lol/timer-minutes", mode="folded", fold=3, batch_size=10, device="cpu",
+                             backend="eager"), warmup=0)
+    assert bench.x.shape[0] == 3 and bench.images == 9  # 10 // 3 folded inputs of 3 images each
+    assert bench.x.shape[1] == 9  # 3 colour channels x 3 images
+
+
+def test_cli_line_and_json():
+    result = run_cli(sys.executable, "infer.py", "apex/squad_count_v2", "--mode", "original", "--batch_size", "8",
+                     "--device", "cpu", "--backend", "eager", "--trials", "2", "--min_time", "0")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2
+    fields = dict(item.split("=", 1) for item in lines[1].split())
+    assert fields["model"] == "apex/squad_count_v2" and fields["trial"] == "1" and float(fields["images_per_sec"]) > 0
+    result = run_cli(sys.executable, "infer.py", "noscope-night", "--fold", "4", "--batch_size", "8",
+                     "--device", "cpu", "--json", "--min_time", "0")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["model"] == "noscope_night" and record["backend"] == "onnxruntime" and record["images_per_sec"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "tensorrt", "--device", "cpu"], "backend tensorrt runs on CUDA only"),
+    (["--precision", "fp16", "--device", "cpu"], "precision fp16 needs CUDA"),
+    (["--fold", "4", "--batch_size", "2", "--device", "cpu"], "batch size 2 is smaller than the fold 4"),
+    (["--mode", "efficientnet"], "exists only for game tasks"),
+    (["--backend", "cuda-magic"], "invalid choice"),
+])
+def test_cli_errors(args, message):
+    result = run_cli(sys.executable, "infer.py", "noscope-coral", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_gpu_is_a_clear_error():
+    result = run_cli(sys.executable, "infer.py", "noscope-coral", "--device", "cuda")
+    assert result.returncode == 2 and "CUDA is not available" in result.stderr
+
+
+def read_csv(path):
+    text = path.read_text()
+    assert text.endswith("\n"), "the CSV ends in a partial line"
+    rows = list(csv.reader(text.splitlines()))
+    assert rows[0] == HEADER
+    assert all(len(row) == len(HEADER) for row in rows), "a row has the wrong number of fields"
+    return rows[1:]
+
+
+def test_quick_sweep_on_one_model(tmp_path):
+    out = tmp_path / "results.csv"
+    result = run_cli("./run_inference.sh", out, "--quick", "--models", "noscope-coral", "--batch_sizes", "64",
+                     "--device", "cpu", "--no_peak")
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
+        ("noscope_coral", "0", "1", "64", "Original"), ("noscope_coral", "0", "4", "64", "Folded")]
+    for row in rows:
+        assert float(row[5]) > 0
+        mode, fold = ("original", 1) if row[4] == "Original" else ("folded", 4)
+        assert float(row[6]) == pytest.approx(float(row[5]) * flops_per_image("noscope-coral", mode, fold), rel=1e-4)
+        assert row[7:10] == ["onnxruntime", "fp32", "cpu"]
+    assert result.stdout.splitlines() == out.read_text().splitlines()  # printed as appended
+    # Re-running the same command measures nothing again.
+    again = run_cli("./run_inference.sh", out, "--quick", "--models", "noscope-coral", "--batch_sizes", "64",
+                    "--device", "cpu", "--no_peak")
+    assert again.returncode == 0 and "resuming: 2 configuration(s)" in again.stderr
+    assert len(read_csv(out)) == 2
+
+
+def test_baselines_sweep_phi(tmp_path):
+    out = tmp_path / "r.csv"
+    result = run_cli("./run_inference.sh", out, "--quick", "--models", "efficientnet-game_apex/squad_count_v2",
+                     "--batch_sizes", "16", "--device", "cpu", "--no_peak", "--backend", "eager")
+    assert result.returncode == 0, result.stderr
+    assert [(r[2], r[4]) for r in read_csv(out)] == [("1", "EfficientNet"), ("2", "EfficientNet")]
+
+
+def test_interrupted_sweep_leaves_whole_rows_and_resumes(tmp_path):
+    out = tmp_path / "results.csv"
+    command = ["./run_inference.sh", str(out), "--models", "lol/timer-minutes", "apex/squad_count_v2",
+               "--folds", "1", "2", "--trials", "3", "--batch_sizes", "16", "--min_time", "0.05", "--warmup", "0",
+               "--device", "cpu", "--no_peak", "--backend", "eager", "--chunk", "full"]
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = read_csv(out)
+    assert 2 <= len(partial) < 12
+    result = run_cli(*command)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(out)
+    keys = [(r[0], r[1], r[2]) for r in rows]
+    assert len(keys) == len(set(keys)) == 12  # 2 models x 2 folds x 3 trials, none twice
+    assert rows[:len(partial)] == partial  # what was written before the kill is untouched
+
+
+def test_sweep_refuses_a_foreign_csv(tmp_path):
+    out = tmp_path / "other.csv"
+    out.write_text("a,b\n1,2\n")
+    result = run_cli("./run_inference.sh", out, "--quick", "--models", "noscope-coral", "--no_peak")
+    assert result.returncode == 2 and "not this sweep's" in result.stderr
+    assert out.read_text() == "a,b\n1,2\n"
+    result = run_cli("./run_inference.sh", tmp_path / "x.csv", "--models", "mnist")
+    assert result.returncode == 2 and "unknown model 'mnist'" in result.stderr
+
+
+FIXTURE = """Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk
+noscope_coral,0,1,1024,Original,1000.00,1.6e+10,onnxruntime,fp32,cpu,64
+noscope_coral,1,1,1024,Original,1200.00,1.9e+10,onnxruntime,fp32,cpu,64
+noscope_coral,2,1,1024,Original,1100.00,1.8e+10,onnxruntime,fp32,cpu,64
+noscope_coral,0,4,1024,Folded,3300.00,6.0e+10,onnxruntime,fp32,cpu,32
+noscope_coral,1,4,1024,Folded,3200.00,5.9e+10,onnxruntime,fp32,cpu,32
+efficientnet-game_sot/timer3,0,1,1024,EfficientNet,500.00,7.2e+9,onnxruntime,fp32,cpu,64
+efficientnet-game_sot/timer3,0,2,1024,EfficientNet,900.00,8.0e+9,onnxruntime,fp32,cpu,64
+"""
+MACHINE = {"name": "Test CPU (2 cores)", "matmul_flops": {"fp32": 1.0e11}, "bandwidth_bytes_per_sec": 2.0e10}
+
+
+def test_report_from_fixture(tmp_path):
+    (tmp_path / "results.csv").write_text(FIXTURE)
+    (tmp_path / "results.machine.json").write_text(json.dumps(MACHINE))
+    result = run_cli(sys.executable, "util/inference_report.py", tmp_path / "results.csv")
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert "Test CPU (2 cores)" in report and "100.0 GFLOP/s" in report
+    # Medians: f=1 1100 img/s, 1.8e10 FLOP/s = 18% of peak; f=4 3250 img/s = 2.95x, 5.95e10 = 60%.
+    assert "| noscope_coral | 1,100 (1.00x, 18%) |  | 3,250 (2.95x, 60%) |" in report
+    assert "| efficientnet-game_sot/timer3 (phi) | 500 (1.00x, 7%) | 900 (1.80x, 8%) |" in report
+    for plot in ("throughput.png", "roofline.png"):
+        assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_without_machine_file_and_errors(tmp_path):
+    (tmp_path / "results.csv").write_text(FIXTURE)
+    result = run_cli(sys.executable, "util/inference_report.py", tmp_path / "results.csv", "--out", tmp_path / "rep")
+    assert result.returncode == 0, result.stderr
+    assert "| noscope_coral | 1,100 (1.00x) |" in (tmp_path / "rep" / "report.md").read_text()
+    assert not (tmp_path / "rep" / "roofline.png").exists()
+    result = run_cli(sys.executable, "util/inference_report.py", tmp_path / "missing.csv")
+    assert result.returncode == 2 and "run ./run_inference.sh" in result.stderr
+
+
+def test_peak_probe():
+    from util.peak import measure_peak
+    peak = measure_peak("cpu", min_time=0.01)
+    assert peak["matmul_flops"]["fp32"] > 1e8 and peak["bandwidth_bytes_per_sec"] > 1e7
+    assert peak["matmul_flops"]["fp32"] == max(peak["matmul_flops_by_library"]["fp32"].values())
+    assert peak["cpu_cores"] == os.cpu_count() and peak["name"]
+
+
+def test_benchmark_script(tmp_path):
+    result = run_cli(sys.executable, "util/benchmark_eager.py", "--tasks", "noscope-coral", "--batch_size", "16",
+                     "--trials", "1", "--min_time", "0", "--device", "cpu", "--out", tmp_path / "bench.md")
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "bench.md").read_text()
+    assert text == result.stdout
+    assert "| noscope-coral |" in text and "Median over models of default f=4 / plain eager original" in text

@@ -1,0 +1,84 @@
+"""Plain eager PyTorch vs this project's default inference path, in one run on this machine.
+
+"Plain eager" is what a user would write: the original CNN, batch 1024, fp32, NCHW, one call per
+batch. The default path is infer.py's (on the CPU: ONNX Runtime in cache-sized chunks). Both run
+the original CNN, and the default path also runs the FoldedCNN at f=4 (and any --folds given).
+Trials of the three are interleaved so that drift in the machine's speed hits them alike; the
+table shows medians and the ratios of medians, and the last lines the median ratio over models.
+"""
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tqdm import tqdm
+
+from config.tasks import all_tasks
+from infer import Benchmark, Config
+from util.common import pick_device, positive_int, write_text_atomic
+from util.run_inference import SWEEP_FAMILIES
+
+
+def compare(task, folds, batch_size, device, trials, min_time):
+    """Median images/sec per variant: plain eager original, default original, default folded per fold."""
+    variants = {"plain eager": Config(task, "original", 1, batch_size, "eager", "fp32", device, "full", False),
+                "default f=1": Config(task, "original", 1, batch_size, device=device)}
+    variants.update({f"default f={f}": Config(task, "folded", f, batch_size, device=device) for f in folds})
+    benches = {name: Benchmark(config) for name, config in variants.items()}
+    speeds = {name: [] for name in benches}
+    for trial in range(trials):
+        for name, bench in benches.items():
+            speeds[name].append(bench.trial(trial, 1, min_time).images_per_sec)
+    backend = benches["default f=1"].backend
+    return {name: statistics.median(v) for name, v in speeds.items()}, backend
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", help="tasks; default: the 10 game and NoScope CNNs")
+    parser.add_argument("--folds", nargs="+", type=positive_int, default=[4],
+                        help="folds of the default path; default 4")
+    parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch; default 1024")
+    parser.add_argument("--trials", type=positive_int, default=3, help="interleaved trials; default 3")
+    parser.add_argument("--min_time", type=float, default=1.0, help="seconds per trial at least; default 1.0")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    args = parser.parse_args(argv)
+    tasks = args.tasks or [t.name for t in all_tasks().values() if t.family in SWEEP_FAMILIES]
+    try:
+        device = str(pick_device(args.device))
+        results = {}
+        for task in tqdm(tasks, desc="benchmark", unit="model", file=sys.stderr, disable=not sys.stderr.isatty()):
+            results[task], backend = compare(task, args.folds, args.batch_size, device, args.trials, args.min_time)
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
+
+    names = list(next(iter(results.values())))
+    lines = [f"Images/sec, batch {args.batch_size}, fp32, {device}; default backend: {backend}; "
+             f"median of {args.trials} interleaved trials.", "",
+             "| Model | " + " | ".join(names) + " | default f=1 / plain | "
+             + " | ".join(f"{n} / plain" for n in names[2:]) + " |",
+             "|---|" + "---:|" * (2 * len(names) - 1)]
+    ratios = {n: [] for n in names[1:]}
+    for task, speed in results.items():
+        for n in names[1:]:
+            ratios[n].append(speed[n] / speed["plain eager"])
+        lines.append(f"| {task} | " + " | ".join(f"{speed[n]:,.0f}" for n in names) + " | "
+                     + " | ".join(f"{speed[n] / speed['plain eager']:.2f}x" for n in names[1:]) + " |")
+    lines.append("")
+    for n in names[1:]:
+        lines.append(f"Median over models of {n} / plain eager original: {statistics.median(ratios[n]):.2f}x")
+    for n in names[2:]:
+        wins = sum(results[t][n] > results[t]["default f=1"] for t in results)
+        lines.append(f"{n} beats default f=1 on {wins} of {len(results)} models")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if args.out:
+        write_text_atomic(args.out, text)
+
+
+if __name__ == "__main__":
+    main()
