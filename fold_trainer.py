@@ -60,12 +60,18 @@ def make_optimizer(model, protocol):
     return torch.optim.Adam(model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
 
 
+def read_torch_file(path, device, what, fix):
+    """torch.load `path`; a one-line ValueError naming `what`, the file and `fix` if it cannot be read."""
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # a file that is not a checkpoint fails in many ways (missing, zip, pickle, EOF)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot read {what} {path} ({reason}); {fix}") from None
+
+
 def load_weights(path, task, device):
     """The original (f=1) model of `task` with the weights of `path` (a checkpoint or a state dict)."""
-    try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise ValueError(f"cannot read teacher {path}: {e}; pass a model.pth or best.pth with --teacher") from None
+    state = read_torch_file(path, device, "teacher", "pass a model.pth or best.pth with --teacher")
     if isinstance(state, dict) and "model" in state:
         if state.get("fold", 1) != 1:
             raise ValueError(f"teacher {path} is a fold-{state['fold']} model; the teacher must be the original (fold 1)")
@@ -157,11 +163,17 @@ def append_stats(stats_dir, epoch, metrics):
             write_text_atomic(path, "".join(f"{line}\n" for line in lines + [f"{value:.6f}"]))
 
 
-def check_checkpoint(state, path, dataset, fold, multiplier):
+def load_checkpoint(path, device, dataset, fold, multiplier):
+    """The training checkpoint at `path`; a ValueError unless it is one of this dataset, fold and multiplier."""
+    fix = "pass a current.pth or best.pth written by fold_trainer.py"
+    state = read_torch_file(path, device, "checkpoint", fix)
+    if not isinstance(state, dict) or not {"model", "optimizer", "epoch", "best", "rng"} <= state.keys():
+        raise ValueError(f"{path} is not a training checkpoint; {fix}")
     found = (state.get("dataset"), state.get("fold"), state.get("multiplier"))
     if found != (dataset, fold, multiplier):
         raise ValueError(f"checkpoint {path} is for dataset {found[0]}, fold {found[1]}, multiplier {found[2]}, "
                          f"not {dataset}, fold {fold}, multiplier {multiplier}: pass that run's checkpoint")
+    return state
 
 
 def run(args):
@@ -177,6 +189,9 @@ def run(args):
     if batch_size < fold:
         raise ValueError(f"--batch_size {args.batch_size} is smaller than the fold {fold}: use at least {fold}")
     device = pick_device(args.device)
+    state = None  # checked before anything is written or loaded
+    if args.continue_from_file:
+        state = load_checkpoint(args.continue_from_file, device, args.dataset, fold, multiplier)
     savedir = Path(args.savedir)
     stats_dir = savedir / "stats"
     try:
@@ -211,13 +226,7 @@ def run(args):
     best = {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": 0}
     start_epoch, train_images, train_seconds = 0, 0, 0.0
 
-    if args.continue_from_file:
-        path = Path(args.continue_from_file)
-        try:
-            state = torch.load(path, map_location=device, weights_only=False)
-        except (OSError, RuntimeError, EOFError) as e:
-            raise ValueError(f"cannot read checkpoint {path}: {e}") from None
-        check_checkpoint(state, path, args.dataset, fold, multiplier)
+    if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -281,6 +290,17 @@ def run(args):
     return result
 
 
+def error_message(error):
+    """`error`'s message; for one raised in a data-loader worker, the worker's own one-line message.
+
+    PyTorch re-raises a worker's error as "Caught ... in DataLoader worker ...", its traceback, then "Type: message".
+    """
+    lines = str(error).strip().splitlines()
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        return lines[-1].split(": ", 1)[-1]
+    return str(error)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True,
@@ -316,7 +336,7 @@ def main(argv=None):
     try:
         result = run(args)
     except (ValueError, DataMissing, FloatingPointError) as e:
-        parser.exit(2, f"error: {e}\n")
+        parser.exit(2, f"error: {error_message(e)}\n")
     print(json.dumps(result))
 
 

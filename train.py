@@ -74,11 +74,17 @@ def data_ready(dataset, args):
     """None if `dataset`'s data is in place, else the one line saying where it must be and how to get it."""
     task, _ = resolve_dataset(dataset)
     location = data_location(dataset, args.data_dir, args.data_root)
+    how = how_to_get(dataset, location)
     if task.family == "cifar":
         present = args.download or (location.is_dir() and any(location.iterdir()))
-    else:
-        present = all((location / s).is_dir() and any((location / s).iterdir()) for s in SPLITS)
-    return None if present else f"skipping {dataset}: no data at {location}; {how_to_get(dataset, location)}"
+        return None if present else f"skipping {dataset}: no data at {location}; {how}"
+    if not location.is_dir():
+        return f"skipping {dataset}: no data at {location}; {how}"
+    for split in SPLITS:
+        folder = location / split
+        if not folder.is_dir() or not any(folder.iterdir()):
+            return f"skipping {dataset}: missing or empty split directory {folder}; {how}"
+    return None
 
 
 def train_one(dataset, fold, args):
@@ -156,6 +162,9 @@ def main(argv=None):
             check_multiplier(args.multiplier, 1)
         if args.continue_from_file and (len(datasets) > 1 or len(folds) > 1):
             raise ValueError("--continue_from_file resumes one run: select one dataset and one fold")
+        if args.batch_size < folds[-1]:
+            raise ValueError(f"--batch_size {args.batch_size} is smaller than the fold {folds[-1]}: "
+                             f"use at least {folds[-1]}")
         Path(args.savedir).mkdir(parents=True, exist_ok=True)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
@@ -176,7 +185,7 @@ def main(argv=None):
                 result = train_one(dataset, fold, args)
                 rows.append({c: result[c] for c in SUMMARY_COLUMNS})
     except (ValueError, DataMissing, FloatingPointError) as e:
-        parser.exit(2, f"error: {e}\n")
+        parser.exit(2, f"error: {fold_trainer.error_message(e)}\n")
     if len(missing) == len(datasets):
         parser.exit(2, "error: no data for any selected task (see the lines above). Put the data where they say, "
                        "or try the stand-in demo: python3 train.py runs --demo\n")

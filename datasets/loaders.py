@@ -12,6 +12,7 @@ import copy
 import math
 import os
 import random
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +30,17 @@ DATA_DIR = REPO / "data"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 
-def read_rgb(path):
-    """The image at `path` as RGB; a ValueError naming the file if it cannot be decoded."""
+def read_rgb(path, hw=None):
+    """The image at `path` as RGB; a ValueError naming the file if it cannot be decoded or is not H x W = `hw`."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            image = image.convert("RGB")
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read image {path} ({e}); replace or delete the file") from None
+    if hw is not None and (image.height, image.width) != tuple(hw):
+        raise ValueError(f"image {path} is {image.height}x{image.width}, but the task takes "
+                         f"{hw[0]}x{hw[1]} images (H x W): resize the data")
+    return image
 
 
 class CachedImages(Dataset):
@@ -45,15 +50,10 @@ class CachedImages(Dataset):
     epochs stop paying for PNG decoding.
     """
 
-    def __init__(self, folder_dataset, hw, desc=""):
+    def __init__(self, folder_dataset, desc=""):
         self.classes, self.targets = folder_dataset.classes, list(folder_dataset.targets)
-        images = []
-        for path, _ in tqdm(folder_dataset.samples, desc=f"loading {desc}", leave=False, disable=None):
-            image = torch.from_numpy(np.array(read_rgb(path))).permute(2, 0, 1)
-            if tuple(image.shape[1:]) != tuple(hw):
-                raise ValueError(f"image {path} is {image.shape[1]}x{image.shape[2]}, but the task takes "
-                                 f"{hw[0]}x{hw[1]} images (H x W): resize the data")
-            images.append(image)
+        images = [torch.from_numpy(np.array(folder_dataset.loader(path))).permute(2, 0, 1)
+                  for path, _ in tqdm(folder_dataset.samples, desc=f"loading {desc}", leave=False, disable=None)]
         self.images = torch.stack(images)
 
     def __len__(self):
@@ -104,7 +104,7 @@ def _image_folder_splits(dataset, root, class_names, hw, seed, cache):
         if not folder.is_dir() or not any(folder.iterdir()):
             raise DataMissing(f"{dataset}: missing or empty split directory {folder}; {how_to_get(dataset, root)}")
         try:
-            data = tv_datasets.ImageFolder(folder, transform=transforms.ToTensor(), loader=read_rgb)
+            data = tv_datasets.ImageFolder(folder, transform=transforms.ToTensor(), loader=partial(read_rgb, hw=hw))
         except (FileNotFoundError, RuntimeError) as e:
             raise DataMissing(f"{dataset}: no images in {folder} ({e}); {how_to_get(dataset, root)}") from None
         if classes is not None and data.classes != classes:
@@ -116,7 +116,7 @@ def _image_folder_splits(dataset, root, class_names, hw, seed, cache):
             random.Random(seed).shuffle(order)
             data.samples = [data.samples[i] for i in order]
             data.imgs, data.targets = data.samples, [t for _, t in data.samples]
-        splits[split] = CachedImages(data, hw, f"{dataset} {split}") if cache else data
+        splits[split] = CachedImages(data, f"{dataset} {split}") if cache else data
     if class_names and tuple(classes) != tuple(sorted(class_names)):
         raise ValueError(f"{dataset}: class folders {', '.join(classes)} differ from the task's classes "
                          f"{', '.join(sorted(class_names))} (config/.../model_description.json)")

@@ -54,15 +54,19 @@ def write_png(path, frame):
 
 
 def staging_dir(outdir):
-    """A fresh temporary sibling of `outdir` to build it in; a ValueError if `outdir` has files.
+    """A fresh temporary sibling of `outdir` to build it in; a ValueError if `outdir` has files or cannot be made.
 
     An existing empty `outdir` is fine: renaming a directory onto an empty one replaces it.
     """
     outdir = Path(outdir)
     if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())):
         raise ValueError(f"{outdir} already exists and is not empty; remove it or choose another output folder")
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    except OSError as e:
+        raise ValueError(f"cannot write to {outdir} ({e.filename}: {e.strerror}); "
+                         "choose a writable output folder") from None
 
 
 def publish(tmp, outdir):
