@@ -18,15 +18,12 @@ Before timing, the backend's logits are compared with eager PyTorch in fp32 on t
 a fast but wrong backend cannot report a number.
 """
 import argparse
-import contextlib
 import copy
 import importlib.util
-import io
 import json
 import logging
 import shutil
 import time
-import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -35,6 +32,7 @@ from config.tasks import get_task, task_names
 from models import MODES, build_model
 from models.fold import check_fold
 from util.common import pick_device, positive_int
+from util.export import onnx_model
 from util.flops_from_tput import flops_per_image
 
 BACKENDS = ("eager", "compile", "onnxruntime", "tensorrt")
@@ -121,15 +119,6 @@ def resolve_backend(backend, device, precision):
     if problem:
         raise BackendError(problem)
     return backend
-
-
-def onnx_model(model, example):
-    """`model` exported to ONNX (bytes) with a dynamic batch dimension named `batch`."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (example,), input_names=["x"], output_names=["logits"],
-                                    dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
-    return program.model_proto.SerializeToString()
 
 
 def _onnxruntime_runner(model, example, device):

@@ -28,7 +28,7 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def _atomic(path, write):
+def write_atomic(path, write):
     """Write through `write(file)` to a temporary name, fsync, rename: old or new file, never half."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -43,7 +43,7 @@ def _atomic(path, write):
 
 
 def write_text_atomic(path, text):
-    _atomic(path, lambda f: f.write(text.encode()))
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def write_json_atomic(path, data):
@@ -52,7 +52,7 @@ def write_json_atomic(path, data):
 
 def save_atomic(obj, path):
     """torch.save `obj` to `path` crash-safely."""
-    _atomic(path, lambda f: torch.save(obj, f))
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def print_json(parser, data, path=None, flag="--out"):
