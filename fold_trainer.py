@@ -4,10 +4,16 @@ Every epoch trains, then validates and tests. It writes, in --savedir: one stats
 metric (`stats/<split>_<metric>.txt`, one line per epoch), `current.pth` every --checkpoint_cycle
 epochs, `best.pth` on a better validation top-1, and `result.json` when the run is finished.
 A run continues from a checkpoint with --continue_from_file.
+
+Under `torchrun --nproc_per_node N fold_trainer.py ...` it trains with DistributedDataParallel: each
+rank trains on its own 1/N of every epoch's images, in batches of --batch_size / N (a multiple of
+f); training metrics are summed over the ranks; rank 0 alone validates, tests and writes files.
 """
 import argparse
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -15,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -23,7 +30,8 @@ from datasets import (DATA_DIR, CurriculumDataset, DataMissing, DistillationData
                       load_splits)
 from models import build_classifier
 from models.fold import check_fold, check_multiplier
-from util.common import pick_device, positive_int, save_atomic, seed_everything, write_json_atomic, write_text_atomic
+from util import distributed
+from util.common import positive_int, save_atomic, seed_everything, write_json_atomic, write_text_atomic
 
 TOPK = (1, 2, 5, 10)
 
@@ -95,8 +103,17 @@ def teacher_logits(teacher, data, device, cache):
     return logits
 
 
+def distillation_targets(args, task, fold, device, savedir):
+    """The teacher's logits for each split (cached in `savedir`): the regression targets of distillation."""
+    teacher = load_weights(args.teacher, task, device)
+    plain = load_splits(args.dataset, fold, args.data_dir, args.data_root, args.seed, augment=False,
+                        val_size=args.val_size)
+    return {s: teacher_logits(teacher, plain[s], device, savedir / f"teacher_logits_{s}.pt") for s in SPLITS}
+
+
 def run_epoch(model, loader, fold, device, num_classes, optimizer=None, scaler=None, desc=""):
-    """Train (when `optimizer` is given) or evaluate over `loader`; returns loss and top-k accuracy.
+    """Train (when `optimizer` is given) or evaluate over `loader`; returns sums over the images seen:
+    loss x images, top-k hits and images (sums, so that ranks can add theirs up; see `averages`).
 
     Batches are cropped to a multiple of f; a batch smaller than f is skipped.
     """
@@ -106,7 +123,8 @@ def run_epoch(model, loader, fold, device, num_classes, optimizer=None, scaler=N
     totals = {"loss": 0.0, **{f"top{k}": 0 for k in ks}}
     seen = 0
     use_amp = device.type == "cuda"
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)  # bars on terminals only
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
+               disable=None if distributed.is_main() else True)  # bars on rank 0's terminal only
     for batch in bar:
         n = (batch[0].shape[0] // fold) * fold
         if n == 0:
@@ -133,9 +151,15 @@ def run_epoch(model, loader, fold, device, num_classes, optimizer=None, scaler=N
             totals[f"top{k}"] += hits[:, :k].any(dim=1).sum().item()
         shown = [f"Top-{k}={totals[f'top{k}'] / seen:.4f}" for k in (1, 5) if k in ks]
         bar.set_description(f"{desc}. {', '.join(shown)}, Loss={totals['loss'] / seen:.4f}")
-    if seen == 0:
+    return {**totals, "images": seen}
+
+
+def averages(sums, fold, desc):
+    """Mean loss and top-k accuracy from run_epoch's sums."""
+    images = int(sums["images"])
+    if images == 0:
         raise ValueError(f"{desc}: no batch of at least {fold} images; this split needs more images")
-    return {"loss": totals["loss"] / seen, **{k: v / seen for k, v in totals.items() if k != "loss"}, "images": seen}
+    return {**{k: v / images for k, v in sums.items() if k != "images"}, "images": images}
 
 
 def rng_state():
@@ -176,6 +200,17 @@ def load_checkpoint(path, device, dataset, fold, multiplier):
     return state
 
 
+def prepare_savedir(savedir):
+    """Create savedir/stats and remove the temporary files of a killed run's unfinished writes."""
+    stats_dir = savedir / "stats"
+    try:
+        stats_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot write to {savedir}: {e.strerror}; choose a writable savedir") from None
+    for stale in [*savedir.glob(".*.tmp"), *stats_dir.glob(".*.tmp")]:
+        stale.unlink()
+
+
 def run(args):
     """Train one (dataset, fold) as `args` says; returns the result dict also written to result.json."""
     task, _ = resolve_dataset(args.dataset)
@@ -185,21 +220,17 @@ def run(args):
     if args.lr:
         protocol = dataclasses.replace(protocol, lr=args.lr)
     epochs = args.epochs or protocol.epochs
-    batch_size = (args.batch_size // fold) * fold
+    rank, world, device = distributed.setup(args.device)
+    batch_size = (args.batch_size // world // fold) * fold  # per rank
     if batch_size < fold:
-        raise ValueError(f"--batch_size {args.batch_size} is smaller than the fold {fold}: use at least {fold}")
-    device = pick_device(args.device)
+        processes = f" x {world} processes" if world > 1 else ""
+        raise ValueError(f"--batch_size {args.batch_size} is smaller than the fold {fold}{processes}: "
+                         f"use at least {fold * world}")
     state = None  # checked before anything is written or loaded
     if args.continue_from_file:
         state = load_checkpoint(args.continue_from_file, device, args.dataset, fold, multiplier)
     savedir = Path(args.savedir)
-    stats_dir = savedir / "stats"
-    try:
-        stats_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot write to {savedir}: {e.strerror}; choose a writable savedir") from None
-    for stale in [*savedir.glob(".*.tmp"), *stats_dir.glob(".*.tmp")]:  # left by a killed run's unfinished write
-        stale.unlink()
+    distributed.on_main(prepare_savedir, savedir)
     seed_everything(args.seed)
 
     splits = load_splits(args.dataset, fold, args.data_dir, args.data_root, args.seed, args.download,
@@ -208,13 +239,8 @@ def run(args):
         if not args.teacher:
             raise ValueError(f"{args.dataset} at fold {fold} is trained by distillation: pass --teacher "
                              f"(the trained original's best.pth or model_files/{task.name}/original/model.pth)")
-        teacher = load_weights(args.teacher, task, device)
-        plain = load_splits(args.dataset, fold, args.data_dir, args.data_root, args.seed, augment=False,
-                            val_size=args.val_size)
-        splits = {s: DistillationDataset(splits[s], teacher_logits(teacher, plain[s], device,
-                                                                    savedir / f"teacher_logits_{s}.pt"))
-                  for s in SPLITS}
-        del teacher
+        targets = distributed.on_main(distillation_targets, args, task, fold, device, savedir)
+        splits = {s: DistillationDataset(splits[s], targets[s]) for s in SPLITS}
     if protocol.curriculum:
         start, step, gap = curriculum_schedule(task.num_classes, fold, epochs, protocol.epochs, protocol.slow_curriculum)
         splits = {s: CurriculumDataset(d, task.num_classes, start, step, gap) for s, d in splits.items()}
@@ -238,56 +264,80 @@ def run(args):
         best, start_epoch = state["best"], state["epoch"]
         train_images, train_seconds = state["train_images"], state["train_seconds"]
         set_rng_state(state["rng"])
+    train_model = model
+    if world > 1:
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     in_memory = task.family != "cifar" and not args.stream_images
     workers = args.workers if args.workers is not None else 0 if in_memory else min(4, (os.cpu_count() or 1) - 1)
     generator = torch.Generator()
-    loaders = {s: DataLoader(splits[s], batch_size=batch_size, shuffle=s == "train", generator=generator,
-                             num_workers=workers, pin_memory=device.type == "cuda")
-               for s in SPLITS}
+    sampler = distributed.ShardSampler(splits["train"], rank, world, seed=args.seed) if world > 1 else None
+    loading = {"num_workers": workers, "pin_memory": device.type == "cuda"}
+    loaders = {"train": DataLoader(splits["train"], batch_size, shuffle=sampler is None, sampler=sampler,
+                                   generator=generator, **loading)}
+    for s in ("val", "test"):  # rank 0 evaluates alone, with the whole batch
+        loaders[s] = DataLoader(splits[s], (args.batch_size // fold) * fold, shuffle=False, **loading)
 
-    def checkpoint(epoch):
+    def checkpoint(epoch, best):
         return {"dataset": args.dataset, "task": task.name, "fold": fold, "multiplier": multiplier, "epoch": epoch,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler else None,
                 "curriculum": splits["train"].state_dict() if protocol.curriculum else None,
                 "best": best, "train_images": train_images, "train_seconds": train_seconds, "rng": rng_state()}
 
-    for epoch in range(start_epoch, epochs):
-        classes = task.num_classes
-        if protocol.curriculum:
-            classes = [splits[s].set_epoch(epoch) for s in SPLITS][0]
-        generator.manual_seed(args.seed + epoch)
-        tic = time.perf_counter()
-        metrics = {"train": run_epoch(model, loaders["train"], fold, device, task.num_classes, optimizer, scaler,
-                                      desc=f"Epoch {epoch}. train")}
-        train_seconds += time.perf_counter() - tic
-        train_images += metrics["train"]["images"]
-        if scheduler:
-            scheduler.step()
+    def end_epoch(epoch, train_metrics, classes, best):
+        """Rank 0's part of an epoch: validate, test, write stats and checkpoints; returns the new best."""
+        metrics = {"train": train_metrics}
         for s in ("val", "test"):
             with torch.no_grad():
-                metrics[s] = run_epoch(model, loaders[s], fold, device, task.num_classes, desc=f"Epoch {epoch}. {s}")
-        append_stats(stats_dir, epoch, metrics)
+                sums = run_epoch(model, loaders[s], fold, device, task.num_classes, desc=f"Epoch {epoch}. {s}")
+            metrics[s] = averages(sums, fold, f"Epoch {epoch}. {s}")
+        append_stats(savedir / "stats", epoch, metrics)
         if classes > best["classes"]:  # a curriculum step makes validation harder: compare like with like
             best = {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": classes}
         improved = metrics["val"]["top1"] > best["val_top1"]
         if improved:
-            best.update(val_top1=metrics["val"]["top1"], epoch=epoch, test_top1=metrics["test"]["top1"])
+            best = {**best, "val_top1": metrics["val"]["top1"], "epoch": epoch, "test_top1": metrics["test"]["top1"]}
         print(f"{args.dataset} fold {fold} epoch {epoch + 1}/{epochs}: train loss {metrics['train']['loss']:.4f} "
               f"top-1 {metrics['train']['top1']:.4f} | val top-1 {metrics['val']['top1']:.4f} | "
               f"test top-1 {metrics['test']['top1']:.4f}" + (f" | {classes}/{task.num_classes} classes"
                                                               if protocol.curriculum else ""), flush=True)
         if improved:
-            save_atomic(checkpoint(epoch + 1), savedir / "best.pth")
+            save_atomic(checkpoint(epoch + 1, best), savedir / "best.pth")
         if (epoch + 1) % args.checkpoint_cycle == 0 or epoch + 1 == epochs:
-            save_atomic(checkpoint(epoch + 1), savedir / "current.pth")
+            save_atomic(checkpoint(epoch + 1, best), savedir / "current.pth")
+        return best
 
-    result = {"dataset": args.dataset, "fold": fold, "multiplier": round(multiplier, 6), "epochs": epochs,
-              "best_epoch": best["epoch"], "best_val_top1": best["val_top1"], "test_top1": best["test_top1"],
-              "train_images_per_sec": train_images / train_seconds if train_seconds else 0.0}
-    write_json_atomic(savedir / "result.json", result)
-    return result
+    for epoch in range(start_epoch, epochs):
+        classes = task.num_classes
+        if protocol.curriculum:
+            classes = [splits[s].set_epoch(epoch) for s in SPLITS][0]
+        generator.manual_seed(args.seed + epoch)
+        if sampler:
+            sampler.set_epoch(epoch)
+            seed_everything(args.seed + epoch * world + rank)  # each rank its own augmentation, the same on resume
+        tic = time.perf_counter()
+        with train_model.join() if world > 1 else contextlib.nullcontext():  # ranks may have a batch more or less
+            sums = run_epoch(train_model, loaders["train"], fold, device, task.num_classes, optimizer, scaler,
+                             desc=f"Epoch {epoch}. train")
+        train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), device))), fold,
+                                 f"Epoch {epoch}. train")
+        if not math.isfinite(train_metrics["loss"]):
+            raise FloatingPointError(f"Epoch {epoch}. train: the loss became {train_metrics['loss']}; "
+                                     "lower the learning rate or check the data")
+        train_seconds += time.perf_counter() - tic
+        train_images += train_metrics["images"]
+        if scheduler:
+            scheduler.step()
+        best = distributed.on_main(end_epoch, epoch, train_metrics, classes, best)
+
+    def finish():
+        result = {"dataset": args.dataset, "fold": fold, "multiplier": round(multiplier, 6), "epochs": epochs,
+                  "best_epoch": best["epoch"], "best_val_top1": best["val_top1"], "test_top1": best["test_top1"],
+                  "train_images_per_sec": train_images / train_seconds if train_seconds else 0.0}
+        write_json_atomic(savedir / "result.json", result)
+        return result
+    return distributed.on_main(finish)
 
 
 def error_message(error):
@@ -310,7 +360,8 @@ def build_parser():
     parser.add_argument("--savedir", required=True, help="run directory for checkpoints and stats")
     parser.add_argument("--epochs", type=positive_int, default=None, help="default: the paper's for the task")
     parser.add_argument("--batch_size", type=positive_int, default=32,
-                        help="images per mini-batch, rounded down to a multiple of f (default 32)")
+                        help="images per mini-batch, rounded down to a multiple of f (default 32); under "
+                             "torchrun, the sum over the processes")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the paper's for the task)")
     parser.add_argument("--checkpoint_cycle", type=positive_int, default=1, help="save current.pth every N epochs")
     parser.add_argument("--continue_from_file", default=None, metavar="PATH", help="resume from this checkpoint")
@@ -337,7 +388,9 @@ def main(argv=None):
         result = run(args)
     except (ValueError, DataMissing, FloatingPointError) as e:
         parser.exit(2, f"error: {error_message(e)}\n")
-    print(json.dumps(result))
+    if distributed.is_main():
+        print(json.dumps(result))
+    distributed.cleanup()
 
 
 if __name__ == "__main__":

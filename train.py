@@ -5,6 +5,10 @@ Each (dataset, fold) trains with fold_trainer.py's protocol into
 runs and resumes unfinished ones from their last checkpoint. A task whose data is missing is
 skipped with a line saying where the data must be. At the end a summary is printed and written to
 `savedir/summary.csv`. `--demo` trains generated stand-in data on a CPU in a few minutes.
+
+Under `torchrun` every run trains with DistributedDataParallel (see fold_trainer.py). `--shard I/N`
+runs the I-th of N disjoint slices of the sweep, so that N independent jobs run the whole of it;
+re-running without --shard afterwards finds every run finished and writes the full summary.csv.
 """
 import argparse
 import json
@@ -18,6 +22,7 @@ from datasets import DataMissing, data_location
 from datasets.loaders import how_to_get
 from datasets.synthetic import make_game_dataset, make_noscope_video
 from models.fold import check_multiplier
+from util import distributed
 from util.common import REPO, positive_int, write_text_atomic
 from util.noscope_split import split_from_video
 
@@ -87,6 +92,23 @@ def data_ready(dataset, args):
     return None
 
 
+def resume_point(dataset, fold, savedir, run_args):
+    """(result, None) for a finished run; else (None, the checkpoint to resume from, or None to start)."""
+    result_file, current = savedir / "result.json", savedir / "current.pth"
+    if run_args.continue_from_file:
+        resume = run_args.continue_from_file
+    elif result_file.exists() and json.loads(result_file.read_text())["epochs"] == run_args.epochs:
+        print(f"{dataset} fold {fold}: finished earlier, skipping ({savedir})", flush=True)
+        return json.loads(result_file.read_text()), None
+    else:
+        resume = str(current) if current.exists() else None
+    if resume:
+        print(f"{dataset} fold {fold}: resuming from {resume}", flush=True)
+    else:
+        print(f"{dataset} fold {fold}: training {run_args.epochs} epochs into {savedir}", flush=True)
+    return None, resume
+
+
 def train_one(dataset, fold, args):
     """Train (or resume, or skip when finished) one (dataset, fold); returns its result row."""
     task, _ = resolve_dataset(dataset)
@@ -104,19 +126,38 @@ def train_one(dataset, fold, args):
     run_args.epochs = run_args.epochs or protocol.epochs
     if protocol.distill:
         run_args.teacher = str(teacher_path(dataset, args))
-    result_file, current = savedir / "result.json", savedir / "current.pth"
-    if args.continue_from_file:
-        run_args.continue_from_file = args.continue_from_file
-    elif result_file.exists() and json.loads(result_file.read_text())["epochs"] == run_args.epochs:
-        print(f"{dataset} fold {fold}: finished earlier, skipping ({savedir})", flush=True)
-        return json.loads(result_file.read_text())
-    elif current.exists():
-        run_args.continue_from_file = str(current)
-    if run_args.continue_from_file:
-        print(f"{dataset} fold {fold}: resuming from {run_args.continue_from_file}", flush=True)
-    else:
-        print(f"{dataset} fold {fold}: training {run_args.epochs} epochs into {savedir}", flush=True)
-    return fold_trainer.run(run_args)
+    run_args.continue_from_file = args.continue_from_file
+    finished, run_args.continue_from_file = distributed.on_main(resume_point, dataset, fold, savedir, run_args)
+    return finished or fold_trainer.run(run_args)
+
+
+def sweep_units(datasets, folds):
+    """The sweep as independent jobs, in training order: one per (dataset, fold), except that the folds of
+    a task trained by distillation stay together, since its fold-1 model is their teacher."""
+    units = []
+    for dataset in datasets:
+        task, _ = resolve_dataset(dataset)
+        if task.distill_folded and 1 in folds:
+            units.append((dataset, folds))
+        else:
+            units.extend((dataset, [fold]) for fold in folds)
+    return units
+
+
+def shard_spec(text):
+    """--shard I/N: the I-th (1-based) of N slices."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N, for example 2/8") from None
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"{text!r}: I must be between 1 and N, for example 2/8")
+    return index, count
+
+
+def shard(units, index, count):
+    """Shard `index` of `count` (1-based): every count-th unit, so the shards are disjoint and cover all units."""
+    return units[index - 1::count]
 
 
 def build_parser():
@@ -143,6 +184,9 @@ def build_parser():
     parser.add_argument("--workers", type=int, default=None,
                         help="data-loader workers (default: 0 for images held in memory, else cores - 1, at most 4)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
+                        help="run only the I-th of N disjoint slices of the (dataset, fold) sweep (for N "
+                             "independent jobs); writes summary_shardIofN.csv")
     parser.add_argument("--demo", action="store_true",
                         help="train generated game and NoScope stand-ins at f=1 and f=4 (minutes on a CPU)")
     return parser
@@ -162,38 +206,53 @@ def main(argv=None):
             check_multiplier(args.multiplier, 1)
         if args.continue_from_file and (len(datasets) > 1 or len(folds) > 1):
             raise ValueError("--continue_from_file resumes one run: select one dataset and one fold")
-        if args.batch_size < folds[-1]:
-            raise ValueError(f"--batch_size {args.batch_size} is smaller than the fold {folds[-1]}: "
-                             f"use at least {folds[-1]}")
+        _, world, _ = distributed.setup(args.device)
+        if args.batch_size < folds[-1] * world:
+            processes = f" x {world} processes" if world > 1 else ""
+            raise ValueError(f"--batch_size {args.batch_size} is smaller than the fold {folds[-1]}{processes}: "
+                             f"use at least {folds[-1] * world}")
         Path(args.savedir).mkdir(parents=True, exist_ok=True)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
     except OSError as e:
         parser.exit(2, f"error: cannot write to {args.savedir}: {e.strerror}; choose a writable savedir\n")
 
-    rows, missing = [], []
+    units = sweep_units(datasets, folds)
+    summary_file = Path(args.savedir) / "summary.csv"
+    if args.shard:
+        units = shard(units, *args.shard)
+        summary_file = summary_file.with_name(f"summary_shard{args.shard[0]}of{args.shard[1]}.csv")
+        distributed.print0(f"shard {args.shard[0]}/{args.shard[1]}: " + (", ".join(
+            f"{d} fold {'/'.join(map(str, f))}" for d, f in units) or "nothing to run (fewer runs than shards)"))
+    rows, ready, missing = [], set(), set()
     try:
-        for dataset in datasets:
-            if dataset.startswith(SYNTHETIC):
-                prepare_synthetic(dataset, args)
-            problem = data_ready(dataset, args)
-            if problem:
-                print(problem, flush=True)
-                missing.append(dataset)
+        for dataset, unit_folds in units:
+            if dataset in missing:
                 continue
-            for fold in folds:
+            if dataset not in ready:
+                if dataset.startswith(SYNTHETIC):
+                    distributed.on_main(prepare_synthetic, dataset, args)
+                problem = data_ready(dataset, args)
+                if problem:
+                    distributed.print0(problem)
+                    missing.add(dataset)
+                    continue
+                ready.add(dataset)
+            for fold in unit_folds:
                 result = train_one(dataset, fold, args)
                 rows.append({c: result[c] for c in SUMMARY_COLUMNS})
     except (ValueError, DataMissing, FloatingPointError) as e:
         parser.exit(2, f"error: {fold_trainer.error_message(e)}\n")
-    if len(missing) == len(datasets):
+    if missing and not ready:
         parser.exit(2, "error: no data for any selected task (see the lines above). Put the data where they say, "
                        "or try the stand-in demo: python3 train.py runs --demo\n")
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    write_text_atomic(Path(args.savedir) / "summary.csv", summary.to_csv(index=False, float_format="%.4f"))
-    print("\nSummary (test top-1 at the best validation epoch):")
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"written to {Path(args.savedir) / 'summary.csv'}")
+    distributed.on_main(write_text_atomic, summary_file, summary.to_csv(index=False, float_format="%.4f"))
+    if rows:
+        distributed.print0("\nSummary (test top-1 at the best validation epoch):")
+        distributed.print0(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    distributed.print0(f"written to {summary_file}")
+    distributed.cleanup()
 
 
 if __name__ == "__main__":
