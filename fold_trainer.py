@@ -68,6 +68,17 @@ def make_optimizer(model, protocol):
     return torch.optim.Adam(model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
 
 
+def set_learning_rate(optimizer, scheduler, lr):
+    """A resumed run with a new --lr: `lr` replaces the base rate; the schedule's decay so far is kept."""
+    for group in optimizer.param_groups:
+        base = group.get("initial_lr", group["lr"])
+        group["lr"] = lr * group["lr"] / base
+        if "initial_lr" in group:
+            group["initial_lr"] = lr
+    if scheduler:
+        scheduler.base_lrs = [lr] * len(optimizer.param_groups)
+
+
 def read_torch_file(path, device, what, fix):
     """torch.load `path`; a one-line ValueError naming `what`, the file and `fix` if it cannot be read."""
     try:
@@ -230,6 +241,9 @@ def run(args):
     if args.continue_from_file:
         state = load_checkpoint(args.continue_from_file, device, args.dataset, fold, multiplier)
     savedir = Path(args.savedir)
+    if not state and (savedir / "current.pth").exists():
+        raise ValueError(f"{savedir} already holds a run: resume it with --continue_from_file "
+                         f"{savedir / 'current.pth'}, or choose another --savedir")
     distributed.on_main(prepare_savedir, savedir)
     seed_everything(args.seed)
 
@@ -258,6 +272,8 @@ def run(args):
         scaler.load_state_dict(state["scaler"])
         if scheduler:
             scheduler.load_state_dict(state["scheduler"])
+        if args.lr:
+            set_learning_rate(optimizer, scheduler, args.lr)
         if protocol.curriculum:
             for s in SPLITS:
                 splits[s].load_state_dict(state["curriculum"])
@@ -362,7 +378,8 @@ def build_parser():
     parser.add_argument("--batch_size", type=positive_int, default=32,
                         help="images per mini-batch, rounded down to a multiple of f (default 32); under "
                              "torchrun, the sum over the processes")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the paper's for the task)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate (default: the paper's for the task); on resume it replaces the checkpoint's")
     parser.add_argument("--checkpoint_cycle", type=positive_int, default=1, help="save current.pth every N epochs")
     parser.add_argument("--continue_from_file", default=None, metavar="PATH", help="resume from this checkpoint")
     parser.add_argument("--teacher", default=None, metavar="PATH",

@@ -254,7 +254,9 @@ def test_label_csv_without_frame_and_object_name_columns(finished, tmp_path):
               labels("frame,label\n3,person\n")),
           Bad("no-object_name-video", split + ["--video", "{ns}/coral.mp4"],
               ["label CSV {ns}/labels.csv has no 'object_name' column"], labels("frame,label\n3,person\n")),
-          Bad("empty", split + ["--indir", "{ns}/frames"], ["label CSV {ns}/labels.csv is empty"], labels("")))
+          Bad("empty", split + ["--indir", "{ns}/frames"], ["label CSV {ns}/labels.csv is empty"], labels("")),
+          Bad("folder", ["util/noscope_split.py", DATASET, "{ns}/subset2", "--infile", "{ns}/frames",
+                         "--indir", "{ns}/frames"], ["label CSV {ns}/frames is a folder; pass the CSV file inside it"]))
 
 
 def test_savedir_that_cannot_be_written(finished, tmp_path):
@@ -271,9 +273,16 @@ def test_savedir_that_cannot_be_written(finished, tmp_path):
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(finished, tmp_path):
-    """A learning rate of 1e30 (as in test_training.py) makes the first epoch's loss NaN: the run stops before it
-    writes a stats line or a checkpoint, so the finished run's files in the same savedir stay as they were."""
+    """Resuming the finished run with a learning rate of 1e30 makes epoch 2's loss NaN: the run stops before it
+    writes a stats line or a checkpoint, so the last good checkpoint and stats stay as they were."""
     check(finished, tmp_path,
-          Bad("fold_trainer", ["fold_trainer.py", "--dataset", DATASET, "--savedir", "{run}", "--data_dir", "{data}",
-                               "--lr", "1e30", "--epochs", "2", "--workers", "0"],
-              ["error: Epoch 0. ", ": the loss became ", "lower the learning rate or check the data"]))
+          Bad("fold_trainer", ["fold_trainer.py", "--dataset", DATASET, "--savedir", "{run}", *RESUME,
+                               "--data_dir", "{data}", "--lr", "1e30", "--workers", "0"],
+              ["error: Epoch 2. ", ": the loss became ", "lower the learning rate or check the data"]))
+
+
+def test_savedir_holding_a_run_is_not_overwritten(finished, tmp_path):
+    check(finished, tmp_path,
+          Bad("fold_trainer", ["fold_trainer.py", "--dataset", DATASET, "--savedir", "{run}", "--data_dir", "{data}"],
+              ["{run} already holds a run: resume it with --continue_from_file {run}/current.pth",
+               "or choose another --savedir"]))

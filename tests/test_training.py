@@ -289,3 +289,18 @@ def test_non_finite_loss_stops_the_run(tmp_path):
                    "--data_dir", tmp_path / "data", "--lr", "1e30", "--epochs", "2")
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: Epoch 0. train: the loss became nan; lower the learning rate")
+
+
+def test_new_learning_rate_on_resume_keeps_the_schedule():
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 2, 0.5)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-5)
+    fold_trainer.set_learning_rate(optimizer, scheduler, 1e-3)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)  # one halving so far, kept
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4)

@@ -57,6 +57,8 @@ def label_frames(csv_path, positive_object, n_frames):
         header = pd.read_csv(csv_path, nrows=0).columns
     except FileNotFoundError:
         raise ValueError(f"label CSV {csv_path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"label CSV {csv_path} is a folder; pass the CSV file inside it") from None
     except pd.errors.EmptyDataError:
         raise ValueError(f"label CSV {csv_path} is empty") from None
     for column in ("frame", "object_name"):
