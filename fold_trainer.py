@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -338,9 +337,6 @@ def run(args):
                              desc=f"Epoch {epoch}. train")
         train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), device))), fold,
                                  f"Epoch {epoch}. train")
-        if not math.isfinite(train_metrics["loss"]):
-            raise FloatingPointError(f"Epoch {epoch}. train: the loss became {train_metrics['loss']}; "
-                                     "lower the learning rate or check the data")
         train_seconds += time.perf_counter() - tic
         train_images += train_metrics["images"]
         if scheduler:
