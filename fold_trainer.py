@@ -30,7 +30,8 @@ from datasets import (DATA_DIR, CurriculumDataset, DataMissing, DistillationData
 from models import build_classifier
 from models.fold import check_fold, check_multiplier
 from util import distributed
-from util.common import positive_int, save_atomic, seed_everything, write_json_atomic, write_text_atomic
+from util.common import (positive_int, read_torch_file, save_atomic, seed_everything, write_json_atomic,
+                         write_text_atomic)
 
 TOPK = (1, 2, 5, 10)
 
@@ -78,18 +79,9 @@ def set_learning_rate(optimizer, scheduler, lr):
         scheduler.base_lrs = [lr] * len(optimizer.param_groups)
 
 
-def read_torch_file(path, device, what, fix):
-    """torch.load `path`; a one-line ValueError naming `what`, the file and `fix` if it cannot be read."""
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:  # a file that is not a checkpoint fails in many ways (missing, zip, pickle, EOF)
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"cannot read {what} {path} ({reason}); {fix}") from None
-
-
 def load_weights(path, task, device):
     """The original (f=1) model of `task` with the weights of `path` (a checkpoint or a state dict)."""
-    state = read_torch_file(path, device, "teacher", "pass a model.pth or best.pth with --teacher")
+    state = read_torch_file(path, "teacher", "pass a model.pth or best.pth with --teacher", device)
     if isinstance(state, dict) and "model" in state:
         if state.get("fold", 1) != 1:
             raise ValueError(f"teacher {path} is a fold-{state['fold']} model; the teacher must be the original (fold 1)")
@@ -200,7 +192,7 @@ def append_stats(stats_dir, epoch, metrics):
 def load_checkpoint(path, device, dataset, fold, multiplier):
     """The training checkpoint at `path`; a ValueError unless it is one of this dataset, fold and multiplier."""
     fix = "pass a current.pth or best.pth written by fold_trainer.py"
-    state = read_torch_file(path, device, "checkpoint", fix)
+    state = read_torch_file(path, "checkpoint", fix, device)
     if not isinstance(state, dict) or not {"model", "optimizer", "epoch", "best", "rng"} <= state.keys():
         raise ValueError(f"{path} is not a training checkpoint; {fix}")
     found = (state.get("dataset"), state.get("fold"), state.get("multiplier"))
@@ -208,6 +200,16 @@ def load_checkpoint(path, device, dataset, fold, multiplier):
         raise ValueError(f"checkpoint {path} is for dataset {found[0]}, fold {found[1]}, multiplier {found[2]}, "
                          f"not {dataset}, fold {fold}, multiplier {multiplier}: pass that run's checkpoint")
     return state
+
+
+def per_rank_batch(batch_size, fold, world):
+    """Each of `world` processes' share of --batch_size, rounded down to a multiple of f; a ValueError if none."""
+    share = (batch_size // world // fold) * fold
+    if share < fold:
+        processes = f" x {world} processes" if world > 1 else ""
+        raise ValueError(f"--batch_size {batch_size} is smaller than the fold {fold}{processes}: "
+                         f"use at least {fold * world}")
+    return share
 
 
 def prepare_savedir(savedir):
@@ -231,11 +233,7 @@ def run(args):
         protocol = dataclasses.replace(protocol, lr=args.lr)
     epochs = args.epochs or protocol.epochs
     rank, world, device = distributed.setup(args.device)
-    batch_size = (args.batch_size // world // fold) * fold  # per rank
-    if batch_size < fold:
-        processes = f" x {world} processes" if world > 1 else ""
-        raise ValueError(f"--batch_size {args.batch_size} is smaller than the fold {fold}{processes}: "
-                         f"use at least {fold * world}")
+    batch_size = per_rank_batch(args.batch_size, fold, world)
     state = None  # checked before anything is written or loaded
     if args.continue_from_file:
         state = load_checkpoint(args.continue_from_file, device, args.dataset, fold, multiplier)

@@ -207,10 +207,7 @@ def main(argv=None):
         if args.continue_from_file and (len(datasets) > 1 or len(folds) > 1):
             raise ValueError("--continue_from_file resumes one run: select one dataset and one fold")
         _, world, _ = distributed.setup(args.device)
-        if args.batch_size < folds[-1] * world:
-            processes = f" x {world} processes" if world > 1 else ""
-            raise ValueError(f"--batch_size {args.batch_size} is smaller than the fold {folds[-1]}{processes}: "
-                             f"use at least {folds[-1] * world}")
+        fold_trainer.per_rank_batch(args.batch_size, folds[-1], world)
         Path(args.savedir).mkdir(parents=True, exist_ok=True)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")

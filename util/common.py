@@ -21,6 +21,15 @@ def pick_device(name=None):
     return device
 
 
+def read_torch_file(path, what, fix, map_location="cpu", weights_only=False):
+    """torch.load `path`; a one-line ValueError naming `what`, the file and `fix` if it cannot be read."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as e:  # a file that is not a checkpoint fails in many ways (missing, zip, pickle, EOF, globals)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot read {what} {path} ({reason}); {fix}") from None
+
+
 def seed_everything(seed):
     """Seed Python, NumPy and PyTorch (all devices)."""
     random.seed(seed)

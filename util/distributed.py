@@ -87,25 +87,21 @@ def cleanup():
 
 
 class ShardSampler(Sampler):
-    """Rank r of W takes every W-th index of the epoch's order: each item exactly once per epoch across
-    the ranks, with no padding (torch's DistributedSampler repeats items to even the ranks out, or
-    drops them). Ranks may get one item more than others;
-    DistributedDataParallel's `join()` absorbs the uneven batch counts. The dataset's length is read at
-    every epoch, so a curriculum that grows the dataset is followed."""
+    """Rank r of W takes every W-th index of the epoch's shuffled order: each item exactly once per epoch
+    across the ranks, with no padding (torch's DistributedSampler repeats items to even the ranks out,
+    or drops them). Ranks may get one item more than others; DistributedDataParallel's `join()` absorbs
+    the uneven batch counts. The dataset's length is read at every epoch, so a curriculum that grows
+    the dataset is followed."""
 
-    def __init__(self, dataset, rank, world, shuffle=True, seed=0):
-        self.dataset, self.rank, self.world, self.shuffle, self.seed = dataset, rank, world, shuffle, seed
+    def __init__(self, dataset, rank, world, seed=0):
+        self.dataset, self.rank, self.world, self.seed = dataset, rank, world, seed
         self.epoch = 0
 
     def set_epoch(self, epoch):
         self.epoch = epoch
 
     def __iter__(self):
-        n = len(self.dataset)
-        if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        else:
-            order = torch.arange(n)
+        order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + self.epoch))
         return iter(order[self.rank::self.world].tolist())
 
     def __len__(self):

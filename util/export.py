@@ -35,7 +35,7 @@ import torch
 from config.tasks import get_task
 from models import build_classifier
 from models.fold import check_fold, check_multiplier
-from util.common import write_atomic
+from util.common import read_torch_file, write_atomic
 
 CHECKPOINT_KEYS = ("task", "fold", "multiplier", "model")
 # fold_trainer.py checkpoints hold NumPy's RNG state; these are the only non-torch globals they need,
@@ -63,13 +63,9 @@ def load_checkpoint(path, device="cpu"):
     path = checkpoint_path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {path}: no such file; pass a best.pth or current.pth written by fold_trainer.py")
-    try:
-        with torch.serialization.safe_globals(NUMPY_GLOBALS):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a file that is not a checkpoint fails in many ways (zip, pickle, EOF, globals)
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"cannot read checkpoint {path} ({reason}); pass a best.pth or current.pth "
-                         "written by fold_trainer.py") from None
+    with torch.serialization.safe_globals(NUMPY_GLOBALS):
+        state = read_torch_file(path, "checkpoint", "pass a best.pth or current.pth written by fold_trainer.py",
+                                weights_only=True)
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise ValueError(f"{path} is not a FoldedCNN checkpoint of this repository (it lacks {', '.join(missing)}); "
