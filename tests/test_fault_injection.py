@@ -3,6 +3,7 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -21,6 +22,19 @@ def command(savedir, data_dir):
     return argv
 
 
+def launch(savedir, data_dir):
+    """Start the training run in the background, its stderr kept in a file (a full pipe would stall it)."""
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(command(savedir, data_dir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+    proc.log = log
+    return proc
+
+
+def errors(proc):
+    proc.log.seek(0)
+    return proc.log.read().decode()
+
+
 def temporary_files(savedir):
     return [*savedir.glob(".*.tmp"), *(savedir / "stats").glob(".*.tmp")] if savedir.exists() else []
 
@@ -29,18 +43,21 @@ def checkpoint_being_written(savedir):
     return any(p.name.startswith((".current.pth.", ".best.pth.")) for p in temporary_files(savedir))
 
 
-def run_with_kills(savedir, data_dir, rng, kills_wanted=6):
+def run_with_kills(savedir, data_dir, rng, first_epoch_seconds, kills_wanted=6):
     """Start, kill and restart until `kills_wanted` kills happened, then let the run finish.
 
     The kills rotate between: while a checkpoint is being written, right after an epoch's stats
-    line, and after a random delay (anywhere: start-up, data loading, mid-epoch).
+    line, and at a random moment (anywhere: start-up, data loading, mid-epoch). The random moment
+    is a fraction of `first_epoch_seconds`, the time this machine took, in the reference run, from
+    start to the first stats line: so no run lives long enough to get more than about one epoch
+    further, on a slow machine or a fast one, and the run cannot finish before the kills are done.
     """
     kinds, during_checkpoint = [], 0
     while len(kinds) < kills_wanted:
         kind = ["during a checkpoint write", "after a stats line", "random"][len(kinds) % 3]
         lines_before = stats_lines(savedir)
-        start, delay = time.monotonic(), rng.uniform(2.0, 6.0)
-        proc = subprocess.Popen(command(savedir, data_dir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        start, delay = time.monotonic(), rng.uniform(0.1, 0.9) * first_epoch_seconds
+        proc = launch(savedir, data_dir)
         while proc.poll() is None:
             writing = checkpoint_being_written(savedir)
             if ((kind == "during a checkpoint write" and writing)
@@ -53,11 +70,24 @@ def run_with_kills(savedir, data_dir, rng, kills_wanted=6):
                 break
             time.sleep(0.0005)
         else:
-            assert proc.returncode == 0, proc.stderr.read().decode()
+            assert proc.returncode == 0, errors(proc)
             return kinds, during_checkpoint, True
-    done = subprocess.run(command(savedir, data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command(savedir, data_dir), cwd=REPO, capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, done.stderr
     return kinds, during_checkpoint, False
+
+
+def timed_run(savedir, data_dir):
+    """Run to the end uninterrupted; returns the seconds from start to the first stats line."""
+    began, first = time.monotonic(), None
+    proc = launch(savedir, data_dir)
+    while proc.poll() is None:
+        if first is None and stats_lines(savedir) > 0:
+            first = time.monotonic() - began
+        time.sleep(0.0005)
+    assert proc.returncode == 0, errors(proc)
+    assert first is not None, "the reference run wrote no stats line while it ran"
+    return first
 
 
 def stats_lines(savedir):
@@ -69,11 +99,10 @@ def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_run(tmp_path)
     data_dir = tmp_path / "data"
     write_image_folder(data_dir / f"{TASK}-subset", ["0", "1"], (50, 50), per_split=(24, 6, 6))
     reference = tmp_path / "reference"
-    done = subprocess.run(command(reference, data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    first_epoch_seconds = timed_run(reference, data_dir)
 
     killed = tmp_path / "killed"
-    kinds, during_checkpoint, finished_early = run_with_kills(killed, data_dir, random.Random(0))
+    kinds, during_checkpoint, finished_early = run_with_kills(killed, data_dir, random.Random(0), first_epoch_seconds)
     assert not finished_early and len(kinds) >= 5 and during_checkpoint >= 2, (kinds, during_checkpoint)
 
     assert temporary_files(killed) == []
