@@ -1,9 +1,9 @@
-"""Train one FoldedCNN (dataset, fold) with the paper's protocol (SPEC section 3).
+"""Train one FoldedCNN (dataset, fold) with the paper's protocol (docs/protocol.md, section 3).
 
 Every epoch trains, then validates and tests. It writes, in --savedir: one stats file per split and
-metric (`stats/<split>_<metric>.txt`, one line per epoch), `current.pth` every --checkpoint_cycle
-epochs, `best.pth` on a better validation top-1, and `result.json` when the run is finished.
-A run continues from a checkpoint with --continue_from_file.
+metric (`stats/<split>_<metric>.txt`, one line appended per epoch), `current.pth` every
+--checkpoint_cycle epochs, `best.pth` on a better validation top-1, and `result.json` when the run
+is finished. A run continues from a checkpoint with --continue_from_file.
 
 Under `torchrun --nproc_per_node N fold_trainer.py ...` it trains with DistributedDataParallel: each
 rank trains on its own 1/N of every epoch's images, in batches of --batch_size / N (a multiple of
@@ -17,7 +17,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
@@ -30,8 +29,10 @@ from datasets import (DATA_DIR, CurriculumDataset, DataMissing, DistillationData
 from models import build_classifier
 from models.fold import check_fold, check_multiplier
 from util import distributed
-from util.common import (positive_int, read_torch_file, save_atomic, seed_everything, write_json_atomic,
-                         write_text_atomic)
+from util.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
+                             set_rng_state)
+from util.common import (append_line, keep_lines, positive_int, save_atomic, seed_everything,
+                         write_json_atomic)
 
 TOPK = (1, 2, 5, 10)
 
@@ -51,7 +52,7 @@ class Protocol:
 
 
 def paper_protocol(task, fold):
-    """The protocol of SPEC section 3's table for `task` at fold `fold`."""
+    """The protocol of docs/protocol.md's table for `task` at fold `fold`."""
     if task.family == "noscope":
         return Protocol(epochs=50, optimizer="rmsprop", lr=0.001 / 1.5)
     if task.family == "game":
@@ -60,6 +61,36 @@ def paper_protocol(task, fold):
                         curriculum=fold > 1, slow_curriculum=slow)
     return Protocol(epochs=1500, optimizer="adam", lr=1e-4, weight_decay=1e-5, lr_step=200,
                     distill=task.distill_folded and fold > 1)
+
+
+@dataclasses.dataclass
+class Progress:
+    """What a run has done so far: saved in every checkpoint, restored on resume."""
+
+    epoch: int = 0
+    best: dict = dataclasses.field(
+        default_factory=lambda: {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": 0})
+    train_images: int = 0
+    train_seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class Run:
+    """One (dataset, fold) run: what it trains, with what, and where it writes."""
+
+    args: argparse.Namespace
+    task: object
+    fold: int
+    multiplier: float
+    protocol: Protocol
+    epochs: int
+    device: torch.device
+    savedir: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    splits: dict
 
 
 def make_optimizer(model, protocol):
@@ -79,19 +110,16 @@ def set_learning_rate(optimizer, scheduler, lr):
         scheduler.base_lrs = [lr] * len(optimizer.param_groups)
 
 
-def load_weights(path, task, device):
-    """The original (f=1) model of `task` with the weights of `path` (a checkpoint or a state dict)."""
-    state = read_torch_file(path, "teacher", "pass a model.pth or best.pth with --teacher", device)
-    if isinstance(state, dict) and "model" in state:
-        if state.get("fold", 1) != 1:
-            raise ValueError(f"teacher {path} is a fold-{state['fold']} model; the teacher must be the original (fold 1)")
-        state = state["model"]
-    classifier = build_classifier(task, 1).to(device)
-    try:
-        classifier.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"teacher {path} does not fit {task.name}'s original model: {str(e).splitlines()[-1].strip()}") from None
-    return classifier.eval()
+def load_teacher(path, task, device):
+    """The original (f=1) model of `task` from `path` (a checkpoint of this repository, or a plain state dict)."""
+    fix = "pass the trained original's best.pth (or model.pth) with --teacher"
+    teacher, state = load_classifier(path, device, task=task, what="teacher", fix=fix)
+    args = state.get("model_args", {"task": task.name, "fold": 1})
+    if args["fold"] != 1:
+        raise ValueError(f"teacher {path} is a fold-{args['fold']} model; the teacher must be the original (fold 1)")
+    if args["task"] != task.name:
+        raise ValueError(f"teacher {path} is a model of {args['task']}, not {task.name}; {fix}")
+    return teacher
 
 
 @torch.no_grad()
@@ -107,99 +135,98 @@ def teacher_logits(teacher, data, device, cache):
 
 def distillation_targets(args, task, fold, device, savedir):
     """The teacher's logits for each split (cached in `savedir`): the regression targets of distillation."""
-    teacher = load_weights(args.teacher, task, device)
+    teacher = load_teacher(args.teacher, task, device)
     plain = load_splits(args.dataset, fold, args.data_dir, args.data_root, args.seed, augment=False,
                         val_size=args.val_size)
     return {s: teacher_logits(teacher, plain[s], device, savedir / f"teacher_logits_{s}.pt") for s in SPLITS}
 
 
-def run_epoch(model, loader, fold, device, num_classes, optimizer=None, scaler=None, desc=""):
-    """Train (when `optimizer` is given) or evaluate over `loader`; returns sums over the images seen:
-    loss x images, top-k hits and images (sums, so that ranks can add theirs up; see `averages`).
+def batch_step(model, batch, fold, device, ks, amp=False):
+    """Forward one batch (cropped to a multiple of f): (loss, top-k hits per k, images); None if under f images.
+    `amp`: forward in fp16 autocast (CUDA mixed precision) instead of fp32."""
+    n = (batch[0].shape[0] // fold) * fold
+    if n == 0:
+        return None
+    images, labels = batch[0][:n].to(device, non_blocking=True), batch[1][:n].to(device, non_blocking=True)
+    with torch.autocast(device.type, torch.float16, enabled=amp):
+        logits = model(images)
+    if len(batch) > 2:  # distillation: regress the teacher's logits
+        loss = F.mse_loss(logits.float(), batch[2][:n].to(device))
+    else:
+        loss = F.cross_entropy(logits.float(), labels)
+    ranked = logits.detach().topk(max(ks), dim=1).indices == labels[:, None]
+    return loss, {k: ranked[:, :k].any(dim=1).sum().item() for k in ks}, n
 
-    Batches are cropped to a multiple of f; a batch smaller than f is skipped.
-    """
-    training = optimizer is not None
-    model.train(training)
-    ks = [k for k in TOPK if k <= num_classes]
-    totals = {"loss": 0.0, **{f"top{k}": 0 for k in ks}}
-    seen = 0
-    use_amp = device.type == "cuda"
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
-               disable=None if distributed.is_main() else True)  # bars on rank 0's terminal only
+
+class Totals:
+    """Sums over an epoch's images (sums, so that ranks can add theirs up): loss x images, top-k hits, images."""
+
+    def __init__(self, ks):
+        self.sums = {"loss": 0.0, **{f"top{k}": 0 for k in ks}, "images": 0}
+
+    def add(self, loss, hits, n):
+        self.sums["loss"] += loss.item() * n
+        for k, hit in hits.items():
+            self.sums[f"top{k}"] += hit
+        self.sums["images"] += n
+
+    def describe(self, desc):
+        seen = self.sums["images"]
+        shown = [f"Top-{k}={self.sums[f'top{k}'] / seen:.4f}" for k in (1, 5) if f"top{k}" in self.sums]
+        return f"{desc}. {', '.join(shown)}, Loss={self.sums['loss'] / seen:.4f}"
+
+
+def progress_bar(loader, desc):
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
+                disable=None if distributed.is_main() else True)  # bars on rank 0's terminal only
+
+
+def check_finite(loss, desc):
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower the learning rate or check the data")
+
+
+def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes, desc):
+    """One pass over `loader`, updating `model`; returns the epoch's sums (see Totals)."""
+    model.train()
+    totals, ks = Totals([k for k in TOPK if k <= num_classes]), [k for k in TOPK if k <= num_classes]
+    bar = progress_bar(loader, desc)
     for batch in bar:
-        n = (batch[0].shape[0] // fold) * fold
-        if n == 0:
+        step = batch_step(model, batch, fold, device, ks, amp=scaler.is_enabled())
+        if step is None:
             continue
-        images, labels = batch[0][:n].to(device, non_blocking=True), batch[1][:n].to(device, non_blocking=True)
-        with torch.set_grad_enabled(training), torch.autocast(device.type, torch.float16, enabled=use_amp):
-            logits = model(images)
-        if len(batch) > 2:
-            loss = F.mse_loss(logits.float(), batch[2][:n].to(device))
-        else:
-            loss = F.cross_entropy(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower the learning rate or check the data")
-        if training:
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        ranked = logits.detach().topk(max(ks), dim=1).indices
-        hits = ranked == labels[:, None]
-        seen += n
-        totals["loss"] += loss.item() * n
-        for k in ks:
-            totals[f"top{k}"] += hits[:, :k].any(dim=1).sum().item()
-        shown = [f"Top-{k}={totals[f'top{k}'] / seen:.4f}" for k in (1, 5) if k in ks]
-        bar.set_description(f"{desc}. {', '.join(shown)}, Loss={totals['loss'] / seen:.4f}")
-    return {**totals, "images": seen}
+        check_finite(step[0], desc)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(step[0]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        totals.add(*step)
+        bar.set_description(totals.describe(desc))
+    return totals.sums
+
+
+@torch.no_grad()
+def evaluate(model, loader, fold, device, num_classes, desc):
+    """Loss and top-k over `loader` without updating `model`; returns the sums (see Totals)."""
+    model.eval()
+    totals, ks = Totals([k for k in TOPK if k <= num_classes]), [k for k in TOPK if k <= num_classes]
+    bar = progress_bar(loader, desc)
+    for batch in bar:
+        step = batch_step(model, batch, fold, device, ks)
+        if step is None:
+            continue
+        check_finite(step[0], desc)
+        totals.add(*step)
+        bar.set_description(totals.describe(desc))
+    return totals.sums
 
 
 def averages(sums, fold, desc):
-    """Mean loss and top-k accuracy from run_epoch's sums."""
+    """Mean loss and top-k accuracy from the sums of train_one_epoch or evaluate."""
     images = int(sums["images"])
     if images == 0:
         raise ValueError(f"{desc}: no batch of at least {fold} images; this split needs more images")
     return {**{k: v / images for k, v in sums.items() if k != "images"}, "images": images}
-
-
-def rng_state():
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state):
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def append_stats(stats_dir, epoch, metrics):
-    """Write epoch `epoch`'s line of each stats file (rewriting from that line on, so a resume never duplicates)."""
-    for split, values in metrics.items():
-        for name, value in values.items():
-            if name == "images":
-                continue
-            path = stats_dir / f"{split}_{name}.txt"
-            lines = path.read_text().splitlines()[:epoch] if path.exists() else []
-            write_text_atomic(path, "".join(f"{line}\n" for line in lines + [f"{value:.6f}"]))
-
-
-def load_checkpoint(path, device, dataset, fold, multiplier):
-    """The training checkpoint at `path`; a ValueError unless it is one of this dataset, fold and multiplier."""
-    fix = "pass a current.pth or best.pth written by fold_trainer.py"
-    state = read_torch_file(path, "checkpoint", fix, device)
-    if not isinstance(state, dict) or not {"model", "optimizer", "epoch", "best", "rng"} <= state.keys():
-        raise ValueError(f"{path} is not a training checkpoint; {fix}")
-    found = (state.get("dataset"), state.get("fold"), state.get("multiplier"))
-    if found != (dataset, fold, multiplier):
-        raise ValueError(f"checkpoint {path} is for dataset {found[0]}, fold {found[1]}, multiplier {found[2]}, "
-                         f"not {dataset}, fold {fold}, multiplier {multiplier}: pass that run's checkpoint")
-    return state
 
 
 def per_rank_batch(batch_size, fold, world):
@@ -212,8 +239,9 @@ def per_rank_batch(batch_size, fold, world):
     return share
 
 
-def prepare_savedir(savedir):
-    """Create savedir/stats and remove the temporary files of a killed run's unfinished writes."""
+def prepare_savedir(savedir, epochs_done):
+    """Create savedir/stats, remove a killed run's unfinished writes, and keep `epochs_done` lines of each
+    stats file (a line past the checkpoint, or one torn by a crash, is dropped)."""
     stats_dir = savedir / "stats"
     try:
         stats_dir.mkdir(parents=True, exist_ok=True)
@@ -221,29 +249,20 @@ def prepare_savedir(savedir):
         raise ValueError(f"cannot write to {savedir}: {e.strerror}; choose a writable savedir") from None
     for stale in [*savedir.glob(".*.tmp"), *stats_dir.glob(".*.tmp")]:
         stale.unlink()
+    for path in stats_dir.glob("*.txt"):
+        keep_lines(path, epochs_done)
 
 
-def run(args):
-    """Train one (dataset, fold) as `args` says; returns the result dict also written to result.json."""
-    task, _ = resolve_dataset(args.dataset)
-    fold = check_fold(args.fold)
-    multiplier = check_multiplier(args.multiplier, fold)
-    protocol = paper_protocol(task, fold)
-    if args.lr:
-        protocol = dataclasses.replace(protocol, lr=args.lr)
-    epochs = args.epochs or protocol.epochs
-    rank, world, device = distributed.setup(args.device)
-    batch_size = per_rank_batch(args.batch_size, fold, world)
-    state = None  # checked before anything is written or loaded
-    if args.continue_from_file:
-        state = load_checkpoint(args.continue_from_file, device, args.dataset, fold, multiplier)
-    savedir = Path(args.savedir)
-    if not state and (savedir / "current.pth").exists():
-        raise ValueError(f"{savedir} already holds a run: resume it with --continue_from_file "
-                         f"{savedir / 'current.pth'}, or choose another --savedir")
-    distributed.on_main(prepare_savedir, savedir)
-    seed_everything(args.seed)
+def append_stats(stats_dir, metrics):
+    """Append this epoch's line to each stats file (`<split>_<metric>.txt`)."""
+    for split, values in metrics.items():
+        for name, value in values.items():
+            if name != "images":
+                append_line(stats_dir / f"{split}_{name}.txt", f"{value:.6f}")
 
+
+def build_splits(args, task, fold, protocol, epochs, device, savedir):
+    """The train/val/test datasets of the run: with teacher logits when distilling, a curriculum when scheduled."""
     splits = load_splits(args.dataset, fold, args.data_dir, args.data_root, args.seed, args.download,
                          val_size=args.val_size, cache=not args.stream_images)
     if protocol.distill:
@@ -255,99 +274,149 @@ def run(args):
     if protocol.curriculum:
         start, step, gap = curriculum_schedule(task.num_classes, fold, epochs, protocol.epochs, protocol.slow_curriculum)
         splits = {s: CurriculumDataset(d, task.num_classes, start, step, gap) for s, d in splits.items()}
+    return splits
 
+
+def setup_run(args):
+    """Check the arguments, load the data and build the model and optimizer; returns (Run, checkpoint or None)."""
+    task, _ = resolve_dataset(args.dataset)
+    fold = check_fold(args.fold)
+    multiplier = check_multiplier(args.multiplier, fold)
+    protocol = paper_protocol(task, fold)
+    if args.lr:
+        protocol = dataclasses.replace(protocol, lr=args.lr)
+    epochs = args.epochs or protocol.epochs
+    _, world, device = distributed.setup(args.device)
+    if args.amp and device.type != "cuda":
+        raise ValueError(f"--amp (mixed precision) needs CUDA, and this run is on {device}: drop --amp")
+    per_rank_batch(args.batch_size, fold, world)
+    state = None  # checked before anything is written or loaded
+    if args.continue_from_file:
+        state = read_training_state(args.continue_from_file, args.dataset, fold, multiplier, device)
+    savedir = Path(args.savedir)
+    if not state and (savedir / "current.pth").exists():
+        raise ValueError(f"{savedir} already holds a run: resume it with --continue_from_file "
+                         f"{savedir / 'current.pth'}, or choose another --savedir")
+    distributed.on_main(prepare_savedir, savedir, state["epoch"] if state else 0)
+    seed_everything(args.seed)
+    splits = build_splits(args, task, fold, protocol, epochs, device, savedir)
     model = build_classifier(task, fold, multiplier).to(device)
     optimizer = make_optimizer(model, protocol)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, protocol.lr_step, 0.5) if protocol.lr_step else None
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-    best = {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": 0}
-    start_epoch, train_images, train_seconds = 0, 0, 0.0
+    scaler = torch.amp.GradScaler(device.type, enabled=bool(args.amp))
+    run = Run(args, task, fold, multiplier, protocol, epochs, device, savedir, model, optimizer, scheduler, scaler,
+              splits)
+    return run, state
 
-    if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        if scheduler:
-            scheduler.load_state_dict(state["scheduler"])
-        if args.lr:
-            set_learning_rate(optimizer, scheduler, args.lr)
-        if protocol.curriculum:
-            for s in SPLITS:
-                splits[s].load_state_dict(state["curriculum"])
-        best, start_epoch = state["best"], state["epoch"]
-        train_images, train_seconds = state["train_images"], state["train_seconds"]
-        set_rng_state(state["rng"])
-    train_model = model
-    if world > 1:
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    in_memory = task.family != "cifar" and not args.stream_images
-    workers = args.workers if args.workers is not None else 0 if in_memory else min(4, (os.cpu_count() or 1) - 1)
+def restore(run, state):
+    """Continue from a training checkpoint: weights, optimizer, schedules and random generators; returns Progress."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scaler.load_state_dict(state["scaler"])
+    if run.scheduler:
+        run.scheduler.load_state_dict(state["scheduler"])
+    if run.args.lr:
+        set_learning_rate(run.optimizer, run.scheduler, run.args.lr)
+    if run.protocol.curriculum:
+        for s in SPLITS:
+            run.splits[s].load_state_dict(state["curriculum"])
+    set_rng_state(state["rng"])
+    return Progress(state["epoch"], state["best"], state["train_images"], state["train_seconds"])
+
+
+def checkpoint(run, progress):
+    """Everything a resume needs, in util/checkpoint.py's format."""
+    return {"model_args": model_args(run.task, run.fold, run.multiplier), "model": run.model.state_dict(),
+            "dataset": run.args.dataset, "epoch": progress.epoch, "best": progress.best,
+            "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
+            "scheduler": run.scheduler.state_dict() if run.scheduler else None,
+            "curriculum": run.splits["train"].state_dict() if run.protocol.curriculum else None,
+            "train_images": progress.train_images, "train_seconds": progress.train_seconds, "rng": rng_state()}
+
+
+def make_loaders(run, batch_size, rank, world):
+    """(loaders, generator, sampler): training shuffled per epoch (sharded under torchrun), evaluation in order."""
+    in_memory = run.task.family != "cifar" and not run.args.stream_images
+    workers = run.args.workers
+    if workers is None:
+        workers = 0 if in_memory else min(4, (os.cpu_count() or 1) - 1)
     generator = torch.Generator()
-    sampler = distributed.ShardSampler(splits["train"], rank, world, seed=args.seed) if world > 1 else None
-    loading = {"num_workers": workers, "pin_memory": device.type == "cuda"}
-    loaders = {"train": DataLoader(splits["train"], batch_size, shuffle=sampler is None, sampler=sampler,
+    sampler = distributed.ShardSampler(run.splits["train"], rank, world, seed=run.args.seed) if world > 1 else None
+    loading = {"num_workers": workers, "pin_memory": run.device.type == "cuda"}
+    loaders = {"train": DataLoader(run.splits["train"], batch_size, shuffle=sampler is None, sampler=sampler,
                                    generator=generator, **loading)}
     for s in ("val", "test"):  # rank 0 evaluates alone, with the whole batch
-        loaders[s] = DataLoader(splits[s], (args.batch_size // fold) * fold, shuffle=False, **loading)
+        loaders[s] = DataLoader(run.splits[s], (run.args.batch_size // run.fold) * run.fold, shuffle=False, **loading)
+    return loaders, generator, sampler
 
-    def checkpoint(epoch, best):
-        return {"dataset": args.dataset, "task": task.name, "fold": fold, "multiplier": multiplier, "epoch": epoch,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler else None,
-                "curriculum": splits["train"].state_dict() if protocol.curriculum else None,
-                "best": best, "train_images": train_images, "train_seconds": train_seconds, "rng": rng_state()}
 
-    def end_epoch(epoch, train_metrics, classes, best):
-        """Rank 0's part of an epoch: validate, test, write stats and checkpoints; returns the new best."""
-        metrics = {"train": train_metrics}
-        for s in ("val", "test"):
-            with torch.no_grad():
-                sums = run_epoch(model, loaders[s], fold, device, task.num_classes, desc=f"Epoch {epoch}. {s}")
-            metrics[s] = averages(sums, fold, f"Epoch {epoch}. {s}")
-        append_stats(savedir / "stats", epoch, metrics)
-        if classes > best["classes"]:  # a curriculum step makes validation harder: compare like with like
-            best = {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": classes}
-        improved = metrics["val"]["top1"] > best["val_top1"]
-        if improved:
-            best = {**best, "val_top1": metrics["val"]["top1"], "epoch": epoch, "test_top1": metrics["test"]["top1"]}
-        print(f"{args.dataset} fold {fold} epoch {epoch + 1}/{epochs}: train loss {metrics['train']['loss']:.4f} "
-              f"top-1 {metrics['train']['top1']:.4f} | val top-1 {metrics['val']['top1']:.4f} | "
-              f"test top-1 {metrics['test']['top1']:.4f}" + (f" | {classes}/{task.num_classes} classes"
-                                                              if protocol.curriculum else ""), flush=True)
-        if improved:
-            save_atomic(checkpoint(epoch + 1, best), savedir / "best.pth")
-        if (epoch + 1) % args.checkpoint_cycle == 0 or epoch + 1 == epochs:
-            save_atomic(checkpoint(epoch + 1, best), savedir / "current.pth")
-        return best
+def end_epoch(run, loaders, progress, train_metrics, classes):
+    """Rank 0's part of an epoch: validate, test, append the stats, save the checkpoints; updates `progress`."""
+    metrics = {"train": train_metrics}
+    for s in ("val", "test"):
+        desc = f"Epoch {progress.epoch}. {s}"
+        metrics[s] = averages(evaluate(run.model, loaders[s], run.fold, run.device, run.task.num_classes, desc),
+                              run.fold, desc)
+    append_stats(run.savedir / "stats", metrics)
+    best = progress.best
+    if classes > best["classes"]:  # a curriculum step makes validation harder: compare like with like
+        best = {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": classes}
+    improved = metrics["val"]["top1"] > best["val_top1"]
+    if improved:
+        best = {**best, "val_top1": metrics["val"]["top1"], "epoch": progress.epoch, "test_top1": metrics["test"]["top1"]}
+    progress.best, progress.epoch = best, progress.epoch + 1
+    print(f"{run.args.dataset} fold {run.fold} epoch {progress.epoch}/{run.epochs}: "
+          f"train loss {train_metrics['loss']:.4f} top-1 {train_metrics['top1']:.4f} | "
+          f"val top-1 {metrics['val']['top1']:.4f} | test top-1 {metrics['test']['top1']:.4f}"
+          + (f" | {classes}/{run.task.num_classes} classes" if run.protocol.curriculum else ""), flush=True)
+    if improved:
+        save_checkpoint(run.savedir / "best.pth", **checkpoint(run, progress))
+    if progress.epoch % run.args.checkpoint_cycle == 0 or progress.epoch == run.epochs:
+        save_checkpoint(run.savedir / "current.pth", **checkpoint(run, progress))
+    return progress
 
-    for epoch in range(start_epoch, epochs):
-        classes = task.num_classes
-        if protocol.curriculum:
-            classes = [splits[s].set_epoch(epoch) for s in SPLITS][0]
+
+def write_result(run, progress):
+    result = {"dataset": run.args.dataset, "fold": run.fold, "multiplier": round(run.multiplier, 6),
+              "epochs": run.epochs, "best_epoch": progress.best["epoch"], "best_val_top1": progress.best["val_top1"],
+              "test_top1": progress.best["test_top1"],
+              "train_images_per_sec": progress.train_images / progress.train_seconds if progress.train_seconds else 0.0}
+    write_json_atomic(run.savedir / "result.json", result)
+    return result
+
+
+def main(args):
+    """Train one (dataset, fold) as `args` says; returns the result dict also written to result.json."""
+    run, state = setup_run(args)
+    progress = restore(run, state) if state else Progress()
+    rank, world, _ = distributed.setup(args.device)
+    train_model = run.model
+    if world > 1:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        train_model = DistributedDataParallel(run.model, device_ids=device_ids)
+    loaders, generator, sampler = make_loaders(run, per_rank_batch(args.batch_size, run.fold, world), rank, world)
+
+    for epoch in range(progress.epoch, run.epochs):
+        classes = run.task.num_classes
+        if run.protocol.curriculum:
+            classes = [run.splits[s].set_epoch(epoch) for s in SPLITS][0]
         generator.manual_seed(args.seed + epoch)
         if sampler:
             sampler.set_epoch(epoch)
             seed_everything(args.seed + epoch * world + rank)  # each rank its own augmentation, the same on resume
         tic = time.perf_counter()
         with train_model.join() if world > 1 else contextlib.nullcontext():  # ranks may have a batch more or less
-            sums = run_epoch(train_model, loaders["train"], fold, device, task.num_classes, optimizer, scaler,
-                             desc=f"Epoch {epoch}. train")
-        train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), device))), fold,
+            sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.fold, run.device,
+                                   run.task.num_classes, f"Epoch {epoch}. train")
+        train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), run.device))), run.fold,
                                  f"Epoch {epoch}. train")
-        train_seconds += time.perf_counter() - tic
-        train_images += train_metrics["images"]
-        if scheduler:
-            scheduler.step()
-        best = distributed.on_main(end_epoch, epoch, train_metrics, classes, best)
-
-    def finish():
-        result = {"dataset": args.dataset, "fold": fold, "multiplier": round(multiplier, 6), "epochs": epochs,
-                  "best_epoch": best["epoch"], "best_val_top1": best["val_top1"], "test_top1": best["test_top1"],
-                  "train_images_per_sec": train_images / train_seconds if train_seconds else 0.0}
-        write_json_atomic(savedir / "result.json", result)
-        return result
-    return distributed.on_main(finish)
+        progress.train_seconds += time.perf_counter() - tic
+        progress.train_images += train_metrics["images"]
+        if run.scheduler:
+            run.scheduler.step()
+        progress = distributed.on_main(end_epoch, run, loaders, progress, train_metrics, classes)
+    return distributed.on_main(write_result, run, progress)
 
 
 def error_message(error):
@@ -361,13 +430,19 @@ def error_message(error):
     return str(error)
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True,
-                        help="a task name (python3 train.py --help lists them) or synthetic-<task>")
-    parser.add_argument("--fold", type=positive_int, default=1, help="fold factor f (default 1: the original CNN)")
+def get_args_parser(add_help=True, one_run=True):
+    """The training flags; with `one_run`, also the flags naming the run (--dataset, --fold, --savedir).
+
+    train.py builds its parser on this one (`parents=`), so a flag added here reaches both commands.
+    """
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     add_help=add_help)
+    if one_run:
+        parser.add_argument("--dataset", required=True,
+                            help="a task name (python3 train.py --help lists them) or synthetic-<task>")
+        parser.add_argument("--fold", type=positive_int, default=1, help="fold factor f (default 1: the original CNN)")
+        parser.add_argument("--savedir", required=True, help="run directory for checkpoints and stats")
     parser.add_argument("--multiplier", type=float, default=None, help="internal multiplier (default sqrt(f))")
-    parser.add_argument("--savedir", required=True, help="run directory for checkpoints and stats")
     parser.add_argument("--epochs", type=positive_int, default=None, help="default: the paper's for the task")
     parser.add_argument("--batch_size", type=positive_int, default=32,
                         help="images per mini-batch, rounded down to a multiple of f (default 32); under "
@@ -375,7 +450,8 @@ def build_parser():
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate (default: the paper's for the task); on resume it replaces the checkpoint's")
     parser.add_argument("--checkpoint_cycle", type=positive_int, default=1, help="save current.pth every N epochs")
-    parser.add_argument("--continue_from_file", default=None, metavar="PATH", help="resume from this checkpoint")
+    parser.add_argument("--continue_from_file", default=None, metavar="PATH",
+                        help="resume from this checkpoint" + ("" if one_run else " (select one dataset and one fold)"))
     parser.add_argument("--teacher", default=None, metavar="PATH",
                         help="trained original model for distillation (CIFAR-10 folded runs)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
@@ -388,21 +464,19 @@ def build_parser():
                         help="read game/NoScope images from disk every epoch instead of holding them in memory")
     parser.add_argument("--workers", type=int, default=None,
                         help="data-loader workers (default: 0 for images held in memory, else cores - 1, at most 4)")
+    parser.add_argument("--amp", action="store_true",
+                        help="CUDA only: mixed precision (fp16 autocast, loss scaling); default fp32 as the paper")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+if __name__ == "__main__":
+    parser = get_args_parser()
+    args = parser.parse_args()
     try:
-        result = run(args)
+        result = main(args)
     except (ValueError, DataMissing, FloatingPointError) as e:
         parser.exit(2, f"error: {error_message(e)}\n")
     if distributed.is_main():
         print(json.dumps(result))
     distributed.cleanup()
-
-
-if __name__ == "__main__":
-    main()

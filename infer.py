@@ -1,339 +1,30 @@
-"""Measure the inference throughput of one model configuration (SPEC section 5).
+"""Measure the inference throughput of one model configuration (docs/protocol.md, section 5).
 
 One configuration is a task, a mode (original / folded / efficientnet), a fold (phi for the
-efficientnet baseline), a batch size in images, a precision, a device and a backend. A FoldedCNN
-runs `batch // f` folded inputs, each holding f images; throughput counts images.
-
-Backends:
-  eager        PyTorch eager, channels-last for the CNNs
-  compile      torch.compile (inductor; weight freezing on the CPU, CUDA graphs on CUDA)
-  onnxruntime  the model exported to ONNX and run by ONNX Runtime (CPU, or CUDA with onnxruntime-gpu)
-  tensorrt     torch-tensorrt (CUDA only, when installed)
-
-On the CPU every backend runs a batch in cache-sized chunks (`--chunk`, tuned during warm-up by
-default): the batch of 1024 images goes in and 1024 images' logits come out, but the activations
-of a chunk stay in the CPU caches instead of streaming 100s of MB through memory per layer.
-
-Before timing, the backend's logits are compared with eager PyTorch in fp32 on the same inputs, so
-a fast but wrong backend cannot report a number.
+efficientnet baseline), a batch size in images, a precision, a device and a backend; util/inference.py
+says what each backend is and how a batch runs. Before timing, the backend's logits are checked
+against eager fp32 PyTorch. Each trial prints one `key=value` line (or a JSON object with --json).
 """
 import argparse
-import copy
-import importlib.util
 import json
-import logging
-import shutil
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-import torch
-
-from config.tasks import get_task, task_names
-from models import MODES, build_model
-from models.fold import check_fold
+from config.tasks import task_names
+from models import MODES
 from util.common import pick_device, positive_int
-from util.export import onnx_model
-from util.flops_from_tput import flops_per_image
-
-BACKENDS = ("eager", "compile", "onnxruntime", "tensorrt")
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-# The fastest backend measured per device type (README, "Backends"): on the 2-core CPU ONNX Runtime
-# was the fastest for the original CNNs and tied eager for the FoldedCNNs; torch.compile was slower.
-# On CUDA torch.compile with CUDA graphs, until GPU measurements say otherwise (--backend tensorrt).
-DEFAULT_BACKEND = {"cpu": "onnxruntime", "cuda": "compile"}
-CHUNK_CANDIDATES = (64, 32, 16, 8)  # folded inputs per chunk tried on the CPU, besides the whole batch
-REFERENCE_ROWS = 32                 # inputs compared against eager PyTorch
+from util.inference import Benchmark, Config, add_measurement_args, fill_protocol
 
 
-@dataclass
-class Config:
-    task: str
-    mode: str = "folded"
-    fold: int = 1
-    batch_size: int = 1024
-    backend: str = "auto"
-    precision: str = "fp32"
-    device: str = "auto"
-    chunk: str = "auto"
-    channels_last: bool = True  # eager/compile only; False is plain NCHW PyTorch
-
-
-class BackendError(ValueError):
-    """A backend that cannot run here, or whose logits disagree with eager PyTorch."""
-
-
-def model_key(task, mode):
-    """The model's name in `config/model_map.json` and in results CSVs."""
-    task = get_task(task)
-    return task.efficientnet_key if mode == "efficientnet" else task.model_map_key
-
-
-def inputs_per_batch(batch_size, fold, mode):
-    """Inputs in one batch of `batch_size` images: a folded input holds f images."""
-    per_input = fold if mode == "folded" else 1
-    if batch_size < per_input:
-        raise ValueError(f"batch size {batch_size} is smaller than the fold {fold}: "
-                         f"use a batch size of at least {per_input} images")
-    return batch_size // per_input
-
-
-def backend_problem(backend, device, precision):
-    """Why `backend` cannot run `precision` on `device` here (None when it can)."""
-    if precision != "fp32" and device.type != "cuda":
-        return f"precision {precision} needs CUDA; on the CPU use --precision fp32"
-    if backend == "tensorrt":
-        if device.type != "cuda":
-            return "backend tensorrt runs on CUDA only; on the CPU use --backend onnxruntime, eager or compile"
-        if importlib.util.find_spec("torch_tensorrt") is None:
-            return "backend tensorrt needs torch-tensorrt: pip install torch-tensorrt, or pick another --backend"
-    if backend == "onnxruntime":
-        if precision == "bf16":
-            return "backend onnxruntime runs fp32 or fp16 here; use --precision fp16 or another --backend"
-        if importlib.util.find_spec("onnxruntime") is None:
-            return "backend onnxruntime needs onnxruntime: pip install -r requirements.txt"
-        import onnxruntime
-        provider = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
-        if provider not in onnxruntime.get_available_providers():
-            return (f"backend onnxruntime on {device.type} needs {provider}, which this onnxruntime lacks "
-                    "(pip install onnxruntime-gpu for CUDA), or pick another --backend")
-    if backend == "compile" and device.type == "cpu" and shutil.which("c++") is None and shutil.which("g++") is None:
-        return "backend compile on the CPU needs a C++ compiler (apt install g++), or pick another --backend"
-    return None
-
-
-def available_backends(device, precision="fp32"):
-    """Backends that can run here, fastest-first by the measured default."""
-    device = torch.device(device)
-    found = [b for b in BACKENDS if backend_problem(b, device, precision) is None]
-    default = DEFAULT_BACKEND[device.type]
-    return sorted(found, key=lambda b: b != default)
-
-
-def resolve_backend(backend, device, precision):
-    """`backend`, or the default for `device`; raise BackendError if it cannot run here."""
-    if backend == "auto":
-        backend = DEFAULT_BACKEND.get(device.type, "eager")
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
-    problem = backend_problem(backend, device, precision)
-    if problem:
-        raise BackendError(problem)
-    return backend
-
-
-def _onnxruntime_runner(model, example, device):
-    import onnxruntime
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.log_severity_level = 3
-    if device.type == "cuda":
-        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0})]
-    else:
-        providers = ["CPUExecutionProvider"]
-    session = onnxruntime.InferenceSession(onnx_model(model, example[:2]), options, providers=providers)
-
-    if device.type == "cpu":
-        def run(x):
-            return torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
-        return run
-
-    def run(x):  # keep the data on the GPU: bind the torch tensors' memory
-        x = x.contiguous()
-        out = torch.empty((x.shape[0], *model_output_shape), dtype=x.dtype, device=x.device)
-        binding = session.io_binding()
-        binding.bind_input("x", "cuda", device.index or 0, _np_dtype(x.dtype), tuple(x.shape), x.data_ptr())
-        binding.bind_output("logits", "cuda", device.index or 0, _np_dtype(x.dtype), tuple(out.shape), out.data_ptr())
-        session.run_with_iobinding(binding)
-        return out
-    with torch.no_grad():
-        model_output_shape = tuple(model(example[:1]).shape[1:])
-    return run
-
-
-def _np_dtype(dtype):
-    import numpy as np
-    return {torch.float32: np.float32, torch.float16: np.float16}[dtype]
-
-
-def make_runner(model, example, backend, device):
-    """A function running `model` with `backend` on a batch shaped like `example` (on `device`)."""
-    if backend == "eager":
-        return model
-    if backend == "compile":
-        import torch._dynamo.config as dynamo_config
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on CPU hosts
-        # One graph per chunk size tried (and the last, shorter chunk): stay compiled, never fall back to eager.
-        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 4 * (len(CHUNK_CANDIDATES) + 2))
-        if device.type == "cpu":
-            import torch._inductor.config as inductor_config
-            inductor_config.freezing = True  # fold weights into constants, pre-pack them for oneDNN
-            return torch.compile(model, dynamic=False)
-        return torch.compile(model, mode="reduce-overhead", dynamic=False)
-    if backend == "onnxruntime":
-        return _onnxruntime_runner(model, example, device)
-    import torch_tensorrt
-    return torch_tensorrt.compile(model, ir="dynamo", inputs=[example], enabled_precisions={example.dtype})
-
-
-def chunked(run, chunk):
-    """`run` applied to `chunk`-input slices of the batch, outputs concatenated."""
-    if chunk is None:
-        return run
-    return lambda x: torch.cat([run(part) for part in x.split(chunk)])
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_batches(run, x, device, iters=1, min_time=0.0):
-    """Batches per second over at least `iters` batches and at least `min_time` seconds."""
-    synchronize(device)
-    start, done = time.perf_counter(), 0
-    while True:
-        run(x)
-        done += 1
-        if done >= iters:
-            synchronize(device)
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_time:
-                return done / elapsed
-
-
-def tune_chunk(run, x, device):
-    """The chunk size (inputs; None = whole batch) that runs `x` fastest, best of two batches each after a warm-up."""
-    n = x.shape[0]
-    candidates = [None] + [c for c in CHUNK_CANDIDATES if c < n]
-    speed = {}
-    for chunk in candidates:
-        runner = chunked(run, chunk)
-        runner(x)
-        speed[chunk] = max(time_batches(runner, x, device) for _ in range(2))
-    return max(speed, key=speed.get)
-
-
-def check_logits(run, model, x, precision):
-    """Max abs difference of `run(x)` from eager fp32 PyTorch on the first inputs; BackendError if too large."""
-    rows = x[:REFERENCE_ROWS].float().cpu().contiguous()
-    with torch.inference_mode():
-        got = run(x)[:rows.shape[0]].float().cpu()
-        reference = model(rows)
-    error = (got - reference).abs().max().item()
-    scale = reference.abs().max().item()
-    tolerance = (1e-4 + 1e-3 * scale) if precision == "fp32" else (1e-3 + 3e-2 * scale)
-    if not error <= tolerance:  # also catches NaN
-        raise BackendError(f"logits differ from eager PyTorch by {error:.3g} (tolerance {tolerance:.3g}, "
-                           f"largest logit {scale:.3g}): this backend computes something else; use --backend eager")
-    return error
-
-
-@dataclass
-class Measurement:
-    model: str
-    task: str
-    mode: str
-    fold: int
-    batch_size: int
-    backend: str
-    precision: str
-    device: str
-    chunk: int
-    trial: int
-    images_per_sec: float
-    flops_per_sec: float
-    max_abs_error: float
-
-    def line(self):
-        """One machine-readable `key=value` line."""
-        return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in asdict(self).items())
-
-
-class Benchmark:
-    """A configuration set up once (model built, backend compiled, chunk tuned, logits checked),
-    then timed as often as wanted with `trial()`."""
-
-    def __init__(self, config, warmup=2, seed=0):
-        self.config = config
-        task = get_task(config.task)
-        mode, fold = config.mode, check_fold(config.fold)
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
-        if config.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {config.precision!r}; choose one of: {', '.join(PRECISIONS)}")
-        self.device = pick_device(config.device)
-        self.backend = resolve_backend(config.backend, self.device, config.precision)
-        n = inputs_per_batch(config.batch_size, fold, mode)
-        self.images = n * (fold if mode == "folded" else 1)
-        torch.manual_seed(seed)
-        model, shape = build_model(task, fold, mode)
-        self.flops_per_image = flops_per_image(task, mode, fold)
-        model.eval()
-        x = torch.randn(n, *shape)
-        dtype = PRECISIONS[config.precision]
-        self.reference = copy.deepcopy(model)  # fp32 on the CPU, for the logits check
-        model = model.to(self.device, dtype)
-        x = x.to(self.device, dtype)
-        if self.backend in ("eager", "compile") and config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
-        self.x = x
-        with torch.inference_mode():
-            run = make_runner(model, x, self.backend, self.device)
-            if config.chunk == "auto":
-                self.chunk = tune_chunk(run, x, self.device) if self.device.type == "cpu" else None
-            elif config.chunk == "full":
-                self.chunk = None
-            else:
-                self.chunk = int(config.chunk) if int(config.chunk) < n else None
-            self.run = chunked(run, self.chunk)
-            for _ in range(warmup):
-                self.run(x)
-        self.max_abs_error = check_logits(self.run, self.reference, x, config.precision)
-        self.key = model_key(task, mode)
-
-    def trial(self, trial=0, iters=1, min_time=0.0):
-        with torch.inference_mode():
-            batches_per_sec = time_batches(self.run, self.x, self.device, iters, min_time)
-        images_per_sec = batches_per_sec * self.images
-        c = self.config
-        return Measurement(self.key, get_task(c.task).name, c.mode, c.fold, c.batch_size, self.backend,
-                           c.precision, str(self.device), self.chunk or self.x.shape[0], trial,
-                           images_per_sec, images_per_sec * self.flops_per_image, self.max_abs_error)
-
-
-def chunk_arg(text):
-    """argparse type for --chunk: auto, full, or a positive number of inputs."""
-    if text in ("auto", "full"):
-        return text
-    return str(positive_int(text))
-
-
-def protocol_defaults(device):
-    """(warm-up batches, timed batches, minimum seconds) per trial: the paper's on CUDA, time-bounded on the CPU."""
-    return (100, 10000, 0.0) if device.type == "cuda" else (2, 1, 1.0)
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def get_args_parser(add_help=True):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     add_help=add_help)
     parser.add_argument("task", choices=task_names(), metavar="TASK", help="one of: " + ", ".join(task_names()))
     parser.add_argument("--mode", choices=MODES, default="folded",
                         help="folded (fold 1 = the original CNN), original, or efficientnet (fold = phi); "
                              "default folded")
     parser.add_argument("--fold", type=positive_int, default=1, help="fold f, or phi for efficientnet; default 1")
     parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch; default 1024")
-    parser.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
-                        help="default auto: onnxruntime on the CPU, compile on CUDA")
-    parser.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
-                        help="fp16/bf16 need CUDA; default fp32")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")
-    parser.add_argument("--chunk", type=chunk_arg, default="auto",
-                        help="inputs per chunk: a number, full (no chunks) or auto (tuned on the CPU, full on CUDA)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up batches; default 100 on CUDA, 2 on the CPU")
-    parser.add_argument("--iters", type=positive_int, default=None,
-                        help="timed batches per trial at least; default 10000 on CUDA, 1 on the CPU")
-    parser.add_argument("--min_time", type=float, default=None,
-                        help="seconds per trial at least; default 0 on CUDA, 1.0 on the CPU")
+    add_measurement_args(parser)
     parser.add_argument("--trials", type=positive_int, default=1, help="timed trials; default 1")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and random inputs")
     parser.add_argument("--json", action="store_true", help="print JSON objects instead of key=value lines")
@@ -341,21 +32,17 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
+    parser = get_args_parser()
     args = parser.parse_args(argv)
     try:
-        device = pick_device(args.device)
-        warmup, iters, min_time = protocol_defaults(device)
-        warmup = warmup if args.warmup is None else args.warmup
-        iters = iters if args.iters is None else args.iters
-        min_time = min_time if args.min_time is None else args.min_time
+        fill_protocol(args, pick_device(args.device))
         config = Config(args.task, args.mode, args.fold, args.batch_size, args.backend, args.precision,
-                        args.device, args.chunk)
-        bench = Benchmark(config, warmup, args.seed)
+                        args.device, args.chunk, not args.nchw, args.compile_mode)
+        bench = Benchmark(config, args.warmup, args.seed)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
     for trial in range(args.trials):
-        result = bench.trial(trial, iters, min_time)
+        result = bench.trial(trial, args.iters, args.min_time)
         print(json.dumps(asdict(result)) if args.json else result.line(), flush=True)
 
 

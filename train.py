@@ -24,7 +24,7 @@ from datasets.synthetic import make_game_dataset, make_noscope_video
 from models.fold import check_multiplier
 from util import distributed
 from util.common import REPO, positive_int, write_text_atomic
-from util.noscope_split import split_from_video
+from datasets.noscope import split_from_video
 
 MODEL_FILES = REPO / "model_files"
 SUMMARY_COLUMNS = ["dataset", "fold", "epochs", "best_val_top1", "test_top1", "train_images_per_sec"]
@@ -92,12 +92,12 @@ def data_ready(dataset, args):
     return None
 
 
-def resume_point(dataset, fold, savedir, run_args):
+def resume_point(dataset, fold, savedir, run):
     """(result, None) for a finished run; else (None, the checkpoint to resume from, or None to start)."""
     result_file, current = savedir / "result.json", savedir / "current.pth"
-    if run_args.continue_from_file:
-        resume = run_args.continue_from_file
-    elif result_file.exists() and json.loads(result_file.read_text())["epochs"] == run_args.epochs:
+    if run.continue_from_file:
+        resume = run.continue_from_file
+    elif result_file.exists() and json.loads(result_file.read_text())["epochs"] == run.epochs:
         print(f"{dataset} fold {fold}: finished earlier, skipping ({savedir})", flush=True)
         return json.loads(result_file.read_text()), None
     else:
@@ -105,30 +105,30 @@ def resume_point(dataset, fold, savedir, run_args):
     if resume:
         print(f"{dataset} fold {fold}: resuming from {resume}", flush=True)
     else:
-        print(f"{dataset} fold {fold}: training {run_args.epochs} epochs into {savedir}", flush=True)
+        print(f"{dataset} fold {fold}: training {run.epochs} epochs into {savedir}", flush=True)
     return None, resume
+
+
+def run_args(dataset, fold, args):
+    """The fold_trainer arguments of one (dataset, fold): the sweep's flags, with this run's dataset, fold and
+    directory, and the demo's or the paper's epochs and learning rate."""
+    task, _ = resolve_dataset(dataset)
+    protocol = fold_trainer.paper_protocol(task, fold)
+    epochs, lr = args.epochs, args.lr
+    if args.demo:
+        setting = DEMO[task.family]
+        epochs, lr = setting["epochs"].get(fold, max(setting["epochs"].values())), setting["lr"]
+    savedir = run_dir(args.savedir, dataset, fold, check_multiplier(args.multiplier, fold))
+    teacher = str(teacher_path(dataset, args)) if protocol.distill else args.teacher
+    return argparse.Namespace(**{**vars(args), "dataset": dataset, "fold": fold, "savedir": str(savedir),
+                                 "epochs": epochs or protocol.epochs, "lr": lr, "teacher": teacher})
 
 
 def train_one(dataset, fold, args):
     """Train (or resume, or skip when finished) one (dataset, fold); returns its result row."""
-    task, _ = resolve_dataset(dataset)
-    multiplier = check_multiplier(args.multiplier, fold)
-    savedir = run_dir(args.savedir, dataset, fold, multiplier)
-    run_args = fold_trainer.build_parser().parse_args(["--dataset", dataset, "--savedir", str(savedir)])
-    for name in ("epochs", "batch_size", "checkpoint_cycle", "device", "data_dir", "data_root", "download",
-                 "workers", "seed", "multiplier", "lr", "stream_images"):
-        setattr(run_args, name, getattr(args, name))
-    run_args.fold = fold
-    protocol = fold_trainer.paper_protocol(task, fold)
-    if args.demo:
-        setting = DEMO[task.family]
-        run_args.epochs, run_args.lr = setting["epochs"].get(fold, max(setting["epochs"].values())), setting["lr"]
-    run_args.epochs = run_args.epochs or protocol.epochs
-    if protocol.distill:
-        run_args.teacher = str(teacher_path(dataset, args))
-    run_args.continue_from_file = args.continue_from_file
-    finished, run_args.continue_from_file = distributed.on_main(resume_point, dataset, fold, savedir, run_args)
-    return finished or fold_trainer.run(run_args)
+    one = run_args(dataset, fold, args)
+    finished, one.continue_from_file = distributed.on_main(resume_point, dataset, fold, Path(one.savedir), one)
+    return finished or fold_trainer.main(one)
 
 
 def sweep_units(datasets, folds):
@@ -160,30 +160,16 @@ def shard(units, index, count):
     return units[index - 1::count]
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def get_args_parser(add_help=True):
+    """fold_trainer.py's training flags plus the sweep's own."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     parents=[fold_trainer.get_args_parser(add_help=False, one_run=False)],
+                                     add_help=add_help)
     parser.add_argument("savedir", help="folder for every run's checkpoints, stats and summary.csv")
     parser.add_argument("--datasets", nargs="+", default=None, metavar="DATASET",
                         help=f"tasks to train (default: all): {', '.join(task_names())}; "
                              f"{SYNTHETIC}<task> for generated stand-in data (game and NoScope tasks)")
     parser.add_argument("--folds", nargs="+", type=positive_int, default=[1, 2, 3, 4], help="default: 1 2 3 4")
-    parser.add_argument("--epochs", type=positive_int, default=None, help="default: the paper's per task")
-    parser.add_argument("--batch_size", type=positive_int, default=32, help="images per mini-batch (default 32)")
-    parser.add_argument("--multiplier", type=float, default=None, help="internal multiplier (default sqrt(f))")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the paper's per task)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
-    parser.add_argument("--data_dir", default=str(REPO / "data"), help="CIFAR and NoScope data (default data/)")
-    parser.add_argument("--data_root", default=None, help="game data (default $DATA_ROOT, then data_root/)")
-    parser.add_argument("--download", action="store_true", help="download CIFAR with torchvision if missing")
-    parser.add_argument("--checkpoint_cycle", type=positive_int, default=1, help="save current.pth every N epochs")
-    parser.add_argument("--continue_from_file", default=None, metavar="PATH",
-                        help="resume one run from this checkpoint (select one dataset and one fold)")
-    parser.add_argument("--teacher", default=None, metavar="PATH", help="distillation teacher (CIFAR-10 folded runs)")
-    parser.add_argument("--stream_images", action="store_true",
-                        help="read game/NoScope images from disk every epoch instead of holding them in memory")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="data-loader workers (default: 0 for images held in memory, else cores - 1, at most 4)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
                         help="run only the I-th of N disjoint slices of the (dataset, fold) sweep (for N "
                              "independent jobs); writes summary_shardIofN.csv")
@@ -193,7 +179,7 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
+    parser = get_args_parser()
     args = parser.parse_args(argv)
     if args.demo:
         args.datasets = args.datasets or DEMO["datasets"]

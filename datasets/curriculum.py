@@ -5,7 +5,7 @@ from datasets.loaders import split_targets
 
 
 def curriculum_schedule(num_classes, fold, epochs, paper_epochs, slow=False):
-    """(classes at the start, classes added per step, epochs per step) of SPEC section 3.
+    """(classes at the start, classes added per step, epochs per step) of docs/protocol.md, section 3.
 
     Classes are taken in sorted order: start with max(K//10, f), add max(K//10, 1) every 60 epochs
     (slow: K//20 and 120 epochs). A run shorter than the paper's (`epochs` < `paper_epochs`) shrinks

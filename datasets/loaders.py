@@ -1,4 +1,4 @@
-"""Train/val/test splits for every task family, exactly as SPEC section 3 says.
+"""Train/val/test splits for every task family (docs/protocol.md, section 4).
 
 - CIFAR-10/100: torchvision's datasets in `data/cifar10`, `data/cifar100`; validation is 5000
   training images (rounded up to a multiple of f) chosen by a seeded shuffle; RandomCrop(32, 4)

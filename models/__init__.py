@@ -7,7 +7,7 @@ from models.resnet import ResNet18
 
 MODES = ("original", "folded", "efficientnet")
 
-__all__ = ["MODES", "build_model", "build_classifier", "FoldedClassifier", "fold_input", "unfold_output"]
+__all__ = ["MODES", "build_model", "build_classifier", "model_key", "FoldedClassifier", "fold_input", "unfold_output"]
 
 
 def build_model(task, fold=1, mode="folded", multiplier=None):
@@ -50,3 +50,9 @@ def build_classifier(task, fold=1, multiplier=None):
     """The FoldedCNN wrapped to take plain (N, C, H, W) image batches and return (N, K) logits."""
     model, _ = build_model(task, fold, "folded", multiplier)
     return FoldedClassifier(model, fold)
+
+
+def model_key(task, mode="folded"):
+    """The model's name in `config/model_map.json` and in results CSVs (the baseline has its own)."""
+    task = get_task(task)
+    return task.efficientnet_key if mode == "efficientnet" else task.model_map_key

@@ -20,10 +20,9 @@ import torch
 from PIL import Image
 
 from datasets.synthetic import make_noscope_video
-from helpers import REPO, run_cli
-from test_training import write_image_folder
-from util.noscope_split import split_from_frames
-from util.noscope_video_save import save_frames
+from helpers import REPO, run_cli, write_image_folder
+from datasets.noscope import split_from_frames
+from datasets.noscope import save_frames
 
 DATASET = "noscope-coral"
 FRESH = "{w}/fresh-run"  # a savedir that does not exist yet: it must not be created either
@@ -142,7 +141,7 @@ def test_batch_size_smaller_than_the_fold(finished, tmp_path):
 
 def test_checkpoint_of_another_run(finished, tmp_path):
     def weights_only(world):  # a plain state dict, like model_files/<task>/original/model.pth
-        torch.save(torch.load(places(world)["run"] / "best.pth", weights_only=False)["model"], world / "model.pth")
+        torch.save(torch.load(places(world)["run"] / "best.pth", weights_only=True)["model"], world / "model.pth")
 
     not_this_run = ["checkpoint {run}/current.pth is for dataset noscope-coral, fold 1, multiplier 1.0",
                     "pass that run's checkpoint"]

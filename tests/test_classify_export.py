@@ -14,8 +14,9 @@ from datasets.loaders import read_rgb
 from datasets.synthetic import make_noscope_video
 from helpers import run_cli
 from models import build_classifier
-from util import classify_video, export
-from util.noscope_split import split_from_video
+from util import classify_video, export, onnx_export, video as video_lib
+from util.checkpoint import load_classifier
+from datasets.noscope import split_from_video
 
 FOLD = 4
 N_FRAMES = 4 * 40 + 3  # not a multiple of f: the last group is padded
@@ -34,14 +35,14 @@ def trained(tmp_path_factory):
     split_from_video("noscope-coral", root / "data" / "synthetic-noscope-coral-subset", labels, video)
     argv = ["--dataset", "synthetic-noscope-coral", "--fold", str(FOLD), "--savedir", str(root / "run"), "--epochs",
             "1", "--lr", "1e-4", "--workers", "0", "--device", "cpu", "--data_dir", str(root / "data")]
-    fold_trainer.run(fold_trainer.build_parser().parse_args(argv))
+    fold_trainer.main(fold_trainer.get_args_parser().parse_args(argv))
     return root, video, root / "run" / "best.pth"
 
 
 def by_hand(video, checkpoint):
     """(label, score) per frame: frames resized and ToTensor'd one by one, f at a time through the bare network."""
     classifier = build_classifier("noscope-coral", FOLD)
-    classifier.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
+    classifier.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
     net = classifier.net.eval()
     cap = cv2.VideoCapture(str(video))
     images = []
@@ -88,7 +89,7 @@ def test_every_frame_is_classified_as_the_model_does_frame_by_frame(trained, tmp
     for frame in (100, 130, 159):  # the hand-made inputs are exactly what training read from the split PNGs
         png = next((root / "data" / "synthetic-noscope-coral-subset").glob(f"*/*/{frame}.png"))
         assert torch.equal(images[frame], ToTensor()(read_rgb(png)))
-    one_batch = classify_video.classify_video(video, root / "run", tmp_path / "one.csv", device="cpu")
+    one_batch = video_lib.classify_video(video, root / "run", tmp_path / "one.csv", device="cpu")
     assert one_batch["frames"] == N_FRAMES and sum(one_batch["labels"].values()) == N_FRAMES
     assert [row[1] for row in read_predictions(tmp_path / "one.csv")] == [label for _, label, _ in got]
 
@@ -99,12 +100,12 @@ def test_frame_tensor_is_the_training_input(trained):
     frame = cap.read()[1]
     cap.release()
     rgb = cv2.cvtColor(cv2.resize(frame, (50, 50), interpolation=cv2.INTER_NEAREST), cv2.COLOR_BGR2RGB)
-    assert torch.equal(classify_video.frame_tensor(frame), ToTensor()(rgb))
+    assert torch.equal(video_lib.frame_tensor(frame), ToTensor()(rgb))
 
 
 def test_onnx_export_matches_pytorch(trained, tmp_path):
     _, video, checkpoint = trained
-    classifier, _ = export.load_checkpoint(checkpoint)
+    classifier, _ = load_classifier(checkpoint)
     result = run_cli(*EXPORT, checkpoint, tmp_path / "folded.onnx")
     assert result.returncode == 0, result.stderr
     assert "input x: N x 12 x 50 x 50, output logits: N x 8" in result.stdout
@@ -114,7 +115,7 @@ def test_onnx_export_matches_pytorch(trained, tmp_path):
     with torch.no_grad():
         assert np.allclose(session.run(None, {"x": x.numpy()})[0], classifier.net(x).numpy(), atol=1e-4)
 
-    summary = export.export(checkpoint, tmp_path / "images.onnx", images=True)
+    summary = onnx_export.export(checkpoint, tmp_path / "images.onnx", images=True)
     assert summary["input"] == "N x 3 x 50 x 50 (N a multiple of 4)" and summary["output"] == "N x 2"
     images = torch.rand(12, 3, 50, 50)
     session = onnxruntime.InferenceSession(str(tmp_path / "images.onnx"), providers=["CPUExecutionProvider"])
@@ -124,8 +125,8 @@ def test_onnx_export_matches_pytorch(trained, tmp_path):
 
 def test_export_mismatch_exits_1_and_writes_nothing(trained, tmp_path, monkeypatch, capsys):
     _, _, checkpoint = trained
-    monkeypatch.setattr(export, "onnx_model", lambda *args: b"not used")
-    monkeypatch.setattr(export, "onnx_difference", lambda *args: (0.5, 3.0))
+    monkeypatch.setattr(onnx_export, "onnx_model", lambda *args: b"not used")
+    monkeypatch.setattr(onnx_export, "onnx_difference", lambda *args: (0.5, 3.0))
     with pytest.raises(SystemExit) as exited:
         export.main([str(checkpoint), str(tmp_path / "m.onnx")])
     assert exited.value.code == 1
@@ -147,15 +148,16 @@ def fail(main, argv, capsys, *fragments):
 
 def test_errors_are_one_line_with_exit_status_2(trained, tmp_path, capsys):
     _, video, checkpoint = trained
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=True)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint" * 10)
     weights_only = tmp_path / "weights.pth"
     torch.save(state["model"], weights_only)
     wrong_fold = tmp_path / "fold2.pth"
-    torch.save({**state, "fold": 2}, wrong_fold)
+    torch.save({**state, "model_args": {**state["model_args"], "fold": 2}}, wrong_fold)
     game = tmp_path / "game.pth"
-    torch.save({**state, "task": "sot/timer3", "model": build_classifier("sot/timer3", FOLD, 2.0).state_dict()}, game)
+    torch.save({**state, "model_args": {"task": "sot/timer3", "fold": FOLD, "multiplier": 2.0},
+                "model": build_classifier("sot/timer3", FOLD, 2.0).state_dict()}, game)
     out = tmp_path / "out.csv"
     main = classify_video.main
 

@@ -11,9 +11,8 @@ import fold_trainer
 import train
 from config.tasks import task_names
 from datasets import load_splits
-from helpers import run_cli
+from helpers import run_cli, write_image_folder
 from models import build_classifier
-from test_training import write_image_folder
 from util.distributed import ShardSampler
 
 TASK, FOLD, EPOCHS = "noscope-coral", 2, 3
@@ -66,16 +65,16 @@ def test_torchrun_trains_with_ddp_and_rank_0_alone_writes(tmp_path, monkeypatch)
     for path in (run / "stats").iterdir():
         assert len(path.read_text().splitlines()) == EPOCHS
 
-    current = torch.load(run / "current.pth", weights_only=False)
+    current = torch.load(run / "current.pth", weights_only=True)
     assert current["train_images"] == EPOCHS * 2 * TRAIN_PER_CLASS  # each image once per epoch over both ranks
 
-    best = torch.load(run / "best.pth", weights_only=False)
+    best = torch.load(run / "best.pth", weights_only=True)
     model = build_classifier(TASK, FOLD)
     model.load_state_dict(best["model"])
     splits = load_splits(TASK, FOLD, data, None, 0)
     result = json.loads((run / "result.json").read_text())
     for split in ("val", "test"):  # what rank 0 reported = one process evaluating the saved weights
-        sums = fold_trainer.run_epoch(model, DataLoader(splits[split], batch_size=8), FOLD, torch.device("cpu"), 2)
+        sums = fold_trainer.evaluate(model, DataLoader(splits[split], batch_size=8), FOLD, torch.device("cpu"), 2, split)
         alone = fold_trainer.averages(sums, FOLD, split)
         reported = {m: float((run / "stats" / f"{split}_{m}.txt").read_text().splitlines()[result["best_epoch"]])
                     for m in metrics}

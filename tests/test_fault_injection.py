@@ -8,8 +8,7 @@ import time
 
 import torch
 
-from helpers import REPO
-from test_training import write_image_folder
+from helpers import REPO, write_image_folder
 
 TASK, FOLD, EPOCHS = "noscope-taipei", 2, 8  # a 31 MB checkpoint: its writes take long enough to be hit
 
@@ -109,7 +108,7 @@ def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_run(tmp_path)
     for stat in sorted((reference / "stats").iterdir()):
         assert (killed / "stats" / stat.name).read_text() == stat.read_text(), stat.name
     for name in ("current.pth", "best.pth"):
-        want, got = (torch.load(d / name, weights_only=False) for d in (reference, killed))
+        want, got = (torch.load(d / name, weights_only=True) for d in (reference, killed))
         assert got["epoch"] == want["epoch"] and got["best"] == want["best"], name
         for key, tensor in want["model"].items():
             assert torch.equal(got["model"][key], tensor), (name, key)

@@ -1,15 +1,17 @@
 """FLOP counts (flop_count.sh, config/model_map.json), arithmetic intensity (ai.py), FLOPs/sec."""
+import contextlib
 import csv
 import io
 import json
 import sys
 
 import pytest
+import torch
 
 import ai
 from config.tasks import all_tasks
-from util.flop_count import MODEL_MAP, load_model_map
-from util.flops_from_tput import flops_per_image, flops_per_sec
+from models import build_model
+from models.flops import MODEL_MAP, arithmetic_intensity, count_model_flops, flops_per_image, load_model_map
 
 from helpers import REPO, run_cli
 
@@ -105,8 +107,8 @@ def test_ai_matches_the_definition_by_hand():
     ]
     ops = sum(1024 * (2 * macs + outs) for macs, outs, _, _, _ in layers)
     elements = sum(params + 1024 * (i + o) for _, _, params, i, o in layers)
-    assert ai.arithmetic_intensity("noscope-coral", 1, "folded", 1024, 2) == pytest.approx(ops / (2 * elements))
-    assert ai.arithmetic_intensity("noscope-coral", 1, "folded", 1024, 4) == pytest.approx(ops / (4 * elements))
+    assert arithmetic_intensity("noscope-coral", 1, "folded", 1024, 2) == pytest.approx(ops / (2 * elements))
+    assert arithmetic_intensity("noscope-coral", 1, "folded", 1024, 4) == pytest.approx(ops / (4 * elements))
 
 
 def test_ai_options():
@@ -122,7 +124,7 @@ def test_ai_options():
 
 def test_flops_from_throughput():
     counts = load_model_map()
-    assert flops_per_sec("noscope-coral", 100.0, "original") == 100 * counts["noscope_coral"]["og_ops"]
+    assert flops_per_image("noscope-coral", "original") == counts["noscope_coral"]["og_ops"]
     assert flops_per_image("noscope-coral", "folded", 4) == counts["noscope_coral"]["fold4_ops"] / 4
     assert flops_per_image("sot/timer3", "efficientnet", 2) == counts["efficientnet-game_sot/timer3"]["fold2_ops"]
     with pytest.raises(ValueError, match="has no model 'efficientnet-game_cifar10'"):
@@ -136,7 +138,9 @@ def test_flops_from_throughput():
 def test_flops_from_throughput_cli():
     done = run_cli(sys.executable, "util/flops_from_tput.py", "noscope-coral", "1000", "--fold", "4")
     assert done.returncode == 0
-    assert float(done.stdout) == pytest.approx(1000 * load_model_map()["noscope_coral"]["fold4_ops"] / 4, rel=1e-5)
+    value, unit = done.stdout.split()[:2]
+    assert unit == "FLOPs/sec" and "per image" in done.stdout
+    assert float(value) == pytest.approx(1000 * load_model_map()["noscope_coral"]["fold4_ops"] / 4, rel=1e-5)
     bad = run_cli(sys.executable, "util/flops_from_tput.py", "sot/timer3", "10", "--mode", "efficientnet", "--fold", "3")
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: model_map.json has no fold3_ops for 'efficientnet-game_sot/timer3'; it has: og_ops, fold2_ops")
@@ -144,3 +148,20 @@ def test_flops_from_throughput_cli():
 
 def test_model_map_path_is_the_committed_copy():
     assert MODEL_MAP == REPO / "config" / "model_map.json" and MODEL_MAP.exists()
+
+
+def test_the_counter_counts_what_thop_counts():
+    """models/flops.py follows the rules of thop, the paper's counter, layer kind by layer kind."""
+    thop = pytest.importorskip("thop")
+    for task in all_tasks().values():
+        for fold, mode in [(1, "original"), (2, "folded"), (4, "folded")] + (
+                [(2, "efficientnet")] if task.compound_scaling_baseline else []):
+            model, shape = build_model(task, fold, mode)
+            with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+                macs, _ = thop.profile(model.eval(), inputs=(torch.zeros(1, *shape),), verbose=False)
+            assert count_model_flops(model, shape) == int(round(2 * macs)), (task.name, fold, mode)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=4), torch.nn.BatchNorm2d(8), torch.nn.AvgPool2d(2),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        macs, _ = thop.profile(model.eval(), inputs=(torch.zeros(1, 4, 10, 10),), verbose=False)
+    assert count_model_flops(model, (4, 10, 10)) == int(round(2 * macs))

@@ -10,11 +10,11 @@ import time
 import pytest
 import torch
 
-import infer
 from helpers import REPO, run_cli
-from infer import BackendError, Benchmark, Config, available_backends
-from util.flops_from_tput import flops_per_image
-from util.run_inference import HEADER
+from models.flops import flops_per_image
+from util import inference
+from util.inference import BackendError, Benchmark, Config, available_backends
+from util.results import HEADER
 
 CPU_BACKENDS = available_backends("cpu")
 SMALL = dict(task="noscope-coral", mode="folded", fold=2, batch_size=16, device="cpu")
@@ -22,7 +22,7 @@ SMALL = dict(task="noscope-coral", mode="folded", fold=2, batch_size=16, device=
 
 def test_cpu_backends_here():
     """What CI relies on: eager and onnxruntime always, compile with a C++ compiler; tensorrt never on the CPU."""
-    assert CPU_BACKENDS[0] == infer.DEFAULT_BACKEND["cpu"] == "onnxruntime"
+    assert CPU_BACKENDS[0] == inference.DEFAULT_BACKEND["cpu"] == "onnxruntime"
     assert "eager" in CPU_BACKENDS and "tensorrt" not in CPU_BACKENDS
 
 
@@ -40,12 +40,12 @@ def test_every_backend_matches_eager_and_reports_throughput(backend):
 
 
 def test_a_wrong_backend_cannot_report_a_number(monkeypatch):
-    real = infer.make_runner
+    real = inference.make_runner
 
     def off_by_a_little(*args):
         run = real(*args)
         return lambda x: run(x) + 0.01
-    monkeypatch.setattr(infer, "make_runner", off_by_a_little)
+    monkeypatch.setattr(inference, "make_runner", off_by_a_little)
     with pytest.raises(BackendError, match="differ from eager PyTorch"):
         Benchmark(Config(**SMALL, backend="onnxruntime"), warmup=0)
 
@@ -154,6 +154,21 @@ def test_interrupted_sweep_leaves_whole_rows_and_resumes(tmp_path):
     assert rows[:len(partial)] == partial  # what was written before the kill is untouched
 
 
+def test_a_row_torn_by_a_crash_is_dropped_and_measured_again(tmp_path):
+    out = tmp_path / "results.csv"
+    command = ["./run_inference.sh", out, "--models", "lol/timer-minutes", "--folds", "1", "2", "--trials", "1",
+               "--batch_sizes", "16", "--min_time", "0", "--warmup", "0", "--device", "cpu", "--no_peak",
+               "--backend", "eager", "--chunk", "full"]
+    assert run_cli(*command).returncode == 0
+    whole = out.read_text().splitlines()
+    out.write_text("\n".join(whole[:2]) + "\n" + whole[2][:15])  # the last row, cut short by a crash
+    again = run_cli(*command)
+    assert again.returncode == 0, again.stderr
+    rows = read_csv(out)
+    assert [(r[0], r[2]) for r in rows] == [("lol/timer-minutes", "1"), ("lol/timer-minutes", "2")]
+    assert out.read_text().splitlines()[:2] == whole[:2]  # the complete rows are untouched
+
+
 def test_sweep_refuses_a_foreign_csv(tmp_path):
     out = tmp_path / "other.csv"
     out.write_text("a,b\n1,2\n")
@@ -201,7 +216,7 @@ def test_report_without_machine_file_and_errors(tmp_path):
 
 
 def test_peak_probe():
-    from util.peak import measure_peak
+    from util.machine import measure_peak
     peak = measure_peak("cpu", min_time=0.01)
     assert peak["matmul_flops"]["fp32"] > 1e8 and peak["bandwidth_bytes_per_sec"] > 1e7
     assert peak["matmul_flops"]["fp32"] == max(peak["matmul_flops_by_library"]["fp32"].values())

@@ -38,7 +38,7 @@ def test_builder_input_shape_and_output_width(task, fold):
 
 
 def noscope_params(filters, layers, dense, k, hw=50):
-    """Parameter count of the original NoScope CNN, by hand from the SPEC."""
+    """Parameter count of the original NoScope CNN, by hand from docs/protocol.md, section 2."""
     conv = lambda cin, cout: 9 * cin * cout + cout
     total, width, pools = conv(3, filters) + conv(filters, filters), filters, 1
     if layers > 2:
@@ -49,7 +49,7 @@ def noscope_params(filters, layers, dense, k, hw=50):
 
 
 def game_params(h, w, units, c1, ci, cn, k):
-    """Parameter count of the original game CNN, by hand from the SPEC (pools without padding)."""
+    """Parameter count of the original game CNN, by hand from docs/protocol.md, section 2 (pools without padding)."""
     conv = lambda cin, cout: 9 * cin * cout + cout
     pool = lambda s, stride: (s - 3) // stride + 1
     total = conv(3, c1)

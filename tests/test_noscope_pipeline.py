@@ -9,8 +9,8 @@ import pytest
 from config.tasks import get_task, task_names
 from datasets.synthetic import make_noscope_video
 from helpers import run_cli
-from util.noscope_split import label_frames, split_from_frames, split_from_video, split_ranges
-from util.noscope_video_save import save_frames
+from datasets.noscope import label_frames, split_from_frames, split_from_video, split_ranges
+from datasets.noscope import save_frames
 
 N_FRAMES = 160  # coral: chunks of 20 frames; train = chunk 5 (100-119), val 120-139, test 140-159
 SAVE = (sys.executable, "util/noscope_video_save.py")

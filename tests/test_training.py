@@ -1,84 +1,21 @@
 """Training end to end on tiny data: every family, curriculum, distillation, resume, missing data."""
-import hashlib
-import pickle
 import sys
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torchvision.datasets import CIFAR10
 
 import fold_trainer
-import train
 from config.tasks import get_task
+from models import build_classifier
 from datasets import CurriculumDataset, DataMissing, curriculum_schedule, load_splits
-from helpers import run_cli
+from helpers import run_cli, trainer_args, write_image_folder
 
 GAME = "sot/coin_count-digits_3_4-v2"  # 15 classes, 17 x 40
 
 
-def write_image_folder(root, class_names, hw, per_split=(12, 4, 4), seed=0):
-    """An ImageFolder tree whose classes differ by a bright column at a class-specific position."""
-    rng = np.random.default_rng(seed)
-    h, w = hw
-    for split, n in zip(("train", "val", "test"), per_split):
-        for k, name in enumerate(sorted(class_names)):
-            folder = root / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                pixels = (rng.random((h, w, 3)) * 80).astype(np.uint8)
-                col = (k * 3) % (w - 2)
-                pixels[:, col:col + 2] = 255
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
-
-
-def write_tiny_cifar10(root, n_train=80, n_test=40, seed=0):
-    """CIFAR-10 in torchvision's on-disk format (pickled batches), returning each file's md5."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    md5 = {}
-
-    def dump(name, obj):
-        (folder / name).write_bytes(pickle.dumps(obj))
-        md5[name] = hashlib.md5((folder / name).read_bytes()).hexdigest()
-
-    def batch(n):
-        labels = rng.integers(0, 10, n)
-        data = (rng.random((n, 3, 32, 32)) * 100).astype(np.uint8)
-        for i, label in enumerate(labels):  # learnable: a bright square whose row depends on the class
-            data[i, :, 3 * label:3 * label + 3, 8:24] = 250
-        return {"data": data.reshape(n, 3072), "labels": labels.tolist()}
-
-    for i in range(1, 6):
-        dump(f"data_batch_{i}", batch(n_train // 5))
-    dump("test_batch", batch(n_test))
-    dump("batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
-    return md5
-
-
-@pytest.fixture
-def tiny_cifar10(tmp_path, monkeypatch):
-    """data_dir holding a tiny CIFAR-10; torchvision's checksums are pointed at the tiny files."""
-    md5 = write_tiny_cifar10(tmp_path / "data" / "cifar10")
-    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
-    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
-    monkeypatch.setattr(CIFAR10, "meta", {"filename": "batches.meta", "key": "label_names", "md5": md5["batches.meta"]})
-    return tmp_path / "data"
-
-
 def lines(path):
     return path.read_text().splitlines()
-
-
-def trainer_args(savedir, dataset, fold, epochs, **extra):
-    argv = ["--dataset", dataset, "--fold", str(fold), "--savedir", str(savedir), "--epochs", str(epochs),
-            "--workers", "0", "--device", "cpu"]
-    for key, value in extra.items():
-        argv += [f"--{key}", str(value)]
-    return fold_trainer.build_parser().parse_args(argv)
 
 
 def test_cifar_splits_from_torchvision_format(tiny_cifar10):
@@ -94,10 +31,10 @@ def test_cifar_splits_from_torchvision_format(tiny_cifar10):
 
 
 def test_cifar_distillation_end_to_end(tiny_cifar10, tmp_path):
-    teacher = fold_trainer.run(trainer_args(tmp_path / "f1", "cifar10", 1, 2, data_dir=tiny_cifar10, val_size=16))
+    teacher = fold_trainer.main(trainer_args(tmp_path / "f1", "cifar10", 1, 2, data_dir=tiny_cifar10, val_size=16))
     assert teacher["epochs"] == 2 and (tmp_path / "f1" / "best.pth").exists()
     student_dir = tmp_path / "f2"
-    result = fold_trainer.run(trainer_args(student_dir, "cifar10", 2, 2, data_dir=tiny_cifar10, val_size=16,
+    result = fold_trainer.main(trainer_args(student_dir, "cifar10", 2, 2, data_dir=tiny_cifar10, val_size=16,
                                            teacher=tmp_path / "f1" / "best.pth"))
     logits = torch.load(student_dir / "teacher_logits_train.pt")
     assert logits.shape == (80 - 16, 10)
@@ -109,7 +46,7 @@ def test_cifar_distillation_end_to_end(tiny_cifar10, tmp_path):
 
 def test_distillation_needs_a_teacher(tiny_cifar10, tmp_path):
     with pytest.raises(ValueError, match="trained by distillation: pass --teacher"):
-        fold_trainer.run(trainer_args(tmp_path / "f2", "cifar10", 2, 1, data_dir=tiny_cifar10, val_size=16))
+        fold_trainer.main(trainer_args(tmp_path / "f2", "cifar10", 2, 1, data_dir=tiny_cifar10, val_size=16))
 
 
 def test_game_curriculum_end_to_end(tmp_path):
@@ -125,14 +62,14 @@ def test_game_curriculum_end_to_end(tmp_path):
         f"{s}_{m}.txt" for s in ("train", "val", "test") for m in ("loss", "top1", "top2", "top5", "top10")}
     losses = [float(v) for v in lines(savedir / "stats" / "train_loss.txt")]
     assert len(losses) == 3
-    state = torch.load(savedir / "current.pth", weights_only=False)
+    state = torch.load(savedir / "current.pth", weights_only=True)
     assert state["epoch"] == 3 and state["curriculum"]["active"] == 6
 
 
 def test_game_original_end_to_end_learns(tmp_path):
     task = get_task(GAME)
     write_image_folder(tmp_path / "games" / GAME, task.class_names, task.input_shape[1:])
-    result = fold_trainer.run(trainer_args(tmp_path / "run", GAME, 1, 3, data_root=tmp_path / "games", lr=0.003))
+    result = fold_trainer.main(trainer_args(tmp_path / "run", GAME, 1, 3, data_root=tmp_path / "games", lr=0.003))
     losses = [float(v) for v in lines(tmp_path / "run" / "stats" / "train_loss.txt")]
     assert losses[0] > losses[1] > losses[2]
     assert result["test_top1"] > 3 / 15  # well above chance after three epochs
@@ -140,7 +77,7 @@ def test_game_original_end_to_end_learns(tmp_path):
 
 def test_noscope_end_to_end_learns(tmp_path):
     write_image_folder(tmp_path / "data" / "noscope-coral-subset", ["0", "1"], (50, 50), per_split=(48, 16, 16))
-    result = fold_trainer.run(trainer_args(tmp_path / "run", "noscope-coral", 2, 3, data_dir=tmp_path / "data"))
+    result = fold_trainer.main(trainer_args(tmp_path / "run", "noscope-coral", 2, 3, data_dir=tmp_path / "data"))
     losses = [float(v) for v in lines(tmp_path / "run" / "stats" / "train_loss.txt")]
     assert losses[-1] < losses[0]
     assert result["test_top1"] > 0.8  # two classes, clearly separable
@@ -169,28 +106,27 @@ def test_resume_gives_the_same_run(tmp_path, monkeypatch):
     task = get_task(GAME)
     write_image_folder(tmp_path / "games" / GAME, task.class_names, task.input_shape[1:])
     common = dict(data_root=tmp_path / "games", lr=0.003)
-    fold_trainer.run(trainer_args(tmp_path / "whole", GAME, 4, 3, **common))
+    fold_trainer.main(trainer_args(tmp_path / "whole", GAME, 4, 3, **common))
 
-    real_save, saves = fold_trainer.save_atomic, []
+    real_save = fold_trainer.save_checkpoint
 
-    def save_then_stop(obj, path):  # the process dies right after epoch 1's checkpoint
-        real_save(obj, path)
-        saves.append(path.name)
+    def save_then_stop(path, **contents):  # the process dies right after epoch 1's checkpoint
+        real_save(path, **contents)
         if path.name == "current.pth":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(fold_trainer, "save_atomic", save_then_stop)
+    monkeypatch.setattr(fold_trainer, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        fold_trainer.run(trainer_args(tmp_path / "parts", GAME, 4, 3, **common))
-    monkeypatch.setattr(fold_trainer, "save_atomic", real_save)
+        fold_trainer.main(trainer_args(tmp_path / "parts", GAME, 4, 3, **common))
+    monkeypatch.setattr(fold_trainer, "save_checkpoint", real_save)
     assert len(lines(tmp_path / "parts" / "stats" / "train_loss.txt")) == 1
-    fold_trainer.run(trainer_args(tmp_path / "parts", GAME, 4, 3, continue_from_file=tmp_path / "parts" / "current.pth",
+    fold_trainer.main(trainer_args(tmp_path / "parts", GAME, 4, 3, continue_from_file=tmp_path / "parts" / "current.pth",
                                   **common))
 
     for stat in (tmp_path / "whole" / "stats").iterdir():
         assert lines(tmp_path / "parts" / "stats" / stat.name) == lines(stat), stat.name
-    whole = torch.load(tmp_path / "whole" / "current.pth", weights_only=False)
-    parts = torch.load(tmp_path / "parts" / "current.pth", weights_only=False)
+    whole = torch.load(tmp_path / "whole" / "current.pth", weights_only=True)
+    parts = torch.load(tmp_path / "parts" / "current.pth", weights_only=True)
     assert whole["epoch"] == parts["epoch"] == 3 and whole["curriculum"] == parts["curriculum"]
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, parts["model"][name]), name
@@ -198,9 +134,9 @@ def test_resume_gives_the_same_run(tmp_path, monkeypatch):
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
     write_image_folder(tmp_path / "data" / "noscope-coral-subset", ["0", "1"], (50, 50), per_split=(8, 4, 4))
-    fold_trainer.run(trainer_args(tmp_path / "f2", "noscope-coral", 2, 1, data_dir=tmp_path / "data"))
+    fold_trainer.main(trainer_args(tmp_path / "f2", "noscope-coral", 2, 1, data_dir=tmp_path / "data"))
     with pytest.raises(ValueError, match="is for dataset noscope-coral, fold 2.*not noscope-coral, fold 4"):
-        fold_trainer.run(trainer_args(tmp_path / "f4", "noscope-coral", 4, 1, data_dir=tmp_path / "data",
+        fold_trainer.main(trainer_args(tmp_path / "f4", "noscope-coral", 4, 1, data_dir=tmp_path / "data",
                                       continue_from_file=tmp_path / "f2" / "current.pth"))
 
 
@@ -248,19 +184,19 @@ def test_sweep_layout_summary_and_rerun(tmp_path):
 
 def test_bad_batch_size_and_fold(tmp_path):
     with pytest.raises(ValueError, match="--batch_size 3 is smaller than the fold 4"):
-        fold_trainer.run(trainer_args(tmp_path, "noscope-coral", 4, 1, batch_size=3))
+        fold_trainer.main(trainer_args(tmp_path, "noscope-coral", 4, 1, batch_size=3))
     done = run_cli(sys.executable, "fold_trainer.py", "--dataset", "noscope-coral", "--fold", "0", "--savedir", tmp_path)
     assert done.returncode == 2 and "--fold: must be a positive integer, got '0'" in done.stderr
 
 
 def test_trained_teacher_loads_for_distillation(tmp_path):
-    model = train.fold_trainer.build_classifier("cifar10", 1)
+    model = build_classifier("cifar10", 1)
     torch.save(model.state_dict(), tmp_path / "model.pth")
-    loaded = fold_trainer.load_weights(tmp_path / "model.pth", get_task("cifar10"), torch.device("cpu"))
+    loaded = fold_trainer.load_teacher(tmp_path / "model.pth", get_task("cifar10"), torch.device("cpu"))
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x), model.eval()(x))
-    with pytest.raises(ValueError, match="does not fit cifar100's original model: size mismatch for net.linear"):
-        fold_trainer.load_weights(tmp_path / "model.pth", get_task("cifar100"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="weights do not fit cifar100's FoldedCNN at fold 1 .*: size mismatch for net.linear"):
+        fold_trainer.load_teacher(tmp_path / "model.pth", get_task("cifar100"), torch.device("cpu"))
 
 
 def test_bad_images_and_class_folders_are_named(tmp_path):

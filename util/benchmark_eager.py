@@ -11,29 +11,13 @@ import statistics
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from tqdm import tqdm
+from tqdm import tqdm  # noqa: E402
 
-from config.tasks import all_tasks
-from infer import Benchmark, Config
-from util.common import pick_device, positive_int, write_text_atomic
-from util.run_inference import SWEEP_FAMILIES
-
-
-def compare(task, folds, batch_size, device, trials, min_time):
-    """Median images/sec per variant: plain eager original, default original, default folded per fold."""
-    variants = {"plain eager": Config(task, "original", 1, batch_size, "eager", "fp32", device, "full", False),
-                "default f=1": Config(task, "original", 1, batch_size, device=device)}
-    variants.update({f"default f={f}": Config(task, "folded", f, batch_size, device=device) for f in folds})
-    benches = {name: Benchmark(config) for name, config in variants.items()}
-    speeds = {name: [] for name in benches}
-    for trial in range(trials):
-        for name, bench in benches.items():
-            speeds[name].append(bench.trial(trial, 1, min_time).images_per_sec)
-    backend = benches["default f=1"].backend
-    return {name: statistics.median(v) for name, v in speeds.items()}, backend
+from util.common import pick_device, positive_int, write_text_atomic  # noqa: E402
+from config.tasks import all_tasks  # noqa: E402
+from util.inference import SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
 
 
 def main(argv=None):
@@ -52,7 +36,7 @@ def main(argv=None):
         device = str(pick_device(args.device))
         results = {}
         for task in tqdm(tasks, desc="benchmark", unit="model", file=sys.stderr, disable=not sys.stderr.isatty()):
-            results[task], backend = compare(task, args.folds, args.batch_size, device, args.trials, args.min_time)
+            results[task], backend = compare_with_plain_eager(task, args.folds, args.batch_size, device, args.trials, args.min_time)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
 

@@ -21,127 +21,13 @@ Only NoScope checkpoints are accepted: game-task CNNs take crops of a game's HUD
 pixels of the gold counter), not whole video frames, and CIFAR CNNs take 32x32 normalised images.
 """
 import argparse
-import csv
-import io
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-import numpy as np
-import torch
-from torchvision.transforms.functional import to_tensor
-from tqdm import tqdm
-
-from config.tasks import get_task, task_names
-from util.common import write_atomic, pick_device, positive_int
-from util.export import checkpoint_path, load_checkpoint
-from util.noscope_video_save import frame_count, open_video, resize_frame
-
-
-def class_names(task):
-    """Class index -> name in training's order: ImageFolder's sorted class folders (NoScope: 0, 1)."""
-    return sorted(task.class_names or [str(k) for k in range(task.num_classes)])
-
-
-def frame_tensor(frame):
-    """A decoded BGR video frame as the model's input: 50x50 nearest-neighbour, RGB, floats in [0, 1].
-
-    Training read the PNGs that noscope_video_save.py wrote from `resize_frame(frame)` as RGB and
-    applied ToTensor; this is the same without the PNG round trip (PNG is lossless).
-    """
-    return to_tensor(np.ascontiguousarray(resize_frame(frame)[:, :, ::-1]))
-
-
-def frame_batches(cap, size):
-    """Lists of up to `size` decoded frames, in order, until the video ends: one batch in memory at a time."""
-    batch = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        batch.append(frame)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-@torch.inference_mode()
-def predict(classifier, images, fold, device):
-    """(labels, scores) of the images (N, C, H, W): the last group padded with the last image, padding dropped."""
-    n = images.shape[0]
-    pad = -n % fold
-    if pad:
-        images = torch.cat([images, images[-1:].expand(pad, -1, -1, -1)])
-    probabilities = torch.softmax(classifier(images.to(device)).float(), dim=1)[:n]
-    scores, labels = probabilities.max(dim=1)
-    return labels.cpu().tolist(), scores.cpu().tolist()
-
-
-def noscope_checkpoint(checkpoint, device):
-    """`(classifier, task, fold)` of a NoScope FoldedCNN checkpoint; a ValueError for any other task."""
-    classifier, state = load_checkpoint(checkpoint, device)
-    task = get_task(state["task"])
-    if task.family != "noscope":
-        what = ("a game task: its CNN takes crops of the game's HUD, not whole video frames" if task.family == "game"
-                else f"a {task.family} task: its CNN takes {task.input_shape[1]}x{task.input_shape[2]} normalised images")
-        raise ValueError(f"checkpoint {checkpoint_path(checkpoint)} is for {task.name}, {what}; classify_video.py "
-                         f"needs a NoScope checkpoint ({', '.join(task_names('noscope'))})")
-    return classifier, task, state["fold"]
-
-
-def classify_video(video, checkpoint, out, batch_size=1024, device=None):
-    """Classify every frame of `video` with `checkpoint`, writing `frame,label,score` rows to `out`.
-
-    Returns a summary dict. A ValueError with one line saying why for an unusable video, checkpoint,
-    batch size or output path; nothing is written then.
-    """
-    device = pick_device(device)
-    classifier, task, fold = noscope_checkpoint(checkpoint, device)
-    if batch_size < fold:
-        raise ValueError(f"--batch_size {batch_size} is smaller than the fold {fold}: use at least {fold} images")
-    batch_size -= batch_size % fold
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"cannot write {out}: it is a directory; give a file name such as predictions.csv")
-    names = class_names(task)
-    counts, seconds = Counter(), []
-    cap = open_video(video)
-
-    def write(f):
-        f.write(b"frame,label,score\n")
-        start, frame = time.perf_counter(), 0
-        with tqdm(total=frame_count(cap) or None, desc=f"classifying {Path(video).name}", unit="frame",
-                  dynamic_ncols=True) as bar:
-            for frames in frame_batches(cap, batch_size):
-                labels, scores = predict(classifier, torch.stack([frame_tensor(x) for x in frames]), fold, device)
-                text = io.StringIO()
-                rows = csv.writer(text, lineterminator="\n")
-                for label, score in zip(labels, scores):
-                    rows.writerow((frame, names[label], f"{score:.6f}"))
-                    counts[names[label]] += 1
-                    frame += 1
-                f.write(text.getvalue().encode())
-                bar.update(len(frames))
-        if frame == 0:
-            raise ValueError(f"cannot open video {video}: it has no decodable frames")
-        seconds.append(time.perf_counter() - start)
-
-    try:
-        write_atomic(out, write)
-    except OSError as e:
-        raise ValueError(f"cannot write {out}: {e.strerror or e}; choose a writable --out path") from None
-    finally:
-        cap.release()
-    frames = counts.total()
-    return {"video": str(video), "task": task.name, "fold": fold, "frames": frames,
-            "frames_per_sec": frames / seconds[0] if seconds[0] else 0.0, "labels": dict(sorted(counts.items())),
-            "device": str(device), "out": str(out)}
+from util.common import positive_int  # noqa: E402
+from util.video import classify_video  # noqa: E402
 
 
 def main(argv=None):
@@ -161,7 +47,8 @@ def main(argv=None):
         parser.exit(2, f"error: {e}\n")
     labels = ", ".join(f"{n} x {label}" for label, n in summary["labels"].items())
     print(f"classified {summary['frames']} frames of {summary['video']} with {summary['task']} fold {summary['fold']} "
-          f"on {summary['device']} ({summary['frames_per_sec']:.0f} frames/s): {labels}; wrote {summary['out']}")
+          f"on {summary['device']} ({summary['frames_per_sec']:.0f} frames/s): {labels} "
+          f"(label 1: {summary['positive']} in the frame, 0: not); wrote {summary['out']}")
 
 
 if __name__ == "__main__":

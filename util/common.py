@@ -1,4 +1,4 @@
-"""Small helpers shared by the scripts: device choice, seeding, crash-safe writes, argparse types."""
+"""Small helpers shared by the scripts: device choice, seeding, crash-safe writes and appends, argparse types."""
 import argparse
 import json
 import os
@@ -19,15 +19,6 @@ def pick_device(name=None):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     return device
-
-
-def read_torch_file(path, what, fix, map_location="cpu", weights_only=False):
-    """torch.load `path`; a one-line ValueError naming `what`, the file and `fix` if it cannot be read."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=weights_only)
-    except Exception as e:  # a file that is not a checkpoint fails in many ways (missing, zip, pickle, EOF, globals)
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"cannot read {what} {path} ({reason}); {fix}") from None
 
 
 def seed_everything(seed):
@@ -62,6 +53,36 @@ def write_json_atomic(path, data):
 def save_atomic(obj, path):
     """torch.save `obj` to `path` crash-safely."""
     write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def append_line(path, line):
+    """Append `line` and a newline to `path`, flushed to disk: a crash loses at most this line, torn.
+
+    Readers drop a torn last line (one without its newline): see `complete_lines` and `keep_lines`.
+    """
+    with open(path, "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def complete_lines(path):
+    """The lines of `path` that end in a newline ([] when it is missing): a torn last line is left out."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
+
+
+def keep_lines(path, n):
+    """Keep the first `n` complete lines of `path` (rewritten crash-safely, only when that drops something)."""
+    text = Path(path).read_text()
+    lines = complete_lines(path)[:n]
+    kept = "".join(f"{line}\n" for line in lines)
+    if kept != text:
+        write_text_atomic(path, kept)
+    return lines
 
 
 def print_json(parser, data, path=None, flag="--out"):

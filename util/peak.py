@@ -1,129 +1,16 @@
-"""Measure this machine's peak: dense-matmul FLOP/s and memory bandwidth, plus what the machine is.
+"""Measure this machine's peak (dense-matmul FLOP/s per precision, memory bandwidth) and describe it.
 
-The matmul peak is the best of several square sizes and, on the CPU, of the two GEMM libraries a
-user of this repository has (PyTorch's and ONNX Runtime's), fp32; on CUDA also fp16 and bf16.
-Bandwidth is a large tensor copy (bytes read + bytes written per second). The report divides
-achieved FLOP/s by this peak ("% of peak") and draws the roofline from both.
+util/machine.py says what is measured. The inference report divides achieved FLOP/s by this peak
+("% of peak") and draws the roofline from it; ./run_inference.sh writes it beside its CSV.
 """
 import argparse
-import importlib.util
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-import torch
-
-from util.common import pick_device, print_json
-
-CPU_SIZES = (1024, 2048, 4096)
-CUDA_SIZES = (4096, 8192)
-
-
-def _rate(fn, work, min_time):
-    """`work` units per second of `fn` over at least `min_time` seconds (after one warm-up call)."""
-    fn()
-    start, calls = time.perf_counter(), 0
-    while True:
-        fn()
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time:
-            return work * calls / elapsed
-
-
-def _sync_after(fn, device):
-    def run():
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    return run
-
-
-def torch_matmul_flops(device, dtype, sizes, min_time):
-    best = 0.0
-    for n in sizes:
-        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-        best = max(best, _rate(_sync_after(lambda: a @ b, device), 2 * n ** 3, min_time))
-    return best
-
-
-def onnxruntime_matmul_flops(sizes, min_time):
-    """fp32 MatMul FLOP/s of ONNX Runtime's CPU GEMM (MLAS); None without onnxruntime."""
-    if importlib.util.find_spec("onnxruntime") is None:
-        return None
-    import numpy as np
-    import onnxruntime
-    from onnx import TensorProto, helper
-    best = 0.0
-    for n in sizes:
-        io = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in "ABC"]
-        graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["C"])], "matmul", io[:2], io[2:])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 9
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        feed = {"A": np.random.rand(n, n).astype(np.float32), "B": np.random.rand(n, n).astype(np.float32)}
-        best = max(best, _rate(lambda: session.run(None, feed), 2 * n ** 3, min_time))
-    return best
-
-
-def bandwidth(device, min_time, megabytes):
-    """Bytes/s of copying a `megabytes` MB fp32 tensor (counts the read and the write)."""
-    src = torch.randn(megabytes * 2 ** 20 // 4, device=device)
-    dst = torch.empty_like(src)
-    return _rate(_sync_after(lambda: dst.copy_(src), device), 2 * src.numel() * 4, min_time)
-
-
-def cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def describe(device):
-    """What the machine is: the accelerator (or CPU) name, cores, threads and library versions."""
-    info = {"device": str(device), "cpu": cpu_name(), "cpu_cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__}
-    if importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime
-        info["onnxruntime"] = onnxruntime.__version__
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    info["name"] = info.get("gpu") or f"{info['cpu']} ({info['cpu_cores']} cores)"
-    return info
-
-
-def measure_peak(device=None, min_time=0.5):
-    """The machine description plus `matmul_flops` per precision and `bandwidth_bytes_per_sec`."""
-    device = pick_device(device)
-    result = describe(device)
-    with torch.inference_mode():
-        if device.type == "cuda":
-            result["matmul_flops"] = {name: torch_matmul_flops(device, dtype, CUDA_SIZES, min_time)
-                                      for name, dtype in (("fp32", torch.float32), ("fp16", torch.float16),
-                                                          ("bf16", torch.bfloat16))}
-            result["bandwidth_bytes_per_sec"] = bandwidth(device, min_time, 1024)
-        else:
-            by_library = {"torch": torch_matmul_flops(device, torch.float32, CPU_SIZES, min_time)}
-            ort = onnxruntime_matmul_flops(CPU_SIZES, min_time)
-            if ort is not None:
-                by_library["onnxruntime"] = ort
-            result["matmul_flops_by_library"] = {"fp32": by_library}
-            result["matmul_flops"] = {"fp32": max(by_library.values())}
-            result["bandwidth_bytes_per_sec"] = bandwidth(device, min_time, 256)
-    return result
+from util.common import print_json  # noqa: E402
+from util.machine import measure_peak  # noqa: E402
 
 
 def main(argv=None):

@@ -1,0 +1,118 @@
+"""The one checkpoint format: what fold_trainer.py saves and what every tool loads.
+
+A checkpoint is a dict of tensors and plain Python values (it loads with `weights_only=True`):
+  model_args  {"task", "fold", "multiplier"}: `build_classifier(**model_args)` rebuilds the model
+  model       the FoldedClassifier's state dict
+  dataset     the dataset it was trained on (a task, or synthetic-<task>)
+  and, for resuming training: epoch, best, optimizer, scaler, scheduler, curriculum, rng,
+  train_images, train_seconds.
+`load_classifier(path)` rebuilds the model of any checkpoint, for a resume, a distillation teacher,
+ONNX export or video classification.
+"""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from config.tasks import get_task
+from models import build_classifier
+from models.fold import check_fold, check_multiplier
+from util.common import save_atomic
+
+FIX = "pass a best.pth or current.pth written by fold_trainer.py"
+TRAINING_KEYS = ("epoch", "best", "optimizer", "scaler", "rng", "train_images", "train_seconds")
+
+
+def checkpoint_path(path):
+    """`path`, or `path/best.pth` when it is a run directory."""
+    path = Path(path)
+    return path / "best.pth" if path.is_dir() else path
+
+
+def model_args(task, fold, multiplier):
+    """The constructor arguments saved with the weights."""
+    return {"task": get_task(task).name, "fold": fold, "multiplier": multiplier}
+
+
+def save_checkpoint(path, **contents):
+    """Write a checkpoint crash-safely (the old file or the new one, never half of one)."""
+    save_atomic(contents, path)
+
+
+def read_checkpoint(path, device="cpu", what="checkpoint", fix=FIX):
+    """The dict stored at `path` (a file or a run directory); a one-line ValueError if it cannot be read."""
+    path = checkpoint_path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {path}: no such file; {fix}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # a file that is not a checkpoint fails in many ways (zip, pickle, EOF, globals)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot read {what} {path} ({reason}); {fix}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{what} {path} holds a {type(state).__name__}, not a checkpoint; {fix}")
+    return state
+
+
+def load_classifier(path, device="cpu", task=None, what="checkpoint", fix=FIX):
+    """`(classifier, checkpoint)`: the model of `path` rebuilt from its model_args, in eval mode on `device`.
+
+    With `task`, a plain state dict of that task's original (f=1) model also loads (a teacher file
+    saved without training state); `checkpoint` is then `{"model": state dict}`.
+    """
+    state = read_checkpoint(path, device, what, fix)
+    path = checkpoint_path(path)
+    if "model_args" in state and "model" in state:
+        try:
+            args = state["model_args"]
+            task, fold = get_task(args["task"]), check_fold(args["fold"])
+            multiplier = check_multiplier(args["multiplier"], fold)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{what} {path}: its model_args do not describe a model ({e}); {fix}") from None
+        weights = state["model"]
+    elif task is not None and "model" not in state and all(torch.is_tensor(v) for v in state.values()):
+        task, fold, multiplier = get_task(task), 1, 1.0
+        weights, state = state, {"model": state}
+    else:
+        raise ValueError(f"{what} {path} is not a FoldedCNN checkpoint of this repository (no model_args); {fix}")
+    classifier = build_classifier(task, fold, multiplier)
+    try:
+        classifier.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        reason = str(e).strip().splitlines()[-1].strip()
+        raise ValueError(f"{what} {path}: its weights do not fit {task.name}'s FoldedCNN at fold {fold} "
+                         f"(multiplier {multiplier:g}): {reason}") from None
+    return classifier.to(device).eval(), state
+
+
+def read_training_state(path, dataset, fold, multiplier, device="cpu"):
+    """The checkpoint at `path` to resume training from; a ValueError unless it is this run's."""
+    fix = "pass a current.pth or best.pth written by fold_trainer.py"
+    state = read_checkpoint(path, device, fix=fix)
+    if "model_args" not in state or not set(TRAINING_KEYS) <= state.keys():
+        raise ValueError(f"{path} is not a training checkpoint; {fix}")
+    args = state["model_args"]
+    found = (state.get("dataset"), args.get("fold"), args.get("multiplier"))
+    if found != (dataset, fold, multiplier):
+        raise ValueError(f"checkpoint {path} is for dataset {found[0]}, fold {found[1]}, multiplier {found[2]}, "
+                         f"not {dataset}, fold {fold}, multiplier {multiplier}: pass that run's checkpoint")
+    return state
+
+
+def rng_state():
+    """Every random generator's state, as tensors and numbers (so that it loads with weights_only=True)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -1,0 +1,66 @@
+"""ONNX export of a trained FoldedCNN checkpoint, checked against PyTorch before the file is written.
+
+Input `x`, output `logits`, the batch dimension dynamic:
+  default  the FoldedCNN itself: x is (N, f*C, H, W) folded inputs (f images concatenated along the
+           channels, image-major), logits are (N, f*K); logits[n, i*K:(i+1)*K] belong to image i of
+           input n.
+  images   the network wrapped with its folding: x is (N, C, H, W) plain images with N a multiple of
+           f, logits are (N, K), row i for image i.
+"""
+from pathlib import Path
+
+import torch
+
+from config.tasks import get_task
+from util.checkpoint import load_classifier
+from util.common import write_atomic
+from util.inference import logits_tolerance, onnx_model, ort_session
+
+
+class ExportMismatch(Exception):
+    """ONNX Runtime's logits for the exported file differ from PyTorch's."""
+
+
+def onnx_difference(onnx_bytes, model, x):
+    """Max abs difference between ONNX Runtime (CPU) running `onnx_bytes` on `x` and `model(x)`, and the largest logit."""
+    got = torch.from_numpy(ort_session(onnx_bytes).run(None, {"x": x.numpy()})[0])
+    with torch.inference_mode():
+        reference = model(x)
+    if got.shape != reference.shape:
+        raise ExportMismatch(f"ONNX Runtime returned logits of shape {tuple(got.shape)}, PyTorch {tuple(reference.shape)}")
+    return (got - reference).abs().max().item(), reference.abs().max().item()
+
+
+def export(checkpoint, out, images=False, seed=0):
+    """Export `checkpoint` to the ONNX file `out`, checked against PyTorch; returns a summary dict.
+
+    The file is written (crash-safely) only after ONNX Runtime's logits matched; otherwise
+    ExportMismatch is raised and nothing is written.
+    """
+    classifier, state = load_classifier(checkpoint)
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"cannot write {out}: it is a directory; give a file name such as model.onnx")
+    if not out.parent.is_dir():
+        raise ValueError(f"cannot write {out}: no directory {out.parent}; create it or choose another output path")
+    args = state["model_args"]
+    task, fold = get_task(args["task"]), args["fold"]
+    c, hw = task.input_shape[0], tuple(task.input_shape[1:])
+    model, per_input, multiple = (classifier, (c, *hw), fold) if images else (classifier.net, (fold * c, *hw), 1)
+    torch.manual_seed(seed)
+    onnx_bytes = onnx_model(model, torch.rand(2 * multiple, *per_input), multiple)
+    x = torch.rand(3 * multiple, *per_input)  # another batch size than the export's: the batch is dynamic
+    error, scale = onnx_difference(onnx_bytes, model, x)
+    tolerance = logits_tolerance(scale)
+    if not error <= tolerance:  # also catches NaN
+        raise ExportMismatch(f"ONNX Runtime's logits differ from PyTorch's by {error:.3g} (tolerance {tolerance:.3g}, "
+                             f"largest logit {scale:.3g}); {out} was not written")
+    try:
+        write_atomic(out, lambda f: f.write(onnx_bytes))
+    except OSError as e:
+        raise ValueError(f"cannot write {out}: {e.strerror or e}; choose a writable output path") from None
+    k = task.num_classes
+    shapes = ((f"N x {c} x {hw[0]} x {hw[1]} (N a multiple of {fold})", f"N x {k}") if images else
+              (f"N x {fold * c} x {hw[0]} x {hw[1]}", f"N x {fold * k}"))
+    return {"task": task.name, "fold": fold, "multiplier": args["multiplier"], "input": shapes[0],
+            "output": shapes[1], "max_abs_difference": error, "bytes": len(onnx_bytes)}
