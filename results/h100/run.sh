@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The exact commands behind results/h100/: ./results/h100/run.sh STAGE [OUTDIR], from the repository root,
+# on a machine with one CUDA GPU. Each stage fits one 10-minute call of the lent GPU machine.
+#   checks  the test suite on the GPU machine, infer.py per backend and precision, CUDA training paths
+#           (fp32 and --amp, torchrun with NCCL, resume after a kill), the peak probe, compile modes
+#   sweep   ./run_inference.sh over the 14 models with eager and compile (fp16, batch 1024, short trials)
+#   train   the synthetic game stand-ins at f=1 and f=4 for a fixed number of minutes each
+set -u
+stage=${1:?usage: run.sh checks|sweep|train [OUTDIR]}
+out=${2:-${OUT:-results/h100/out}}
+mkdir -p "$out"
+work=$(mktemp -d)
+export PYTHONUNBUFFERED=1
+GAME=synthetic-sot/coin_count-digits_3_4-v2
+NOSCOPE=synthetic-noscope-coral
+log() { echo "== $(date +%T) $*" | tee -a "$out/stages.log"; }
+
+case $stage in
+checks)
+  { nvidia-smi; python3 -c "import torch, torchvision, onnxruntime as o; print(torch.__version__, torchvision.__version__, o.__version__, o.get_available_providers())"; lscpu | head -20; } > "$out/env.txt" 2>&1
+  log "test suite (8 workers) in the background"
+  (timeout 400 python3 -m pytest -q -n 8 -p no:cacheprovider tests/ > "$out/pytest.log" 2>&1; echo "pytest rc=$?" >> "$out/pytest.log") &
+  tests=$!
+  log "peak"; python3 util/peak.py --out "$out/peak.json" > /dev/null 2>> "$out/checks.log"
+  log "infer.py per backend and precision"
+  for p in fp32 fp16 bf16; do for f in 1 4; do for b in eager compile; do
+    python3 infer.py lol/goldnumber-int --fold $f --backend $b --precision $p --warmup 10 --iters 200 >> "$out/checks.log" 2>&1 || echo "FAILED infer $b $p f=$f" >> "$out/checks.log"
+  done; done; done
+  for b in onnxruntime tensorrt; do python3 infer.py lol/goldnumber-int --backend $b >> "$out/checks.log" 2>&1; echo "$b exit $?" >> "$out/checks.log"; done
+  log "training: game and NoScope stand-ins, f=1 and f=4, fp32 and --amp, 2 epochs"
+  for amp in "" --amp; do
+    python3 train.py "$work/runs$amp" --datasets $GAME $NOSCOPE --folds 1 4 --epochs 2 --data_root "$work/data_root" --data_dir "$work/data" $amp >> "$out/train_checks.log" 2>&1 || echo "FAILED train $amp" >> "$out/train_checks.log"
+    cp "$work/runs$amp/summary.csv" "$out/train_summary${amp:-_fp32}.csv" 2>/dev/null
+    for f in 1 4; do
+      python3 results/h100/cifar_standin.py "$work/data" --fold $f --epochs 1 --batch_size 128 --savedir "$work/c100_$f$amp" $amp >> "$out/train_checks.log" 2>&1 || echo "FAILED cifar100 f=$f $amp" >> "$out/train_checks.log"
+    done
+  done
+  log "torchrun with NCCL"
+  python3 -m torch.distributed.run --standalone --nproc_per_node 1 fold_trainer.py --dataset $GAME --fold 4 --epochs 2 --data_root "$work/data_root" --savedir "$work/ddp" >> "$out/train_checks.log" 2>&1 || echo "FAILED torchrun" >> "$out/train_checks.log"
+  log "resume after a kill"
+  python3 fold_trainer.py --dataset $GAME --fold 4 --epochs 6 --data_root "$work/data_root" --savedir "$work/kill" > /dev/null 2>&1 &
+  pid=$!
+  while [ "$(cat "$work/kill/stats/train_loss.txt" 2>/dev/null | wc -l)" -lt 2 ] && kill -0 $pid 2>/dev/null; do sleep 0.2; done
+  kill -9 $pid; wait $pid 2>/dev/null
+  echo "killed after $(wc -l < "$work/kill/stats/train_loss.txt") epochs" >> "$out/train_checks.log"
+  python3 fold_trainer.py --dataset $GAME --fold 4 --epochs 6 --data_root "$work/data_root" --savedir "$work/kill" --continue_from_file "$work/kill/current.pth" >> "$out/train_checks.log" 2>&1 || echo "FAILED resume" >> "$out/train_checks.log"
+  echo "after resume: $(wc -l < "$work/kill/stats/train_loss.txt") epoch lines" >> "$out/train_checks.log"
+  log "waiting for the test suite"; wait $tests; tail -3 "$out/pytest.log"
+  log "compile modes"
+  for t in lol/goldnumber-int noscope-coral; do for f in 1 4; do
+    timeout 120 python3 util/benchmark_backends.py --tasks $t --folds $f >> "$out/backends.md" 2>> "$out/checks.log" || echo "benchmark $t f=$f stopped: exit $?" >> "$out/backends.md"
+  done; done
+  grep -h "FAILED\|exit\|killed\|after resume\|Error" "$out/checks.log" "$out/train_checks.log" | head -40
+  cat "$out/backends.md"
+  ;;
+sweep)
+  mode=${COMPILE_MODE:-reduce-overhead}
+  log "sweep eager"
+  ./run_inference.sh "$out/h100.csv" --backend eager --trials 3 --warmup 20 --iters 300 2> "$out/sweep.log" | tail -2
+  log "sweep compile $mode"
+  ./run_inference.sh "$out/h100.csv" --backend compile --compile_mode "$mode" --trials 3 --warmup 20 --iters 300 2>> "$out/sweep.log" | tail -2
+  log "report"
+  python3 util/inference_report.py "$out/h100.csv" --out "$out" >> "$out/sweep.log" 2>&1
+  tail -5 "$out/sweep.log"
+  ;;
+train)
+  minutes=${MINUTES:-4}
+  log "game stand-ins f=1 and f=4, $minutes minutes each, side by side"
+  ;;
+*) echo "unknown stage $stage: checks, sweep or train" >&2; exit 2 ;;
+esac
+log "done"

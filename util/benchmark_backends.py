@@ -1,0 +1,132 @@
+"""Which way of running a CNN is fastest here: eager (NCHW, channels-last) and torch.compile's modes.
+
+For each task and fold, every variant is set up once (built, compiled, warmed up, its logits checked
+against eager fp32), then the variants' trials are interleaved so that drift in the machine's speed
+hits them alike. The table gives the median images/sec, each variant's speed over eager NCHW, and
+the seconds its set-up took (compilation, autotuning): the figures behind DEFAULT_COMPILE_MODE and
+the channels-last default in util/inference.py.
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from config.tasks import all_tasks  # noqa: E402
+from util.common import pick_device, positive_int, write_text_atomic  # noqa: E402
+from util.inference import (COMPILE_MODES, PRECISIONS, SWEEP_FAMILIES, Benchmark, BackendError, Config,  # noqa: E402
+                            timing_protocol)
+
+
+def variants(modes):
+    """{name: (backend, channels_last, compile mode)}: eager both layouts, then compile channels-last per mode."""
+    table = {"eager nchw": ("eager", False, "auto"), "eager channels-last": ("eager", True, "auto")}
+    table.update({f"compile {mode}": ("compile", True, mode) for mode in modes})
+    return table
+
+
+def measure(task, fold, batch_size, precision, device, modes, trials, iters, min_time, warmup):
+    """{variant: (median images/sec or None if it failed, set-up seconds, note)} for one task and fold."""
+    mode = "original" if fold == 1 else "folded"
+    torch._dynamo.reset()  # forget earlier configurations' graphs: each model class may hold only so many
+    benches, results = {}, {}
+    for name, (backend, channels_last, compile_mode) in variants(modes).items():
+        config = Config(task, mode, fold, batch_size, backend, precision, device, "full", channels_last, compile_mode)
+        start = time.perf_counter()
+        try:
+            benches[name] = Benchmark(config, warmup)
+        except (BackendError, RuntimeError) as e:
+            results[name] = (None, time.perf_counter() - start, str(e).splitlines()[0][:120])
+            continue
+        results[name] = (None, time.perf_counter() - start, "")
+    speeds = {name: [] for name in benches}
+    for trial in range(trials):
+        for name, bench in benches.items():
+            speeds[name].append(bench.trial(trial, iters, min_time).images_per_sec)
+    for name, values in speeds.items():
+        results[name] = (statistics.median(values), results[name][1], "")
+    return results
+
+
+def table(results, names):
+    """Markdown: one row per (task, fold), images/sec and speed over eager NCHW per variant, set-up seconds."""
+    lines = ["| Task | f | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    for (task, fold), row in results.items():
+        base = row["eager nchw"][0]
+        cells = []
+        for name in names:
+            speed, setup, note = row[name]
+            if speed is None:
+                cells.append(f"failed ({note})")
+            else:
+                ratio = f" ({speed / base:.2f}x)" if base else ""
+                cells.append(f"{speed:,.0f}{ratio}, {setup:.0f} s")
+        lines.append(f"| {task} | {fold} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", help="tasks; default: the 10 game and NoScope CNNs")
+    parser.add_argument("--folds", nargs="+", type=positive_int, default=[1, 4], help="folds; default 1 4")
+    parser.add_argument("--modes", nargs="+", choices=COMPILE_MODES, default=None,
+                        help="torch.compile modes to try; default all on CUDA, default on the CPU")
+    parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch; default 1024")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
+                        help="default: the protocol's (fp16 on CUDA, fp32 on the CPU)")
+    parser.add_argument("--trials", type=positive_int, default=3, help="interleaved trials; default 3")
+    parser.add_argument("--iters", type=positive_int, default=None,
+                        help="batches per trial at least; default 200 on CUDA, 1 on the CPU")
+    parser.add_argument("--min_time", type=float, default=None,
+                        help="seconds per trial at least; default 0 on CUDA, 1.0 on the CPU")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up batches; default 20 on CUDA, 2 on the CPU")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    args = parser.parse_args(argv)
+    try:
+        device = pick_device(args.device)
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
+    cuda = device.type == "cuda"
+    precision = args.precision or timing_protocol(device)["precision"]
+    if precision != "fp32" and not cuda:
+        parser.exit(2, f"error: precision {precision} needs CUDA; on the CPU use --precision fp32\n")
+    modes = args.modes or (list(COMPILE_MODES) if cuda else ["default"])
+    iters = args.iters or (200 if cuda else 1)
+    min_time = args.min_time if args.min_time is not None else (0.0 if cuda else 1.0)
+    warmup = args.warmup if args.warmup is not None else (20 if cuda else 2)
+    tasks = args.tasks or [t.name for t in all_tasks().values() if t.family in SWEEP_FAMILIES]
+    known = [t.name for t in all_tasks().values()]
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        parser.exit(2, f"error: unknown task {unknown[0]!r}; choose from: {', '.join(known)}\n")
+
+    results = {}
+    for task, fold in tqdm([(t, f) for t in tasks for f in args.folds], desc="backends", unit="config",
+                           file=sys.stderr, disable=not sys.stderr.isatty()):
+        results[(task, fold)] = measure(task, fold, args.batch_size, precision, str(device), modes,
+                                        args.trials, iters, min_time, warmup)
+    names = list(variants(modes))
+    lines = [f"Images/sec (speed over eager NCHW), set-up seconds; batch {args.batch_size}, {precision}, "
+             f"{device}; median of {args.trials} interleaved trials of at least {iters} batches.", ""]
+    lines += table(results, names)
+    lines.append("")
+    for name in names[1:]:
+        ratios = [row[name][0] / row["eager nchw"][0] for row in results.values()
+                  if row[name][0] and row["eager nchw"][0]]
+        if ratios:
+            lines.append(f"Median over configurations of {name} / eager nchw: {statistics.median(ratios):.2f}x "
+                         f"({len(ratios)} configurations)")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if args.out:
+        write_text_atomic(args.out, text)
+
+
+if __name__ == "__main__":
+    main()
