@@ -23,7 +23,7 @@ SMALL = dict(task="noscope-coral", mode="folded", fold=2, batch_size=16, device=
 def test_cpu_backends_here():
     """What CI relies on: eager and onnxruntime always, compile with a C++ compiler; tensorrt never on the CPU."""
     assert CPU_BACKENDS[0] == inference.DEFAULT_BACKEND["cpu"] == "onnxruntime"
-    assert "eager" in CPU_BACKENDS and "tensorrt" not in CPU_BACKENDS
+    assert "eager" in CPU_BACKENDS and "tensorrt" not in CPU_BACKENDS and "cudagraph" not in CPU_BACKENDS
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -74,6 +74,7 @@ def test_cli_line_and_json():
 
 @pytest.mark.parametrize("args, message", [
     (["--backend", "tensorrt", "--device", "cpu"], "backend tensorrt runs on CUDA only"),
+    (["--backend", "cudagraph", "--device", "cpu"], "backend cudagraph runs on CUDA only"),
     (["--precision", "fp16", "--device", "cpu"], "precision fp16 needs CUDA"),
     (["--fold", "4", "--batch_size", "2", "--device", "cpu"], "batch size 2 is smaller than the fold 4"),
     (["--mode", "efficientnet"], "exists only for game tasks"),

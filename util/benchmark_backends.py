@@ -23,9 +23,12 @@ from util.inference import (COMPILE_MODES, PRECISIONS, SWEEP_FAMILIES, Benchmark
                             timing_protocol)
 
 
-def variants(modes):
-    """{name: (backend, channels_last, compile mode)}: eager both layouts, then compile channels-last per mode."""
+def variants(modes, device_type):
+    """{name: (backend, channels_last, compile mode)}: eager both layouts, a CUDA graph on CUDA, then compile
+    channels-last per mode."""
     table = {"eager nchw": ("eager", False, "auto"), "eager channels-last": ("eager", True, "auto")}
+    if device_type == "cuda":
+        table["cudagraph channels-last"] = ("cudagraph", True, "auto")
     table.update({f"compile {mode}": ("compile", True, mode) for mode in modes})
     return table
 
@@ -35,7 +38,7 @@ def measure(task, fold, batch_size, precision, device, modes, trials, iters, min
     mode = "original" if fold == 1 else "folded"
     torch._dynamo.reset()  # forget earlier configurations' graphs: each model class may hold only so many
     benches, results = {}, {}
-    for name, (backend, channels_last, compile_mode) in variants(modes).items():
+    for name, (backend, channels_last, compile_mode) in variants(modes, torch.device(device).type).items():
         config = Config(task, mode, fold, batch_size, backend, precision, device, "full", channels_last, compile_mode)
         start = time.perf_counter()
         try:
@@ -111,7 +114,7 @@ def main(argv=None):
                            file=sys.stderr, disable=not sys.stderr.isatty()):
         results[(task, fold)] = measure(task, fold, args.batch_size, precision, str(device), modes,
                                         args.trials, iters, min_time, warmup)
-    names = list(variants(modes))
+    names = list(variants(modes, device.type))
     lines = [f"Images/sec (speed over eager NCHW), set-up seconds; batch {args.batch_size}, {precision}, "
              f"{device}; median of {args.trials} interleaved trials of at least {iters} batches.", ""]
     lines += table(results, names)

@@ -7,6 +7,8 @@ runs `batch // f` folded inputs, each holding f images; throughput counts images
 Backends:
   eager        PyTorch eager, channels-last for the CNNs
   compile      torch.compile (inductor; weight freezing on the CPU, CUDA graphs on CUDA)
+  cudagraph    eager PyTorch captured once into a CUDA graph and replayed (CUDA only): no compilation,
+               set up in a second, no per-layer kernel launches from Python
   onnxruntime  the model exported to ONNX and run by ONNX Runtime (CPU, or CUDA with onnxruntime-gpu)
   tensorrt     torch-tensorrt (CUDA only, when installed)
 
@@ -36,7 +38,7 @@ from models.flops import flops_per_image
 from models.fold import check_fold
 from util.common import pick_device, positive_int
 
-BACKENDS = ("eager", "compile", "onnxruntime", "tensorrt")
+BACKENDS = ("eager", "compile", "cudagraph", "onnxruntime", "tensorrt")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # The fastest backend measured per device type (results/README.md): on a 2-core AMD EPYC ONNX Runtime
 # was the fastest for the original CNNs and tied eager for the FoldedCNNs; torch.compile was slower.
@@ -80,6 +82,8 @@ def backend_problem(backend, device, precision):
     """Why `backend` cannot run `precision` on `device` here (None when it can)."""
     if precision != "fp32" and device.type != "cuda":
         return f"precision {precision} needs CUDA; on the CPU use --precision fp32"
+    if backend == "cudagraph" and device.type != "cuda":
+        return "backend cudagraph runs on CUDA only; on the CPU use --backend onnxruntime, eager or compile"
     if backend == "tensorrt":
         if device.type != "cuda":
             return "backend tensorrt runs on CUDA only; on the CPU use --backend onnxruntime, eager or compile"
@@ -190,10 +194,37 @@ def make_runner(model, example, backend, device, compile_mode="auto"):
             import torch._inductor.config as inductor_config
             inductor_config.freezing = True  # fold weights into constants, pre-pack them for oneDNN
         return torch.compile(model, mode=compile_mode, dynamic=False)
+    if backend == "cudagraph":
+        return _cuda_graph_runner(model, example)
     if backend == "onnxruntime":
         return _onnxruntime_runner(model, example, device)
     import torch_tensorrt
     return torch_tensorrt.compile(model, ir="dynamo", inputs=[example], enabled_precisions={example.dtype})
+
+
+def _cuda_graph_runner(model, example):
+    """`model` on batches shaped like `example`, replayed from one captured CUDA graph.
+
+    The returned logits live in the graph's output buffer: the next call overwrites them."""
+    static_x = example.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up off the default stream, as capture requires
+        for _ in range(3):
+            model(static_x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = model(static_x)
+
+    def run(x):
+        if x.shape != static_x.shape:
+            raise BackendError(f"backend cudagraph was captured for inputs {tuple(static_x.shape)}, "
+                               f"got {tuple(x.shape)}: use --chunk full or another --backend")
+        static_x.copy_(x)
+        graph.replay()
+        return static_y
+    return run
 
 
 def chunked(run, chunk):
@@ -298,7 +329,7 @@ class Benchmark:
         self.reference = copy.deepcopy(model)  # fp32 on the CPU, for the logits check
         model = model.to(self.device, dtype)
         x = x.to(self.device, dtype)
-        if self.backend in ("eager", "compile") and config.channels_last:
+        if self.backend in ("eager", "compile", "cudagraph") and config.channels_last:
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
         self.x = x
@@ -364,7 +395,7 @@ def add_measurement_args(parser):
                         help="torch.compile mode of --backend compile; default auto: "
                              + ", ".join(f"{mode} on {kind}" for kind, mode in DEFAULT_COMPILE_MODE.items()))
     parser.add_argument("--nchw", action="store_true",
-                        help="eager/compile: keep NCHW tensors (default channels-last)")
+                        help="eager/compile/cudagraph: keep NCHW tensors (default channels-last)")
     parser.add_argument("--precision", default=None, choices=tuple(PRECISIONS),
                         help="fp16/bf16 need CUDA; default fp16 on CUDA, fp32 on the CPU")
     parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")

@@ -54,18 +54,49 @@ checks)
   cat "$out/backends.md"
   ;;
 sweep)
-  mode=${COMPILE_MODE:-reduce-overhead}
+  # Trials shortened to fit one call: 3 trials of at least 200 timed batches after 10 warm-up batches.
+  timing="--trials 3 --warmup 10 --iters 200"
   log "sweep eager"
-  ./run_inference.sh "$out/h100.csv" --backend eager --trials 3 --warmup 20 --iters 300 2> "$out/sweep.log" | tail -2
-  log "sweep compile $mode"
-  ./run_inference.sh "$out/h100.csv" --backend compile --compile_mode "$mode" --trials 3 --warmup 20 --iters 300 2>> "$out/sweep.log" | tail -2
+  ./run_inference.sh "$out/h100.csv" --backend eager $timing 2> "$out/sweep.log" | tail -1
+  log "sweep cudagraph"
+  ./run_inference.sh "$out/h100.csv" --backend cudagraph $timing 2>> "$out/sweep.log" | tail -1
+  log "sweep compile (reduce-overhead), the models and folds that fit"
+  timeout ${COMPILE_SECONDS:-240} ./run_inference.sh "$out/h100.csv" --backend compile $timing --folds 1 4 \
+    --models noscope_coral sot/timer3 lol/goldnumber-int noscope_night 2>> "$out/sweep.log" | tail -1
   log "report"
   python3 util/inference_report.py "$out/h100.csv" --out "$out" >> "$out/sweep.log" 2>&1
-  tail -5 "$out/sweep.log"
+  cp "$out/h100.csv" "$out/h100.csv.bak"
+  grep -h "error\|skipping\|Traceback" "$out/sweep.log" | head -20
   ;;
 train)
-  minutes=${MINUTES:-4}
-  log "game stand-ins f=1 and f=4, $minutes minutes each, side by side"
+  seconds=${SECONDS_EACH:-360}
+  log "test suite in the background (6 workers)"
+  (timeout $((seconds + 60)) python3 -m pytest -q -n 6 -p no:cacheprovider tests/ > "$out/pytest.log" 2>&1; echo "pytest rc=$?" >> "$out/pytest.log") &
+  tests=$!
+  log "step rate with resident data (the ceiling without a loader)"
+  for amp in "" --amp; do python3 results/h100/step_rate.py sot/coin_count-digits_3_4-v2 $amp >> "$out/step_rate.txt" 2>&1; done
+  python3 results/h100/step_rate.py sot/coin_count-digits_3_4-v2 --device cpu --min_time 1 >> "$out/step_rate.txt" 2>&1
+  log "game stand-in data"
+  python3 -c "import argparse, train; train.prepare_synthetic('$GAME', argparse.Namespace(data_dir='$work/data', data_root='$work/data_root', seed=0))"
+  log "game stand-in at f=1 and f=4, paper recipe, side by side, ${seconds}s each"
+  for f in 1 4; do
+    timeout $seconds python3 fold_trainer.py --dataset $GAME --fold $f --epochs ${EPOCHS:-1500} --data_root "$work/data_root" \
+      --savedir "$work/game_f$f" > "$out/train_f$f.log" 2>&1 &
+  done
+  wait
+  for f in 1 4; do python3 - "$work/game_f$f" $f >> "$out/accuracy.txt" <<'PY'
+import sys
+from pathlib import Path
+run, fold = Path(sys.argv[1]), sys.argv[2]
+val = [float(x) for x in (run / "stats/val_top1.txt").read_text().split()]
+test = [float(x) for x in (run / "stats/test_top1.txt").read_text().split()]
+last = len(val) - 10  # best of the last 10 epochs: every class active by then
+best = max(range(max(last, 0), len(val)), key=val.__getitem__)
+print(f"f={fold}: {len(val)} epochs; last-10-epoch best val top-1 {val[best]:.4f} at epoch {best + 1}, "
+      f"test top-1 there {test[best]:.4f}; final epoch val {val[-1]:.4f} test {test[-1]:.4f}")
+PY
+  done
+  cat "$out/step_rate.txt" "$out/accuracy.txt"; tail -2 "$out/pytest.log"
   ;;
 *) echo "unknown stage $stage: checks, sweep or train" >&2; exit 2 ;;
 esac
