@@ -2,9 +2,12 @@
 # The exact commands behind results/h100/: ./results/h100/run.sh STAGE [OUTDIR], from the repository root,
 # on a machine with one CUDA GPU. Each stage fits one 10-minute call of the lent GPU machine.
 #   checks  the test suite on the GPU machine, infer.py per backend and precision, CUDA training paths
-#           (fp32 and --amp, torchrun with NCCL, resume after a kill), the peak probe, compile modes
-#   sweep   ./run_inference.sh over the 14 models with eager and compile (fp16, batch 1024, short trials)
-#   train   the synthetic game stand-ins at f=1 and f=4 for a fixed number of minutes each
+#           (fp32 and --amp, torchrun with NCCL, resume after a kill), the peak probe
+#   sweep   ./run_inference.sh over the 14 models with eager, cudagraph and compile (fp16, batch 1024,
+#           short trials); resumes a CSV already in OUTDIR
+#   modes   util/benchmark_backends.py: eager NCHW / channels-last, cudagraph, the torch.compile modes
+#   train   training step ceiling (step_rate.py), then the synthetic game stand-in at f=1 and f=4,
+#           side by side, for a fixed number of seconds each
 set -u
 stage=${1:?usage: run.sh checks|sweep|train [OUTDIR]}
 out=${2:-${OUT:-results/h100/out}}
@@ -46,11 +49,13 @@ checks)
   python3 fold_trainer.py --dataset $GAME --fold 4 --epochs 6 --data_root "$work/data_root" --savedir "$work/kill" --continue_from_file "$work/kill/current.pth" >> "$out/train_checks.log" 2>&1 || echo "FAILED resume" >> "$out/train_checks.log"
   echo "after resume: $(wc -l < "$work/kill/stats/train_loss.txt") epoch lines" >> "$out/train_checks.log"
   log "waiting for the test suite"; wait $tests; tail -3 "$out/pytest.log"
-  log "compile modes"
-  for t in lol/goldnumber-int noscope-coral; do for f in 1 4; do
-    timeout 120 python3 util/benchmark_backends.py --tasks $t --folds $f >> "$out/backends.md" 2>> "$out/checks.log" || echo "benchmark $t f=$f stopped: exit $?" >> "$out/backends.md"
-  done; done
   grep -h "FAILED\|exit\|killed\|after resume\|Error" "$out/checks.log" "$out/train_checks.log" | head -40
+  ;;
+modes)
+  log "eager, cudagraph and the torch.compile modes side by side"
+  for t in sot/timer3 noscope-coral; do for f in 1 4; do
+    timeout ${MODE_SECONDS:-80} python3 util/benchmark_backends.py --tasks $t --folds $f >> "$out/backends.md" 2>> "$out/modes.log" || echo "benchmark $t f=$f stopped: exit $?" >> "$out/backends.md"
+  done; done
   cat "$out/backends.md"
   ;;
 sweep)
@@ -60,9 +65,8 @@ sweep)
   ./run_inference.sh "$out/h100.csv" --backend eager $timing 2> "$out/sweep.log" | tail -1
   log "sweep cudagraph"
   ./run_inference.sh "$out/h100.csv" --backend cudagraph $timing 2>> "$out/sweep.log" | tail -1
-  log "sweep compile (reduce-overhead), the models and folds that fit"
-  timeout ${COMPILE_SECONDS:-240} ./run_inference.sh "$out/h100.csv" --backend compile $timing --folds 1 4 \
-    --models noscope_coral sot/timer3 lol/goldnumber-int noscope_night 2>> "$out/sweep.log" | tail -1
+  log "sweep compile (reduce-overhead)"
+  timeout ${COMPILE_SECONDS:-300} ./run_inference.sh "$out/h100.csv" --backend compile $timing 2>> "$out/sweep.log" | tail -1
   log "report"
   python3 util/inference_report.py "$out/h100.csv" --out "$out" >> "$out/sweep.log" 2>&1
   cp "$out/h100.csv" "$out/h100.csv.bak"
@@ -70,9 +74,6 @@ sweep)
   ;;
 train)
   seconds=${SECONDS_EACH:-360}
-  log "test suite in the background (6 workers)"
-  (timeout $((seconds + 60)) python3 -m pytest -q -n 6 -p no:cacheprovider tests/ > "$out/pytest.log" 2>&1; echo "pytest rc=$?" >> "$out/pytest.log") &
-  tests=$!
   log "step rate with resident data (the ceiling without a loader)"
   for amp in "" --amp; do python3 results/h100/step_rate.py sot/coin_count-digits_3_4-v2 $amp >> "$out/step_rate.txt" 2>&1; done
   python3 results/h100/step_rate.py sot/coin_count-digits_3_4-v2 --device cpu --min_time 1 >> "$out/step_rate.txt" 2>&1
@@ -96,7 +97,7 @@ print(f"f={fold}: {len(val)} epochs; last-10-epoch best val top-1 {val[best]:.4f
       f"test top-1 there {test[best]:.4f}; final epoch val {val[-1]:.4f} test {test[-1]:.4f}")
 PY
   done
-  cat "$out/step_rate.txt" "$out/accuracy.txt"; tail -2 "$out/pytest.log"
+  cat "$out/step_rate.txt" "$out/accuracy.txt"
   ;;
 *) echo "unknown stage $stage: checks, sweep or train" >&2; exit 2 ;;
 esac
