@@ -53,9 +53,10 @@ checks)
   ;;
 modes)
   log "eager, cudagraph and the torch.compile modes side by side"
-  for t in sot/timer3 noscope-coral; do for f in 1 4; do
+  for config in ${MODE_CONFIGS:-sot/timer3:1 noscope-coral:4}; do
+    t=${config%:*} f=${config#*:}
     timeout ${MODE_SECONDS:-80} python3 util/benchmark_backends.py --tasks $t --folds $f >> "$out/backends.md" 2>> "$out/modes.log" || echo "benchmark $t f=$f stopped: exit $?" >> "$out/backends.md"
-  done; done
+  done
   cat "$out/backends.md"
   ;;
 sweep)
