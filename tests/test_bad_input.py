@@ -285,3 +285,12 @@ def test_savedir_holding_a_run_is_not_overwritten(finished, tmp_path):
           Bad("fold_trainer", ["fold_trainer.py", "--dataset", DATASET, "--savedir", "{run}", "--data_dir", "{data}"],
               ["{run} already holds a run: resume it with --continue_from_file {run}/current.pth",
                "or choose another --savedir"]))
+
+
+def test_mixed_precision_training_without_cuda(finished, tmp_path):
+    expect = ["--amp (mixed precision) needs CUDA, and this run is on cpu: drop --amp"]
+    check(finished, tmp_path,
+          Bad("fold_trainer", ["fold_trainer.py", "--dataset", DATASET, "--amp", "--device", "cpu",
+                               "--savedir", FRESH, "--data_dir", "{data}"], expect),
+          Bad("train", ["train.py", "{sweep}", "--datasets", DATASET, "--folds", "4", "--amp", "--device", "cpu",
+                        "--data_dir", "{data}"], expect))

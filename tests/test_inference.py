@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,7 @@ def test_cli_line_and_json():
     (["--fold", "4", "--batch_size", "2", "--device", "cpu"], "batch size 2 is smaller than the fold 4"),
     (["--mode", "efficientnet"], "exists only for game tasks"),
     (["--backend", "cuda-magic"], "invalid choice"),
+    (["--compile_mode", "fastest"], "invalid choice"),
 ])
 def test_cli_errors(args, message):
     result = run_cli(sys.executable, "infer.py", "noscope-coral", *args)
@@ -231,3 +233,18 @@ def test_benchmark_script(tmp_path):
     text = (tmp_path / "bench.md").read_text()
     assert text == result.stdout
     assert "| noscope-coral |" in text and "Median over models of default f=4 / plain eager original" in text
+
+
+def test_benchmark_backends_prints_every_variant_with_its_speed_over_eager():
+    result = run_cli(sys.executable, "util/benchmark_backends.py", "--tasks", "noscope-coral", "--folds", "4",
+                     "--device", "cpu", "--trials", "1", "--min_time", "0", "--warmup", "0", "--modes", "default")
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| noscope-coral | 4 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][2:]
+    assert len(cells) == 3  # eager nchw, eager channels-last, compile default (no cudagraph on the CPU)
+    assert cells[0].startswith(tuple("123456789")) and "(1.00x)" in cells[0]
+    measured = r"^[\d,]+ \(\d+\.\d\dx\), \d+ s$"
+    assert all(re.search(measured, c) for c in cells[:2]), cells
+    # compile needs a C++ compiler on the CPU; without one its cell says why it failed
+    assert re.search(measured if "compile" in CPU_BACKENDS else r"^failed \(.*C\+\+ compiler", cells[2]), cells
+    assert "Median over configurations of eager channels-last / eager nchw" in result.stdout

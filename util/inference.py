@@ -6,7 +6,7 @@ runs `batch // f` folded inputs, each holding f images; throughput counts images
 
 Backends:
   eager        PyTorch eager, channels-last for the CNNs
-  compile      torch.compile (inductor; weight freezing on the CPU, CUDA graphs on CUDA)
+  compile      torch.compile (inductor; weight freezing on the CPU, max-autotune with CUDA graphs on CUDA)
   cudagraph    eager PyTorch captured once into a CUDA graph and replayed (CUDA only): no compilation,
                set up in a second, no per-layer kernel launches from Python
   onnxruntime  the model exported to ONNX and run by ONNX Runtime (CPU, or CUDA with onnxruntime-gpu)
@@ -42,11 +42,13 @@ BACKENDS = ("eager", "compile", "cudagraph", "onnxruntime", "tensorrt")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # The fastest backend measured per device type (results/README.md): on a 2-core AMD EPYC ONNX Runtime
 # was the fastest for the original CNNs and tied eager for the FoldedCNNs; torch.compile was slower.
-# On CUDA torch.compile with CUDA graphs, until GPU measurements say otherwise (--backend tensorrt).
+# On CUDA torch.compile in max-autotune mode: the fastest of eager, cudagraph and every torch.compile mode
+# on an H100 (results/h100/README.md), folded and original alike.
 DEFAULT_BACKEND = {"cpu": "onnxruntime", "cuda": "compile"}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# torch.compile's mode per device type when --compile_mode is not given; reduce-overhead adds CUDA graphs.
-DEFAULT_COMPILE_MODE = {"cpu": "default", "cuda": "reduce-overhead"}
+# torch.compile's mode per device type when --compile_mode is not given (results/h100/compile_modes.md):
+# max-autotune tunes the kernels and replays CUDA graphs; it costs 10-20 s of set-up per configuration.
+DEFAULT_COMPILE_MODE = {"cpu": "default", "cuda": "max-autotune"}
 CHUNK_CANDIDATES = (64, 32, 16, 8)  # folded inputs per chunk tried on the CPU, besides the whole batch
 REFERENCE_ROWS = 32                 # inputs compared against eager PyTorch
 
