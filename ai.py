@@ -13,10 +13,18 @@ from util.common import positive_int
 HEADER = ["model", "batch_size", "original_AI", "tformed_AI_2", "tformed_AI_3", "tformed_AI_4"]
 
 
+def batch_size(text):
+    """argparse type for --batch_size: enough images for one input at the largest fold."""
+    value = positive_int(text)
+    if value < max(FOLDS):
+        raise argparse.ArgumentTypeError(f"must be at least {max(FOLDS)} so that every fold gets one input, got {value}")
+    return value
+
+
 def get_args_parser(add_help=True):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      add_help=add_help)
-    parser.add_argument("--batch_size", type=positive_int, default=1024,
+    parser.add_argument("--batch_size", type=batch_size, default=1024,
                         help="images per batch (default 1024, the paper's); at least 4, the largest fold")
     parser.add_argument("--bytes_per_elt", type=positive_int, default=2,
                         help="bytes per element moved (default 2: fp16; 4 for fp32)")
@@ -26,10 +34,7 @@ def get_args_parser(add_help=True):
 
 
 def main(argv=None):
-    parser = get_args_parser()
-    args = parser.parse_args(argv)
-    if args.batch_size < max(FOLDS):
-        parser.error(f"--batch_size must be at least {max(FOLDS)} so that every fold gets one input")
+    args = get_args_parser().parse_args(argv)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(HEADER)
     for row in ai_table(args.batch_size, args.bytes_per_elt, args.match_published):

@@ -119,7 +119,7 @@ def test_ai_options():
     published = parse_ai(run_cli(sys.executable, "ai.py", "--match_published").stdout)
     assert float(published[-1][3]) < float(parse_ai(run_cli(sys.executable, "ai.py").stdout)[-1][3])
     bad = run_cli(sys.executable, "ai.py", "--batch_size", "2")
-    assert bad.returncode == 2 and "--batch_size must be at least 4" in bad.stderr
+    assert bad.returncode == 2 and "argument --batch_size: must be at least 4" in bad.stderr
 
 
 def test_flops_from_throughput():

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from config.tasks import all_tasks  # noqa: E402
-from util.common import pick_device, positive_int, write_text_atomic  # noqa: E402
+from util.common import pick_device, positive_int, print_text  # noqa: E402
 from util.inference import (COMPILE_MODES, PRECISIONS, SWEEP_FAMILIES, Benchmark, BackendError, Config,  # noqa: E402
                             timing_protocol)
 
@@ -125,10 +125,7 @@ def main(argv=None):
         if ratios:
             lines.append(f"Median over configurations of {name} / eager nchw: {statistics.median(ratios):.2f}x "
                          f"({len(ratios)} configurations)")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.out:
-        write_text_atomic(args.out, text)
+    print_text(parser, lines, args.out)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 
 from tqdm import tqdm  # noqa: E402
 
-from util.common import pick_device, positive_int, write_text_atomic  # noqa: E402
+from util.common import pick_device, positive_int, print_text  # noqa: E402
 from config.tasks import all_tasks  # noqa: E402
 from util.inference import SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
 
@@ -58,10 +58,7 @@ def main(argv=None):
     for n in names[2:]:
         wins = sum(results[t][n] > results[t]["default f=1"] for t in results)
         lines.append(f"{n} beats default f=1 on {wins} of {len(results)} models")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.out:
-        write_text_atomic(args.out, text)
+    print_text(parser, lines, args.out)
 
 
 if __name__ == "__main__":

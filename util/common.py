@@ -95,6 +95,17 @@ def print_json(parser, data, path=None, flag="--out"):
             parser.exit(2, f"error: cannot write {path}: {e.strerror}; choose a writable {flag} PATH\n")
 
 
+def print_text(parser, lines, path=None, flag="--out"):
+    """Print `lines` and, with `path`, write them there crash-safely (exit 2 naming `flag` if it cannot)."""
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if path:
+        try:
+            write_text_atomic(path, text)
+        except OSError as e:
+            parser.exit(2, f"error: cannot write {path}: {e.strerror}; choose a writable {flag} PATH\n")
+
+
 def positive_int(text):
     """argparse type: an integer >= 1."""
     try:
