@@ -240,3 +240,23 @@ def test_new_learning_rate_on_resume_keeps_the_schedule():
     optimizer.step()
     scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4)
+
+
+def test_stats_are_appended_and_a_resume_drops_lines_past_the_checkpoint_and_torn_ones(tmp_path):
+    stats = tmp_path / "stats"
+    fold_trainer.prepare_savedir(tmp_path, 0)
+    for epoch in range(3):
+        before = (stats / "val_top1.txt").read_bytes() if epoch else b""
+        fold_trainer.append_stats(stats, {"val": {"top1": epoch / 10, "loss": 1.0, "images": 5}})
+        after = (stats / "val_top1.txt").read_bytes()
+        assert after.startswith(before) and after.count(b"\n") == epoch + 1  # appended, earlier lines untouched
+    assert not (stats / "val_images.txt").exists()
+    with open(stats / "val_top1.txt", "a") as f:
+        f.write("0.9")  # a crash tore the fourth line
+    (tmp_path / ".current.pth.tmp").write_bytes(b"half a checkpoint")
+    fold_trainer.prepare_savedir(tmp_path, 2)  # the checkpoint holds 2 epochs
+    assert (stats / "val_top1.txt").read_text() == "0.000000\n0.100000\n"
+    assert (stats / "val_loss.txt").read_text() == "1.000000\n1.000000\n"
+    assert not (tmp_path / ".current.pth.tmp").exists()
+    fold_trainer.prepare_savedir(tmp_path, 5)  # fewer lines than epochs: nothing to drop, nothing invented
+    assert (stats / "val_top1.txt").read_text() == "0.000000\n0.100000\n"
