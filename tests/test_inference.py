@@ -13,7 +13,8 @@ import torch
 
 from helpers import REPO, run_cli
 from models.flops import flops_per_image
-from util import inference
+from util import common, inference
+from util.common import cpu_bf16_problem
 from util.inference import BackendError, Benchmark, Config, available_backends
 from util.results import HEADER
 
@@ -38,6 +39,48 @@ def test_every_backend_matches_eager_and_reports_throughput(backend):
     x = torch.randn_like(bench.x)
     with torch.inference_mode():
         assert torch.allclose(bench.run(x).float(), bench.reference(x.float().contiguous()), atol=1e-4, rtol=1e-3)
+
+
+BF16_HERE = cpu_bf16_problem() is None
+
+
+@pytest.mark.parametrize("flags, fast", [("fpu sse2 avx2 fma", False), ("avx2 avx512f avx512_bf16", True),
+                                         ("avx512f amx_tile amx_bf16 amx_int8", True)])
+def test_bf16_on_the_cpu_needs_bf16_instructions(monkeypatch, flags, fast):
+    """bf16 is offered exactly where the CPU has native bf16 (AVX-512 BF16 or AMX); elsewhere a one-line reason."""
+    monkeypatch.setattr(common, "_cpuinfo", lambda: f"model name\t: Test CPU\nflags\t\t: {flags}\n")
+    assert common.cpu_features()["avx2"] == ("avx2" in flags)
+    problem = inference.backend_problem("eager", torch.device("cpu"), "bf16")
+    onnxruntime = inference.backend_problem("onnxruntime", torch.device("cpu"), "bf16")
+    if fast:
+        assert problem is None and available_backends("cpu", "bf16")[-1] == "eager"
+        assert "runs fp32 only on the CPU; for --precision bf16 use --backend compile or eager" in onnxruntime
+    else:
+        assert "needs bf16 instructions (amx_bf16 or avx512_bf16), which this CPU (Test CPU) lacks" in problem
+        assert available_backends("cpu", "bf16") == [] and onnxruntime == problem
+
+
+@pytest.mark.skipif(not BF16_HERE, reason="this CPU has no bf16 instructions")
+@pytest.mark.parametrize("backend", available_backends("cpu", "bf16"))
+def test_bf16_on_the_cpu_matches_fp32_within_its_tolerance(backend):
+    bench = Benchmark(Config(**SMALL, backend=backend, precision="bf16"), warmup=1)
+    result = bench.trial(0)
+    assert bench.x.dtype == torch.bfloat16 and result.precision == "bf16" and result.images_per_sec > 0
+    assert 0 < result.max_abs_error <= inference.logits_tolerance(1.0, "bf16")  # rounded, yet close to fp32
+
+
+def test_bf16_on_the_cpu_from_the_command_line():
+    result = run_cli(sys.executable, "infer.py", "noscope-coral", "--fold", "2", "--batch_size", "8",
+                     "--precision", "bf16", "--device", "cpu", "--min_time", "0")
+    if BF16_HERE:
+        assert result.returncode == 0, result.stderr
+        assert "precision=bf16" in result.stdout and "backend=compile" in result.stdout
+    else:
+        assert result.returncode == 2 and "needs bf16 instructions" in result.stderr
+    result = run_cli(sys.executable, "infer.py", "noscope-coral", "--precision", "bf16", "--backend", "onnxruntime",
+                     "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("fp32 only on the CPU" if BF16_HERE else "needs bf16 instructions") in result.stderr
 
 
 def test_a_wrong_backend_cannot_report_a_number(monkeypatch):
@@ -125,6 +168,20 @@ def test_quick_sweep_on_one_model(tmp_path):
     assert len(read_csv(out)) == 2
 
 
+def test_sweep_and_report_keep_their_files_in_one_folder_beside_the_csv(tmp_path):
+    out = tmp_path / "sweep.csv"
+    result = run_cli("./run_inference.sh", out, "--quick", "--models", "noscope-night", "--folds", "2",
+                     "--batch_sizes", "8", "--device", "cpu", "--backend", "eager")
+    assert result.returncode == 0, result.stderr
+    machine = json.loads((tmp_path / "sweep-report" / "machine.json").read_text())
+    assert machine["matmul_flops"]["fp32"] > 0 and "amx_bf16" in machine["cpu_features"]
+    result = run_cli(sys.executable, "util/inference_report.py", out)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep-report", "sweep.csv"]
+    assert sorted(p.name for p in (tmp_path / "sweep-report").iterdir()) == [
+        "machine.json", "report.md", "roofline.png", "throughput.png"]
+
+
 def test_baselines_sweep_phi(tmp_path):
     out = tmp_path / "r.csv"
     result = run_cli("./run_inference.sh", out, "--quick", "--models", "efficientnet-game_apex/squad_count_v2",
@@ -196,16 +253,32 @@ MACHINE = {"name": "Test CPU (2 cores)", "matmul_flops": {"fp32": 1.0e11}, "band
 
 def test_report_from_fixture(tmp_path):
     (tmp_path / "results.csv").write_text(FIXTURE)
-    (tmp_path / "results.machine.json").write_text(json.dumps(MACHINE))
+    (tmp_path / "results-report").mkdir()
+    (tmp_path / "results-report" / "machine.json").write_text(json.dumps(MACHINE))
     result = run_cli(sys.executable, "util/inference_report.py", tmp_path / "results.csv")
     assert result.returncode == 0, result.stderr
-    report = (tmp_path / "report.md").read_text()
+    out = tmp_path / "results-report"  # the default: beside the CSV, named after it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results-report", "results.csv"]
+    report = (out / "report.md").read_text()
     assert "Test CPU (2 cores)" in report and "100.0 GFLOP/s" in report
     # Medians: f=1 1100 img/s, 1.8e10 FLOP/s = 18% of peak; f=4 3250 img/s = 2.95x, 5.95e10 = 60%.
     assert "| noscope_coral | 1,100 (1.00x, 18%) |  | 3,250 (2.95x, 60%) |" in report
     assert "| efficientnet-game_sot/timer3 (phi) | 500 (1.00x, 7%) | 900 (1.80x, 8%) |" in report
     for plot in ("throughput.png", "roofline.png"):
-        assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_uses_the_peak_of_the_precision_measured(tmp_path):
+    bf16 = FIXTURE.replace("onnxruntime,fp32", "compile,bf16")
+    (tmp_path / "bf16.csv").write_text(bf16)
+    machine = dict(MACHINE, matmul_flops={"fp32": 1.0e11, "bf16": 2.0e11})
+    (tmp_path / "machine.json").write_text(json.dumps(machine))
+    result = run_cli(sys.executable, "util/inference_report.py", tmp_path / "bf16.csv", "--machine",
+                     tmp_path / "machine.json")
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "bf16-report" / "report.md").read_text()
+    assert "## compile, bf16, cpu, batch 1024" in report
+    assert "| noscope_coral | 1,100 (1.00x, 9%) |  | 3,250 (2.95x, 30%) |" in report  # of the 200 GFLOP/s bf16 peak
 
 
 def test_report_without_machine_file_and_errors(tmp_path):
@@ -224,6 +297,8 @@ def test_peak_probe():
     assert peak["matmul_flops"]["fp32"] > 1e8 and peak["bandwidth_bytes_per_sec"] > 1e7
     assert peak["matmul_flops"]["fp32"] == max(peak["matmul_flops_by_library"]["fp32"].values())
     assert peak["cpu_cores"] == os.cpu_count() and peak["name"]
+    assert set(peak["cpu_features"]) >= {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8"}
+    assert ("bf16" in peak["matmul_flops"]) == BF16_HERE  # the bf16 peak wherever bf16 can be measured
 
 
 def test_benchmark_script(tmp_path):

@@ -20,7 +20,7 @@ from tqdm import tqdm  # noqa: E402
 from config.tasks import all_tasks  # noqa: E402
 from util.common import pick_device, positive_int, print_text  # noqa: E402
 from util.inference import (COMPILE_MODES, PRECISIONS, SWEEP_FAMILIES, Benchmark, BackendError, Config,  # noqa: E402
-                            timing_protocol)
+                            backend_problem, timing_protocol)
 
 
 def variants(modes, device_type):
@@ -81,7 +81,8 @@ def main(argv=None):
                         help="torch.compile modes to try; default all on CUDA, default on the CPU")
     parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch; default 1024")
     parser.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
-                        help="default: the protocol's (fp16 on CUDA, fp32 on the CPU)")
+                        help="default: the protocol's (fp16 on CUDA, fp32 on the CPU); bf16 on CPUs with bf16 "
+                             "instructions")
     parser.add_argument("--trials", type=positive_int, default=3, help="interleaved trials; default 3")
     parser.add_argument("--iters", type=positive_int, default=None,
                         help="batches per trial at least; default 200 on CUDA, 1 on the CPU")
@@ -97,8 +98,9 @@ def main(argv=None):
         parser.exit(2, f"error: {e}\n")
     cuda = device.type == "cuda"
     precision = args.precision or timing_protocol(device)["precision"]
-    if precision != "fp32" and not cuda:
-        parser.exit(2, f"error: precision {precision} needs CUDA; on the CPU use --precision fp32\n")
+    problem = backend_problem("eager", device, precision)
+    if problem:
+        parser.exit(2, f"error: {problem}\n")
     modes = args.modes or (list(COMPILE_MODES) if cuda else ["default"])
     iters = args.iters or (200 if cuda else 1)
     min_time = args.min_time if args.min_time is not None else (0.0 if cuda else 1.0)

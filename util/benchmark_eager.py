@@ -1,7 +1,8 @@
 """Plain eager PyTorch vs this project's default inference path, in one run on this machine.
 
 "Plain eager" is what a user would write: the original CNN, batch 1024, fp32, NCHW, one call per
-batch. The default path is infer.py's (on the CPU: ONNX Runtime in cache-sized chunks). Both run
+batch. The default path is infer.py's (on the CPU: ONNX Runtime in cache-sized chunks), or the
+--backend and --precision given (bf16 on a CPU with bf16 instructions: torch.compile). Both run
 the original CNN, and the default path also runs the FoldedCNN at f=4 (and any --folds given).
 Trials of the three are interleaved so that drift in the machine's speed hits them alike; the
 table shows medians and the ratios of medians, and the last lines the median ratio over models.
@@ -17,7 +18,7 @@ from tqdm import tqdm  # noqa: E402
 
 from util.common import pick_device, positive_int, print_text  # noqa: E402
 from config.tasks import all_tasks  # noqa: E402
-from util.inference import SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
+from util.inference import BACKENDS, PRECISIONS, SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
 
 
 def main(argv=None):
@@ -28,6 +29,10 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch; default 1024")
     parser.add_argument("--trials", type=positive_int, default=3, help="interleaved trials; default 3")
     parser.add_argument("--min_time", type=float, default=1.0, help="seconds per trial at least; default 1.0")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                        help="precision of the default path (plain eager stays fp32); default fp32")
+    parser.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
+                        help="backend of the default path; default auto (the measured fastest for the precision)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")
     parser.add_argument("--out", help="also write the markdown table to this file")
     args = parser.parse_args(argv)
@@ -36,13 +41,14 @@ def main(argv=None):
         device = str(pick_device(args.device))
         results = {}
         for task in tqdm(tasks, desc="benchmark", unit="model", file=sys.stderr, disable=not sys.stderr.isatty()):
-            results[task], backend = compare_with_plain_eager(task, args.folds, args.batch_size, device, args.trials, args.min_time)
+            results[task], backend = compare_with_plain_eager(task, args.folds, args.batch_size, device, args.trials,
+                                                              args.min_time, args.precision, args.backend)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
 
     names = list(next(iter(results.values())))
-    lines = [f"Images/sec, batch {args.batch_size}, fp32, {device}; default backend: {backend}; "
-             f"median of {args.trials} interleaved trials.", "",
+    lines = [f"Images/sec, batch {args.batch_size}, {device}; plain eager: fp32, NCHW, whole batch; "
+             f"default path: {backend}, {args.precision}, chunks tuned; median of {args.trials} interleaved trials.", "",
              "| Model | " + " | ".join(names) + " | default f=1 / plain | "
              + " | ".join(f"{n} / plain" for n in names[2:]) + " |",
              "|---|" + "---:|" * (2 * len(names) - 1)]

@@ -36,7 +36,7 @@ from config.tasks import all_tasks, get_task
 from models import build_model, model_key
 from models.flops import flops_per_image
 from models.fold import check_fold
-from util.common import pick_device, positive_int
+from util.common import cpu_bf16_problem, pick_device, positive_int
 
 BACKENDS = ("eager", "compile", "cudagraph", "onnxruntime", "tensorrt")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -45,6 +45,9 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 # On CUDA torch.compile in max-autotune mode: the fastest of eager, cudagraph and every torch.compile mode
 # on an H100 (results/h100/README.md), folded and original alike.
 DEFAULT_BACKEND = {"cpu": "onnxruntime", "cuda": "compile"}
+# bf16 on the CPU (oneDNN's bf16 kernels, on CPUs with AVX-512 BF16 or AMX): PyTorch's backends only; the default
+# is the fastest measured there (results/README.md).
+CPU_BF16_BACKENDS = ("compile", "eager")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # torch.compile's mode per device type when --compile_mode is not given (results/h100/compile_modes.md):
 # max-autotune tunes the kernels and replays CUDA graphs; it costs 10-20 s of set-up per configuration.
@@ -82,8 +85,15 @@ def inputs_per_batch(batch_size, fold, mode):
 
 def backend_problem(backend, device, precision):
     """Why `backend` cannot run `precision` on `device` here (None when it can)."""
-    if precision != "fp32" and device.type != "cuda":
-        return f"precision {precision} needs CUDA; on the CPU use --precision fp32"
+    if device.type == "cpu" and precision == "fp16":
+        return "precision fp16 needs CUDA; on the CPU use --precision fp32, or bf16 on a CPU with bf16 instructions"
+    if device.type == "cpu" and precision == "bf16":
+        problem = cpu_bf16_problem()
+        if problem:
+            return problem
+        if backend not in CPU_BF16_BACKENDS:
+            return (f"backend {backend} runs fp32 only on the CPU; for --precision bf16 use --backend "
+                    + " or ".join(CPU_BF16_BACKENDS))
     if backend == "cudagraph" and device.type != "cuda":
         return "backend cudagraph runs on CUDA only; on the CPU use --backend onnxruntime, eager or compile"
     if backend == "tensorrt":
@@ -106,18 +116,26 @@ def backend_problem(backend, device, precision):
     return None
 
 
+def default_backend(device, precision):
+    """The fastest backend measured for `precision` on this kind of device."""
+    if device.type == "cpu" and precision == "bf16":
+        usable = [b for b in CPU_BF16_BACKENDS if backend_problem(b, device, precision) is None]
+        return usable[0] if usable else CPU_BF16_BACKENDS[-1]
+    return DEFAULT_BACKEND.get(device.type, "eager")
+
+
 def available_backends(device, precision="fp32"):
     """Backends that can run here, fastest-first by the measured default."""
     device = torch.device(device)
     found = [b for b in BACKENDS if backend_problem(b, device, precision) is None]
-    default = DEFAULT_BACKEND[device.type]
+    default = default_backend(device, precision)
     return sorted(found, key=lambda b: b != default)
 
 
 def resolve_backend(backend, device, precision):
-    """`backend`, or the default for `device`; raise BackendError if it cannot run here."""
+    """`backend`, or the default for `device` and `precision`; raise BackendError if it cannot run here."""
     if backend == "auto":
-        backend = DEFAULT_BACKEND.get(device.type, "eager")
+        backend = default_backend(device, precision)
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
     problem = backend_problem(backend, device, precision)
@@ -392,14 +410,15 @@ def chunk_arg(text):
 def add_measurement_args(parser):
     """The flags of how to measure, shared by infer.py, the sweep and the benchmark (None: the protocol's)."""
     parser.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
-                        help="default auto: onnxruntime on the CPU, compile on CUDA")
+                        help="default auto: onnxruntime on the CPU (compile for bf16), compile on CUDA")
     parser.add_argument("--compile_mode", default="auto", choices=("auto",) + COMPILE_MODES,
                         help="torch.compile mode of --backend compile; default auto: "
                              + ", ".join(f"{mode} on {kind}" for kind, mode in DEFAULT_COMPILE_MODE.items()))
     parser.add_argument("--nchw", action="store_true",
                         help="eager/compile/cudagraph: keep NCHW tensors (default channels-last)")
     parser.add_argument("--precision", default=None, choices=tuple(PRECISIONS),
-                        help="fp16/bf16 need CUDA; default fp16 on CUDA, fp32 on the CPU")
+                        help="default fp16 on CUDA, fp32 on the CPU; bf16 runs on CUDA and on CPUs with bf16 "
+                             "instructions (AVX-512 BF16, AMX) with --backend compile or eager; fp16 needs CUDA")
     parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")
     parser.add_argument("--chunk", type=chunk_arg, default=None,
                         help="inputs per chunk: a number, full (no chunks) or auto (tuned on the CPU, full on CUDA)")
@@ -411,13 +430,14 @@ def add_measurement_args(parser):
     return parser
 
 
-def compare_with_plain_eager(task, folds, batch_size, device, trials, min_time):
-    """Median images/sec of plain eager PyTorch (original CNN, NCHW, whole batch) and the default path at
-    f=1 and each of `folds`, trials interleaved so that drift in the machine's speed hits all alike.
-    Returns ({variant: median}, the default backend)."""
+def compare_with_plain_eager(task, folds, batch_size, device, trials, min_time, precision="fp32", backend="auto"):
+    """Median images/sec of plain eager PyTorch (original CNN, fp32, NCHW, whole batch) and the default path
+    (`backend` at `precision`, chunks tuned) at f=1 and each of `folds`, trials interleaved so that drift in the
+    machine's speed hits all alike. Returns ({variant: median}, the backend of the default path)."""
+    path = dict(backend=backend, precision=precision, device=device)
     variants = {"plain eager": Config(task, "original", 1, batch_size, "eager", "fp32", device, "full", False),
-                "default f=1": Config(task, "original", 1, batch_size, device=device)}
-    variants.update({f"default f={f}": Config(task, "folded", f, batch_size, device=device) for f in folds})
+                "default f=1": Config(task, "original", 1, batch_size, **path)}
+    variants.update({f"default f={f}": Config(task, "folded", f, batch_size, **path) for f in folds})
     benches = {name: Benchmark(config) for name, config in variants.items()}
     speeds = {name: [] for name in benches}
     for trial in range(trials):

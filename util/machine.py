@@ -1,18 +1,19 @@
 """Measure this machine's peak: dense-matmul FLOP/s and memory bandwidth, plus what the machine is.
 
 The matmul peak is the best of several square sizes and, on the CPU, of the two GEMM libraries a
-user of this repository has (PyTorch's and ONNX Runtime's), fp32; on CUDA also fp16 and bf16.
+user of this repository has (PyTorch's and ONNX Runtime's), fp32, plus PyTorch's bf16 on a CPU with bf16
+instructions (AVX-512 BF16, AMX); on CUDA fp32, fp16 and bf16. The description records the CPU's
+instruction-set features that decide which precisions run fast (avx512f, avx512_bf16, amx_bf16, ...).
 Bandwidth is a large tensor copy (bytes read + bytes written per second). The report divides
 achieved FLOP/s by this peak ("% of peak") and draws the roofline from both.
 """
 import importlib.util
 import os
 import platform
-from pathlib import Path
 
 import torch
 
-from util.common import pick_device
+from util.common import cpu_bf16_problem, cpu_features, cpu_name, pick_device
 from util.inference import ort_session, time_calls
 
 CPU_SIZES = (1024, 2048, 4096)
@@ -58,19 +59,9 @@ def bandwidth(device, min_time, megabytes):
     return _rate(lambda: dst.copy_(src), 2 * src.numel() * 4, min_time, device)
 
 
-def cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def describe(device):
     """What the machine is: the accelerator (or CPU) name, cores, threads and library versions."""
-    info = {"device": str(device), "cpu": cpu_name(), "cpu_cores": os.cpu_count(),
+    info = {"device": str(device), "cpu": cpu_name(), "cpu_features": cpu_features(), "cpu_cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__}
     if importlib.util.find_spec("onnxruntime") is not None:
@@ -94,11 +85,13 @@ def measure_peak(device=None, min_time=0.5):
                                                           ("bf16", torch.bfloat16))}
             result["bandwidth_bytes_per_sec"] = bandwidth(device, min_time, 1024)
         else:
-            by_library = {"torch": torch_matmul_flops(device, torch.float32, CPU_SIZES, min_time)}
+            by_library = {"fp32": {"torch": torch_matmul_flops(device, torch.float32, CPU_SIZES, min_time)}}
             ort = onnxruntime_matmul_flops(CPU_SIZES, min_time)
             if ort is not None:
-                by_library["onnxruntime"] = ort
-            result["matmul_flops_by_library"] = {"fp32": by_library}
-            result["matmul_flops"] = {"fp32": max(by_library.values())}
+                by_library["fp32"]["onnxruntime"] = ort
+            if cpu_bf16_problem() is None:
+                by_library["bf16"] = {"torch": torch_matmul_flops(device, torch.bfloat16, CPU_SIZES, min_time)}
+            result["matmul_flops_by_library"] = by_library
+            result["matmul_flops"] = {p: max(libraries.values()) for p, libraries in by_library.items()}
             result["bandwidth_bytes_per_sec"] = bandwidth(device, min_time, 256)
     return result

@@ -3,7 +3,8 @@
 The CSV's rows are `Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec` (docs/protocol.md,
 section 5) followed by `Backend,Precision,Device,Chunk`. Rows are appended one at a time and
 flushed to disk; a row torn by a crash (a last line without its newline) is dropped on resume.
-The machine's measured peak (util/machine.py) lives beside the CSV as `<name>.machine.json`.
+The machine's measured peak (util/machine.py) and the report live in the folder `<name>-report/` beside
+the CSV, so a sweep in any folder adds one CSV and one folder to it.
 """
 import csv
 import io
@@ -77,9 +78,15 @@ def measurement_row(name, measurement):
                        f"{m.flops_per_sec:.6g}", m.backend, m.precision, m.device, m.chunk])
 
 
-def machine_file(csv_path):
+def report_dir(csv_path):
+    """Where a sweep's companions go: `<csv without suffix>-report/` beside the CSV (results.csv -> results-report/)."""
     csv_path = Path(csv_path)
-    return csv_path.with_name(csv_path.stem + ".machine.json")
+    return csv_path.with_name(csv_path.stem + "-report")
+
+
+def machine_file(csv_path):
+    """The machine record of a sweep (util/machine.py): `machine.json` in its report folder."""
+    return report_dir(csv_path) / "machine.json"
 
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}
@@ -180,7 +187,10 @@ def plot_roofline(table, machine, path):
     bandwidth = machine["bandwidth_bytes_per_sec"]
     for ax, (group, part) in zip(axes[0], groups):
         precision = group[1]
-        peak = machine["matmul_flops"][precision]
+        peak = machine["matmul_flops"].get(precision)
+        if peak is None:  # a machine record without this precision's peak: no roof to draw
+            ax.set_title(f"no {precision} peak in the machine record: " + ", ".join(str(g) for g in group))
+            continue
         ais = [intensity(r["Model"], r["Mode"], r["Fold"], r["Batch Size"], precision) for _, r in part.iterrows()]
         lo, hi = min(ais + [peak / bandwidth]) / 2, max(ais + [peak / bandwidth]) * 2
         xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]

@@ -8,8 +8,8 @@ already in the CSV are skipped.
 Protocols (util/inference.py): on CUDA the paper's (fp16, 100 warm-up and 10000 timed batches, 10
 trials); on the CPU a time-bounded one (fp32, 2 warm-up batches, trials of at least 1 s, 3 trials)
 so the default sweep of the 14 models finishes in well under 30 minutes on 2 cores; --quick is a
-smoke run. The machine's measured peak (util/machine.py) is written next to the CSV as
-<name>.machine.json.
+smoke run. The machine's measured peak (util/machine.py) is written to <name>-report/machine.json
+beside the CSV, where util/inference_report.py also writes the report.
 """
 import argparse
 import sys
@@ -79,6 +79,7 @@ def main(argv=None):
 
     if not args.no_peak and not machine_file(args.csv).exists():
         print(f"measuring the machine's peak -> {machine_file(args.csv)}", file=sys.stderr)
+        machine_file(args.csv).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(machine_file(args.csv), measure_peak(device))
     print(format_row(HEADER), flush=True)
     todo = todo_list(args, models, backend, device, done)
