@@ -1,15 +1,15 @@
 """Train/val/test splits for every task family (docs/protocol.md, section 4).
 
-- CIFAR-10/100: torchvision's datasets in `data/cifar10`, `data/cifar100`; validation is 5000
-  training images (rounded up to a multiple of f) chosen by a seeded shuffle; RandomCrop(32, 4)
-  and horizontal flips on the training part only; normalised.
+- CIFAR-10/100: torchvision's datasets in `data/cifar10`, `data/cifar100`; validation is the last
+  5000 + (f - 5000 % f) training images of a seeded shuffle; RandomCrop(32, 4) and horizontal
+  flips on the training part only; normalised.
 - Game tasks: an ImageFolder tree `<data_root>/<task>/{train,val,test}/<class>/*.png`, ToTensor only.
 - NoScope tasks: `data/noscope-<task>-subset/{train,val,test}/{0,1}/*.png`, ToTensor only.
-Game and NoScope evaluation lists are shuffled once with a fixed seed so that every folded group
-mixes classes and results are reproducible.
+For folded runs the game and NoScope sample lists are shuffled once with the seed, so that every
+folded group mixes classes; NoScope's validation and test sets are permuted once more (the authors'
+orders, docs/protocol.md, section 4.4).
 """
 import copy
-import math
 import os
 import random
 from functools import partial
@@ -96,8 +96,23 @@ def how_to_get(dataset, location):
             "or point --data_root (or $DATA_ROOT) at the folder holding it")
 
 
-def _image_folder_splits(dataset, root, class_names, hw, seed, cache):
-    """ImageFolder train/val/test under `root`, checked, with evaluation lists shuffled by `seed`."""
+def reorder(data, order):
+    """Put an ImageFolder's samples in `order` (a list of indices into its current sample list)."""
+    data.samples = [data.samples[i] for i in order]
+    data.imgs, data.targets = data.samples, [t for _, t in data.samples]
+
+
+def seeded_permutation(n, seed):
+    """`random.seed(seed); indices = list(range(n)); random.shuffle(indices)`, without touching the global generator."""
+    indices = list(range(n))
+    random.Random(seed).shuffle(indices)
+    return indices
+
+
+def _image_folder_splits(dataset, root, class_names, hw, seed, cache, shuffle_samples, noscope):
+    """ImageFolder train/val/test under `root`, checked, in the authors' orders (docs/protocol.md, section 4.4):
+    with `shuffle_samples` each split's sample list shuffled by `seed`; NoScope's val and test then permuted
+    once more by `seed`."""
     splits, classes = {}, None
     for split in SPLITS:
         folder = root / split
@@ -111,16 +126,26 @@ def _image_folder_splits(dataset, root, class_names, hw, seed, cache):
             raise ValueError(f"{dataset}: class folders of {folder} ({', '.join(data.classes)}) differ from "
                              f"those of {root / 'train'} ({', '.join(classes)}); every split needs the same classes")
         classes = data.classes
-        if split != "train":
-            order = list(range(len(data.samples)))
-            random.Random(seed).shuffle(order)
-            data.samples = [data.samples[i] for i in order]
-            data.imgs, data.targets = data.samples, [t for _, t in data.samples]
+        if shuffle_samples:  # random.seed(seed); random.shuffle(samples)
+            reorder(data, seeded_permutation(len(data.samples), seed))
+        if noscope and split != "train":
+            reorder(data, seeded_permutation(len(data.samples), seed))
         splits[split] = CachedImages(data, f"{dataset} {split}") if cache else data
     if class_names and tuple(classes) != tuple(sorted(class_names)):
         raise ValueError(f"{dataset}: class folders {', '.join(classes)} differ from the task's classes "
                          f"{', '.join(sorted(class_names))} (config/.../model_description.json)")
     return splits
+
+
+def cifar_split_indices(n, fold, val_size=5000, seed=19):
+    """(train, val) indices into CIFAR's `n` training images, as the authors choose them: `random.seed(seed)`,
+    shuffle `list(range(n))`, validation = the last `val_size + (fold - val_size % fold)` (5001, 5002, 5001, 5004
+    images for f = 1..4), training the rest."""
+    order = seeded_permutation(n, seed)
+    n_val = val_size + (fold - val_size % fold)
+    if n_val >= n:
+        raise ValueError(f"a validation split of {n_val} images leaves no training images in {n}: lower --val_size")
+    return order[:-n_val], order[-n_val:]
 
 
 def _cifar_splits(dataset, root, fold, seed, download, augment, val_size):
@@ -133,21 +158,24 @@ def _cifar_splits(dataset, root, fold, seed, download, augment, val_size):
         test = cls(root, train=False, download=download, transform=plain)
     except RuntimeError:
         raise DataMissing(f"{dataset}: not found in {root}; {how_to_get(dataset, root)}") from None
-    n_val = math.ceil(val_size / fold) * fold
-    if n_val >= len(full):
-        raise ValueError(f"{dataset}: a validation split of {n_val} images leaves no training images in {len(full)}")
-    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed)).tolist()
+    try:
+        train, val = cifar_split_indices(len(full), fold, val_size, seed)
+    except ValueError as e:
+        raise ValueError(f"{dataset}: {e}") from None
     val_source = copy.copy(full)
     val_source.transform = plain
-    return {"train": Subset(full, order[n_val:]), "val": Subset(val_source, order[:n_val]), "test": test}
+    return {"train": Subset(full, train), "val": Subset(val_source, val), "test": test}
 
 
-def load_splits(dataset, fold=1, data_dir=DATA_DIR, data_root=None, seed=0, download=False, augment=True,
-                val_size=5000, cache=True):
+def load_splits(dataset, fold=1, data_dir=DATA_DIR, data_root=None, seed=19, download=False, augment=True,
+                val_size=5000, cache=True, shuffle_samples=None):
     """`{"train": ..., "val": ..., "test": ...}` datasets of (image, label) for `dataset` at fold `fold`.
 
-    `augment=False` gives CIFAR's training images without augmentation (for teacher logits);
-    `cache=False` reads game and NoScope images from disk every epoch instead of holding them in memory.
+    The splits and orders depend on `seed` alone (docs/protocol.md, section 4): not on workers, processes or
+    resumes. `shuffle_samples` (default: fold > 1) shuffles the game and NoScope sample lists, as the authors
+    do for folded runs without distillation. `augment=False` gives CIFAR's training images without
+    augmentation (for teacher logits); `cache=False` reads game and NoScope images from disk every epoch
+    instead of holding them in memory.
     """
     task, _ = resolve_dataset(dataset)
     root = data_location(dataset, data_dir, data_root)
@@ -155,7 +183,10 @@ def load_splits(dataset, fold=1, data_dir=DATA_DIR, data_root=None, seed=0, down
         return _cifar_splits(dataset, root, fold, seed, download, augment, val_size)
     if not root.is_dir():
         raise DataMissing(f"{dataset}: no data at {root}; {how_to_get(dataset, root)}")
-    return _image_folder_splits(dataset, root, task.class_names, task.input_shape[1:], seed, cache)
+    if shuffle_samples is None:
+        shuffle_samples = fold > 1
+    return _image_folder_splits(dataset, root, task.class_names, task.input_shape[1:], seed, cache,
+                                shuffle_samples, task.family == "noscope")
 
 
 def split_targets(data):

@@ -2,7 +2,8 @@
 
 Frames are resized to 50x50 with nearest-neighbour interpolation, as the paper's preprocessing does.
 A frame is class 1 if the task's positive object (e.g. `person` for noscope-coral) has a row in
-NoScope's label CSV for that frame, else class 0. The frames [0, n_frames) are cut into consecutive
+NoScope's label CSV for that frame, else class 0. The video has n_frames = the CSV's largest frame + 1
+frames, as the authors count them; the frames [0, n_frames) are cut into consecutive
 chunks of int(n_frames * split_fraction) frames; chunk `train_split_index` is train, the next val,
 the next test (the rules in config/<task>/model_description.json). Outputs are built in a temporary
 sibling folder renamed into place at the end, so an interrupted run never leaves a partial folder.
@@ -116,12 +117,8 @@ def noscope_task(name):
     return task
 
 
-def label_frames(csv_path, positive_object, n_frames):
-    """Per-frame labels for frames 0..n_frames-1: 1 if `positive_object` has a row for the frame.
-
-    Only rows whose `object_name` is `positive_object` count; other objects (and frames beyond
-    n_frames) are ignored.
-    """
+def _label_rows(csv_path):
+    """(frame indices, object names) of every row of NoScope's label CSV; a ValueError naming the problem."""
     csv_path = Path(csv_path)
     try:
         header = pd.read_csv(csv_path, nrows=0).columns
@@ -139,7 +136,23 @@ def label_frames(csv_path, positive_object, n_frames):
     if frames.isna().any() or (frames != frames.round()).any():
         bad = rows["frame"][frames.isna() | (frames != frames.round())].iloc[0]
         raise ValueError(f"label CSV {csv_path}: frame {bad!r} is not a frame index")
-    hits = frames[rows["object_name"].str.strip() == positive_object].to_numpy(dtype=np.int64)
+    if frames.empty:
+        raise ValueError(f"label CSV {csv_path} has no rows: it labels no frame")
+    return frames.astype(np.int64), rows["object_name"].astype(str).str.strip()
+
+
+def csv_frame_count(csv_path):
+    """The video's frame count as the authors take it: the label CSV's largest `frame` plus one."""
+    frames, _ = _label_rows(csv_path)
+    return int(frames.max()) + 1
+
+
+def label_frames(csv_path, positive_object, n_frames=None):
+    """Per-frame labels for frames 0..n_frames-1 (default: the CSV's frame count): 1 if `positive_object`
+    has a row for the frame. Only rows whose `object_name` is `positive_object` count."""
+    frames, names = _label_rows(csv_path)
+    n_frames = int(frames.max()) + 1 if n_frames is None else n_frames
+    hits = frames[names == positive_object].to_numpy(dtype=np.int64)
     labels = np.zeros(n_frames, dtype=np.int64)
     labels[hits[(hits >= 0) & (hits < n_frames)]] = 1
     return labels.tolist()
@@ -183,15 +196,19 @@ def _destinations(ranges, labels):
 def split_from_frames(task, outdir, infile, indir):
     """Split the frames in `indir` (`<index>.png`, from noscope_video_save.py) into `outdir`; return it.
 
-    n_frames is the number of `<index>.png` files in `indir`.
+    n_frames is the label CSV's frame count (its largest frame + 1), as the authors count.
     """
     task, positive, fraction, index = _rules(task)
     indir, outdir = Path(indir), Path(outdir)
     if not indir.is_dir():
         raise ValueError(f"frames folder {indir} does not exist")
-    n_frames = sum(1 for p in indir.iterdir() if FRAME_NAME.match(p.name))
-    if n_frames == 0:
+    saved = sum(1 for p in indir.iterdir() if FRAME_NAME.match(p.name))
+    if saved == 0:
         raise ValueError(f"frames folder {indir} holds no <frame index>.png files")
+    n_frames = csv_frame_count(infile)
+    if n_frames > saved:
+        raise ValueError(f"label CSV {infile} labels {n_frames} frames (0-{n_frames - 1}), but {indir} holds "
+                         f"{saved}: pass the frames of the video that the CSV labels")
     ranges = split_ranges(n_frames, fraction, index)
     labels = label_frames(infile, positive, n_frames)
     wanted = _destinations(ranges, labels)
@@ -214,16 +231,17 @@ def split_from_video(task, outdir, infile, video):
     """Split straight from `video` into `outdir`; return it.
 
     Decodes sequentially, writes only the frames of the three splits (50x50, nearest) and stops
-    after the test chunk. n_frames is the container's frame count.
+    after the test chunk. n_frames is the label CSV's frame count (its largest frame + 1), as the authors count.
     """
     task, positive, fraction, index = _rules(task)
     outdir = Path(outdir)
+    n_frames = csv_frame_count(infile)
     cap = open_video(video)
     try:
-        n_frames = frame_count(cap)
-        if n_frames == 0:
-            raise ValueError(f"video {video} reports no frame count; save its frames with "
-                             f"util/noscope_video_save.py and use --indir")
+        in_video = frame_count(cap)  # 0 when the container does not say: decoding then finds a short video
+        if in_video and n_frames > in_video:
+            raise ValueError(f"label CSV {infile} labels {n_frames} frames (0-{n_frames - 1}), but video {video} "
+                             f"has {in_video}: pass the video that the CSV labels")
         ranges = split_ranges(n_frames, fraction, index)
         labels = label_frames(infile, positive, n_frames)
         wanted = _destinations(ranges, labels)

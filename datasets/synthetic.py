@@ -339,7 +339,8 @@ def make_noscope_video(task, video_path, csv_path, n_frames=2000, size=(160, 120
     The task's positive object crosses a static scene (mild noise and lighting drift) in
     several appearances covering about 40% of the frames; a dull distractor object (`bicycle`)
     crosses in some of the other frames. The CSV has NoScope's columns
-    `frame,object_name,confidence,xmin,ymin,xmax,ymax`, one row per object per frame. `task`
+    `frame,object_name,confidence,xmin,ymin,xmax,ymax`, one row per object per frame, and the last frame
+    always holds an object, so the CSV's frame count (largest frame + 1) is the video's. `task`
     may carry a `synthetic-` prefix. Both files are written to temporary names and renamed.
     """
     task = get_task(task) if isinstance(task, Task) else resolve_dataset(task)[0]
@@ -365,6 +366,10 @@ def make_noscope_video(task, video_path, csv_path, n_frames=2000, size=(160, 120
             s = start + int(rng.integers(0, stop - start - length + 1))
             for frame, box in _track(rng, s, s + length, dw, dh, w, h, horizon).items():
                 objects.setdefault(frame, []).append((distractor, box))
+    if n_frames - 1 not in objects:  # the CSV's last row is the video's last frame: both count the same frames
+        start = max(n_frames - 3, 0)
+        for frame, box in _track(rng, start, n_frames, dw, dh, w, h, horizon).items():
+            objects.setdefault(frame, []).append((distractor, box))
 
     video_path, csv_path = Path(video_path), Path(csv_path)
     for p in (video_path, csv_path):

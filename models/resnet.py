@@ -40,9 +40,12 @@ class ResNet18(nn.Module):
             blocks += [BasicBlock(cin, width, stride), BasicBlock(width, width, 1)]
             cin = width
         self.layers = nn.Sequential(*blocks)
+        # The authors' original (f=1) pools with padding counted: the top-left 3x3 of the 4x4 map summed over 16;
+        # their folded models take the plain mean (docs/protocol.md, section 2.3).
+        self.pool = nn.AvgPool2d(4, padding=1) if fold == 1 else nn.AvgPool2d(4)
         self.linear = nn.Linear(widths[-1], num_classes * fold)
         self.apply(init_weights)
 
     def forward(self, x):
         out = self.layers(F.relu(self.bn1(self.conv1(x))))
-        return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        return self.linear(torch.flatten(self.pool(out), 1))

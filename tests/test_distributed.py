@@ -71,7 +71,7 @@ def test_torchrun_trains_with_ddp_and_rank_0_alone_writes(tmp_path, monkeypatch)
     best = torch.load(run / "best.pth", weights_only=True)
     model = build_classifier(TASK, FOLD)
     model.load_state_dict(best["model"])
-    splits = load_splits(TASK, FOLD, data, None, 0)
+    splits = load_splits(TASK, FOLD, data, None)  # the trainer's default seed: the same orders
     result = json.loads((run / "result.json").read_text())
     for split in ("val", "test"):  # what rank 0 reported = one process evaluating the saved weights
         sums = fold_trainer.evaluate(model, DataLoader(splits[split], batch_size=8), FOLD, torch.device("cpu"), 2, split)

@@ -137,6 +137,9 @@ def test_each_image_logits_land_in_its_own_row(task, fold):
                 m.weight.uniform_(0.5, 1.5), m.bias.normal_(std=0.1)
                 m.running_mean.normal_(std=0.1), m.running_var.uniform_(0.5, 2)
     folded, _ = build_model(task, fold, "folded", multiplier=fold)
+    if hasattr(original, "pool"):  # the ResNet: the original pools with padding, folded models without (2.3)
+        assert (original.pool.padding, folded.pool.padding) == (1, 0)
+        original.pool = folded.pool
     block_diagonal_copy(original, folded, fold)
     original.eval(), folded.eval()
     images = torch.randn(3 * fold, *get_task(task).input_shape)
@@ -207,3 +210,13 @@ def test_bad_mode_and_combinations_are_value_errors():
 def test_batch_not_a_multiple_of_fold_is_a_clear_error():
     with pytest.raises(ValueError, match="batch of 5 images cannot be folded by f=2: use a multiple of 2"):
         build_classifier("noscope-coral", 2)(torch.randn(5, 3, 50, 50))
+
+
+def test_the_original_resnet_pools_with_padding_counted_and_folded_ones_take_the_mean():
+    """The authors' f=1 ResNet-18 averages the top-left 3x3 of the 4x4 map over 16; folded models average all 16."""
+    maps = torch.randn(2, 512, 4, 4)
+    original, _ = build_model("cifar10", 1, "original")
+    torch.testing.assert_close(original.pool(maps).flatten(1), maps[:, :, :3, :3].sum((2, 3)) / 16)
+    folded, _ = build_model("cifar10", 2, "folded")
+    torch.testing.assert_close(folded.pool(maps[:, :int(512 * 2 ** 0.5)]).flatten(1),
+                               maps[:, :int(512 * 2 ** 0.5)].mean((2, 3)))

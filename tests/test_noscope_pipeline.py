@@ -9,7 +9,7 @@ import pytest
 from config.tasks import get_task, task_names
 from datasets.synthetic import make_noscope_video
 from helpers import run_cli
-from datasets.noscope import label_frames, split_from_frames, split_from_video, split_ranges
+from datasets.noscope import csv_frame_count, label_frames, split_from_frames, split_from_video, split_ranges
 from datasets.noscope import save_frames
 
 N_FRAMES = 160  # coral: chunks of 20 frames; train = chunk 5 (100-119), val 120-139, test 140-159
@@ -113,6 +113,28 @@ def test_split_from_video_gives_the_same_tree_as_the_two_step_route(coral, tmp_p
     two_step, direct = tree(tmp_path / "two_step"), tree(tmp_path / "direct")
     assert set(direct) == set(two_step) == expected_tree(labels)
     assert all(np.array_equal(direct[k], two_step[k]) for k in direct)
+
+
+def test_the_frame_count_is_the_label_csv_s(coral, tmp_path):
+    """The authors count a video's frames as the CSV's largest frame + 1; the splits follow from that count."""
+    _, video, labels, frames = coral
+    header, *rows = labels.read_text().splitlines()
+    last = max(int(r.split(",")[0]) for r in rows if int(r.split(",")[0]) < 150)
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join([header] + [r for r in rows if int(r.split(",")[0]) <= last]) + "\n")
+    assert csv_frame_count(short) == last + 1 and csv_frame_count(labels) == N_FRAMES
+    ranges = split_ranges(last + 1, 0.125, 5)
+    person = csv_frames(short, "person")
+    want = {f"{s}/{int(i in person)}/{i}.png" for s, frames_ in ranges.items() for i in frames_}
+    assert set(tree(split_from_frames("noscope-coral", tmp_path / "a", short, frames))) == want
+    assert set(tree(split_from_video("noscope-coral", tmp_path / "b", short, video))) == want
+
+    beyond = tmp_path / "beyond.csv"
+    beyond.write_text(labels.read_text() + "200,person,0.9,1,1,5,5\n")
+    for source in (["--indir", frames], ["--video", video]):
+        result = run_cli(*SPLIT, "noscope-coral", tmp_path / "c", "--infile", beyond, *source)
+        one_line_error(result, "labels 201 frames (0-200)", "160")
+        assert not (tmp_path / "c").exists()
 
 
 def test_split_from_video_stops_after_the_test_chunk(tmp_path):

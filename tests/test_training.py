@@ -1,4 +1,6 @@
 """Training end to end on tiny data: every family, curriculum, distillation, resume, missing data."""
+import json
+import random
 import sys
 
 import pytest
@@ -9,6 +11,8 @@ import fold_trainer
 from config.tasks import get_task
 from models import build_classifier
 from datasets import CurriculumDataset, DataMissing, curriculum_schedule, load_splits
+from datasets.loaders import cifar_split_indices
+from torchvision.datasets import ImageFolder
 from helpers import run_cli, trainer_args, write_image_folder
 
 GAME = "sot/coin_count-digits_3_4-v2"  # 15 classes, 17 x 40
@@ -18,9 +22,55 @@ def lines(path):
     return path.read_text().splitlines()
 
 
+def authors_shuffle(items, seed=19):
+    """What the authors' code does: random.seed(19); random.shuffle(items) (on a copy)."""
+    items = list(items)
+    state = random.getstate()
+    random.seed(seed)
+    random.shuffle(items)
+    random.setstate(state)
+    return items
+
+
+@pytest.mark.parametrize("fold, size", [(1, 5001), (2, 5002), (3, 5001), (4, 5004)])
+def test_cifar_validation_is_the_authors_split(fold, size):
+    order = authors_shuffle(range(50000))
+    train, val = cifar_split_indices(50000, fold)
+    assert val == order[-size:] and train == order[:-size]
+
+
+def test_the_learning_rate_schedule_is_the_authors():
+    """StepLR(200, 0.5) for runs trained on CIFAR itself; folded CIFAR-10 (distilled) keeps 1e-4 throughout."""
+    cifar10, cifar100 = get_task("cifar10"), get_task("cifar100")
+    assert fold_trainer.paper_protocol(cifar10, 1).lr_step == 200
+    for fold in (2, 3, 4):
+        protocol = fold_trainer.paper_protocol(cifar10, fold)
+        assert protocol.distill and protocol.lr_step == 0 and protocol.lr == 1e-4
+    assert all(fold_trainer.paper_protocol(cifar100, fold).lr_step == 200 for fold in (1, 2, 3, 4))
+
+
+@pytest.mark.parametrize("task, fold", [("noscope-coral", 1), ("noscope-coral", 3), (GAME, 1), (GAME, 2)])
+def test_image_folder_orders_are_the_authors(tmp_path, task, fold):
+    """Folded runs: each split's ImageFolder list shuffled by random.seed(19); NoScope val/test (every fold)
+    then read through a second random.seed(19) permutation of their indices."""
+    t = get_task(task)
+    root = tmp_path / ("noscope-coral-subset" if t.family == "noscope" else task)
+    write_image_folder(root, t.class_names or ["0", "1"], t.input_shape[1:], per_split=(5, 4, 3))
+    splits = load_splits(task, fold, data_dir=tmp_path, data_root=tmp_path, cache=False)
+    for split in ("train", "val", "test"):
+        expected = ImageFolder(root / split).samples  # torchvision's order: classes sorted, files sorted
+        if fold > 1:
+            expected = authors_shuffle(expected)
+        if t.family == "noscope" and split != "train":
+            expected = [expected[i] for i in authors_shuffle(range(len(expected)))]
+        assert splits[split].samples == expected, split
+        assert splits[split].targets == [label for _, label in expected]
+
+
 def test_cifar_splits_from_torchvision_format(tiny_cifar10):
     splits = load_splits("cifar10", fold=3, data_dir=tiny_cifar10, val_size=10)
-    assert len(splits["val"]) == 12  # 10 rounded up to a multiple of f=3
+    assert len(splits["val"]) == 12  # 10 + (3 - 10 % 3), as the authors count
+    assert splits["val"].indices == authors_shuffle(range(80))[-12:]
     assert len(splits["train"]) == 80 - 12 and len(splits["test"]) == 40
     image, label = splits["val"][0]
     assert image.shape == (3, 32, 32) and 0 <= label < 10
@@ -37,7 +87,7 @@ def test_cifar_distillation_end_to_end(tiny_cifar10, tmp_path):
     result = fold_trainer.main(trainer_args(student_dir, "cifar10", 2, 2, data_dir=tiny_cifar10, val_size=16,
                                            teacher=tmp_path / "f1" / "best.pth"))
     logits = torch.load(student_dir / "teacher_logits_train.pt")
-    assert logits.shape == (80 - 16, 10)
+    assert logits.shape == (80 - 18, 10)  # validation: 16 + (2 - 16 % 2) images
     assert torch.load(student_dir / "teacher_logits_test.pt").shape == (40, 10)
     train_loss = [float(v) for v in lines(student_dir / "stats" / "train_loss.txt")]
     assert len(train_loss) == 2 and train_loss[1] < train_loss[0]
@@ -64,6 +114,13 @@ def test_game_curriculum_end_to_end(tmp_path):
     assert len(losses) == 3
     state = torch.load(savedir / "current.pth", weights_only=True)
     assert state["epoch"] == 3 and state["curriculum"]["active"] == 6
+    # Beside this project's best (among epochs with the most classes), the authors' pick: the first epoch with
+    # the highest validation top-1 of all, whatever its classes.
+    result = json.loads((savedir / "result.json").read_text())
+    val, test = ([float(v) for v in lines(savedir / "stats" / f"{s}_top1.txt")] for s in ("val", "test"))
+    assert result["authors_best_epoch"] == val.index(max(val)) and result["best_epoch"] == 2  # 6 classes: epoch 2 only
+    assert result["authors_best_val_top1"] == pytest.approx(max(val), abs=1e-6)
+    assert result["authors_test_top1"] == pytest.approx(test[val.index(max(val))], abs=1e-6)
 
 
 def test_game_original_end_to_end_learns(tmp_path):
@@ -175,7 +232,8 @@ def test_sweep_layout_summary_and_rerun(tmp_path):
     for fold, m, kind in ((1, "1", "none"), (2, "1.414", "fold")):
         assert (tmp_path / "runs" / "noscope-coral" / f"fold{fold}" / f"multiplier{m}" / kind / "best.pth").exists()
     summary = lines(tmp_path / "runs" / "summary.csv")
-    assert summary[0] == "dataset,fold,epochs,best_val_top1,test_top1,train_images_per_sec"
+    assert summary[0] == ("dataset,fold,epochs,best_val_top1,test_top1,authors_best_val_top1,authors_test_top1,"
+                          "train_images_per_sec")
     assert [row.split(",")[:3] for row in summary[1:]] == [["noscope-coral", "1", "1"], ["noscope-coral", "2", "1"]]
     again = run_cli(*argv)
     assert again.returncode == 0 and again.stdout.count("finished earlier, skipping") == 2
