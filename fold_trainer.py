@@ -26,12 +26,13 @@ from tqdm import tqdm
 from config.tasks import SPLITS, resolve_dataset
 from datasets import (DATA_DIR, CurriculumDataset, DataMissing, DistillationDataset, curriculum_schedule,
                       load_splits)
+from datasets.loaders import split_targets
 from models import build_classifier
 from models.fold import check_fold, check_multiplier
 from util import distributed
 from util.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
                              set_rng_state)
-from util.common import (append_line, keep_lines, positive_int, save_atomic, seed_everything,
+from util.common import (append_line, cpu_bf16_problem, keep_lines, positive_int, save_atomic, seed_everything,
                          write_json_atomic)
 
 TOPK = (1, 2, 5, 10)
@@ -139,21 +140,30 @@ def teacher_logits(teacher, data, device, cache):
 
 
 def distillation_targets(args, task, fold, device, savedir):
-    """The teacher's logits for each split (cached in `savedir`): the regression targets of distillation."""
+    """The teacher's logits for each split (cached in `savedir`): the regression targets of distillation.
+
+    Prints the teacher's top-1 on each split's labels, so that a wrong teacher shows at once."""
     teacher = load_teacher(args.teacher, task, device)
     plain = load_splits(args.dataset, fold, args.data_dir, args.data_root, args.seed, augment=False,
                         val_size=args.val_size, shuffle_samples=False)
-    return {s: teacher_logits(teacher, plain[s], device, savedir / f"teacher_logits_{s}.pt") for s in SPLITS}
+    targets = {s: teacher_logits(teacher, plain[s], device, savedir / f"teacher_logits_{s}.pt") for s in SPLITS}
+    accuracy = {s: (targets[s].argmax(1) == torch.tensor(split_targets(plain[s]))).float().mean().item()
+                for s in SPLITS}
+    print(f"teacher {args.teacher}: top-1 " + ", ".join(f"{s} {accuracy[s]:.4f}" for s in SPLITS), flush=True)
+    return targets
 
 
-def batch_step(model, batch, fold, device, ks, amp=False):
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def batch_step(model, batch, fold, device, ks, amp=None):
     """Forward one batch (cropped to a multiple of f): (loss, top-k hits per k, images); None if under f images.
-    `amp`: forward in fp16 autocast (CUDA mixed precision) instead of fp32."""
+    `amp` ("fp16" or "bf16"): forward under that autocast (mixed precision) instead of fp32."""
     n = (batch[0].shape[0] // fold) * fold
     if n == 0:
         return None
     images, labels = batch[0][:n].to(device, non_blocking=True), batch[1][:n].to(device, non_blocking=True)
-    with torch.autocast(device.type, torch.float16, enabled=amp):
+    with torch.autocast(device.type, AMP_DTYPES.get(amp, torch.float16), enabled=amp is not None):
         logits = model(images)
     if len(batch) > 2:  # distillation: regress the teacher's logits
         loss = F.mse_loss(logits.float(), batch[2][:n].to(device))
@@ -191,13 +201,13 @@ def check_finite(loss, desc):
         raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower the learning rate or check the data")
 
 
-def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes, desc):
-    """One pass over `loader`, updating `model`; returns the epoch's sums (see Totals)."""
+def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes, desc, amp=None):
+    """One pass over `loader`, updating `model` (under `amp` autocast if given); returns the epoch's sums."""
     model.train()
     totals, ks = Totals([k for k in TOPK if k <= num_classes]), [k for k in TOPK if k <= num_classes]
     bar = progress_bar(loader, desc)
     for batch in bar:
-        step = batch_step(model, batch, fold, device, ks, amp=scaler.is_enabled())
+        step = batch_step(model, batch, fold, device, ks, amp)
         if step is None:
             continue
         check_finite(step[0], desc)
@@ -293,8 +303,11 @@ def setup_run(args):
         protocol = dataclasses.replace(protocol, lr=args.lr)
     epochs = args.epochs or protocol.epochs
     _, world, device = distributed.setup(args.device)
-    if args.amp and device.type != "cuda":
-        raise ValueError(f"--amp (mixed precision) needs CUDA, and this run is on {device}: drop --amp")
+    if args.amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"--amp (fp16 mixed precision) needs CUDA, and this run is on {device}: drop --amp"
+                         + ("" if cpu_bf16_problem() else ", or use --amp bf16"))
+    if args.amp == "bf16" and device.type == "cpu" and cpu_bf16_problem():
+        raise ValueError(f"--amp bf16: {cpu_bf16_problem().replace('use --precision fp32', 'drop --amp')}")
     per_rank_batch(args.batch_size, fold, world)
     state = None  # checked before anything is written or loaded
     if args.continue_from_file:
@@ -309,7 +322,7 @@ def setup_run(args):
     model = build_classifier(task, fold, multiplier).to(device)
     optimizer = make_optimizer(model, protocol)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, protocol.lr_step, 0.5) if protocol.lr_step else None
-    scaler = torch.amp.GradScaler(device.type, enabled=bool(args.amp))
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")  # bf16 needs no loss scaling
     run = Run(args, task, fold, multiplier, protocol, epochs, device, savedir, model, optimizer, scheduler, scaler,
               splits)
     return run, state
@@ -422,7 +435,7 @@ def main(args):
         tic = time.perf_counter()
         with train_model.join() if world > 1 else contextlib.nullcontext():  # ranks may have a batch more or less
             sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.fold, run.device,
-                                   run.task.num_classes, f"Epoch {epoch}. train")
+                                   run.task.num_classes, f"Epoch {epoch}. train", args.amp)
         train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), run.device))), run.fold,
                                  f"Epoch {epoch}. train")
         progress.train_seconds += time.perf_counter() - tic
@@ -431,6 +444,27 @@ def main(args):
             run.scheduler.step()
         progress = distributed.on_main(end_epoch, run, loaders, progress, train_metrics, classes)
     return distributed.on_main(write_result, run, progress)
+
+
+def resolved_protocol(args):
+    """What a run of `args` will do, as a JSON-able dict (--dry_run prints it): nothing is read or trained."""
+    task, _ = resolve_dataset(args.dataset)
+    fold = check_fold(args.fold)
+    multiplier = check_multiplier(args.multiplier, fold)
+    protocol = paper_protocol(task, fold)
+    epochs = args.epochs or protocol.epochs
+    curriculum = None
+    if protocol.curriculum:
+        start, step, gap = curriculum_schedule(task.num_classes, fold, epochs, protocol.epochs, protocol.slow_curriculum)
+        curriculum = {"start": start, "step": step, "gap": gap}
+    return {"dataset": args.dataset, "fold": fold, "mode": "original" if fold == 1 else "folded",
+            "multiplier": round(multiplier, 6), "epochs": epochs, "optimizer": protocol.optimizer,
+            "lr": args.lr or protocol.lr, "weight_decay": protocol.weight_decay,
+            "lr_schedule": f"StepLR(step_size={protocol.lr_step}, gamma=0.5)" if protocol.lr_step else "constant",
+            "loss": "mse to the teacher's logits" if protocol.distill else "cross-entropy",
+            "curriculum": curriculum, "precision": f"amp {args.amp}" if args.amp else "fp32", "seed": args.seed,
+            "batch_size": (args.batch_size // fold) * fold, "teacher": args.teacher if protocol.distill else None,
+            "savedir": args.savedir}
 
 
 def error_message(error):
@@ -479,8 +513,12 @@ def get_args_parser(add_help=True, one_run=True):
                         help="read game/NoScope images from disk every epoch instead of holding them in memory")
     parser.add_argument("--workers", type=int, default=None,
                         help="data-loader workers (default: 0 for images held in memory, else cores - 1, at most 4)")
-    parser.add_argument("--amp", action="store_true",
-                        help="CUDA only: mixed precision (fp16 autocast, loss scaling); default fp32 as the paper")
+    parser.add_argument("--amp", nargs="?", const="fp16", default=None, choices=tuple(AMP_DTYPES),
+                        help="mixed precision: --amp (or --amp fp16) fp16 autocast with loss scaling, CUDA only; "
+                             "--amp bf16 bf16 autocast, on CUDA or a CPU with bf16 instructions; default fp32 "
+                             "as the paper")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="print the resolved protocol of each run as one JSON line and exit (reads no data)")
     parser.add_argument("--seed", type=int, default=19,
                         help="seed of the splits, the evaluation orders and training (default 19, the authors')")
     return parser
@@ -490,6 +528,9 @@ if __name__ == "__main__":
     parser = get_args_parser()
     args = parser.parse_args()
     try:
+        if args.dry_run:
+            print(json.dumps(resolved_protocol(args)))
+            parser.exit(0)
         result = main(args)
     except (ValueError, DataMissing, FloatingPointError) as e:
         parser.exit(2, f"error: {error_message(e)}\n")

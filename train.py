@@ -47,9 +47,11 @@ def run_dir(savedir, dataset, fold, multiplier):
 
 
 def teacher_path(dataset, args):
-    """The distillation teacher: --teacher, else model_files/<dataset>/original/model.pth, else this sweep's f=1."""
+    """The distillation teacher: --teacher, else model_files/<dataset>/original/model.pth, else the authors'
+    model_files/<dataset>/resnet18/model.t7, else this sweep's f=1."""
     candidates = [Path(args.teacher)] if args.teacher else [
         MODEL_FILES / dataset / "original" / "model.pth",
+        MODEL_FILES / dataset / "resnet18" / "model.t7",
         run_dir(args.savedir, dataset, 1, 1.0) / "best.pth",
     ]
     for path in candidates:
@@ -112,9 +114,10 @@ def resume_point(dataset, fold, savedir, run):
     return None, resume
 
 
-def run_args(dataset, fold, args):
+def run_args(dataset, fold, args, need_teacher=True):
     """The fold_trainer arguments of one (dataset, fold): the sweep's flags, with this run's dataset, fold and
-    directory, and the demo's or the paper's epochs and learning rate."""
+    directory, and the demo's or the paper's epochs and learning rate. Without `need_teacher` a missing
+    distillation teacher is None instead of an error (for --dry_run)."""
     task, _ = resolve_dataset(dataset)
     protocol = fold_trainer.paper_protocol(task, fold)
     epochs, lr = args.epochs, args.lr
@@ -122,7 +125,14 @@ def run_args(dataset, fold, args):
         setting = DEMO[task.family]
         epochs, lr = setting["epochs"].get(fold, max(setting["epochs"].values())), setting["lr"]
     savedir = run_dir(args.savedir, dataset, fold, check_multiplier(args.multiplier, fold))
-    teacher = str(teacher_path(dataset, args)) if protocol.distill else args.teacher
+    teacher = args.teacher
+    if protocol.distill:
+        try:
+            teacher = str(teacher_path(dataset, args))
+        except ValueError:
+            if need_teacher:
+                raise
+            teacher = None
     return argparse.Namespace(**{**vars(args), "dataset": dataset, "fold": fold, "savedir": str(savedir),
                                  "epochs": epochs or protocol.epochs, "lr": lr, "teacher": teacher})
 
@@ -195,13 +205,21 @@ def main(argv=None):
             check_multiplier(args.multiplier, 1)
         if args.continue_from_file and (len(datasets) > 1 or len(folds) > 1):
             raise ValueError("--continue_from_file resumes one run: select one dataset and one fold")
-        _, world, _ = distributed.setup(args.device)
-        fold_trainer.per_rank_batch(args.batch_size, folds[-1], world)
-        Path(args.savedir).mkdir(parents=True, exist_ok=True)
+        if args.dry_run:  # the protocol of every run, one JSON line each; nothing is read, written or trained
+            units = shard(sweep_units(datasets, folds), *args.shard) if args.shard else sweep_units(datasets, folds)
+            plans = [fold_trainer.resolved_protocol(run_args(dataset, fold, args, need_teacher=False))
+                     for dataset, unit_folds in units for fold in unit_folds]
+        else:
+            _, world, _ = distributed.setup(args.device)
+            fold_trainer.per_rank_batch(args.batch_size, folds[-1], world)
+            Path(args.savedir).mkdir(parents=True, exist_ok=True)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
     except OSError as e:
         parser.exit(2, f"error: cannot write to {args.savedir}: {e.strerror}; choose a writable savedir\n")
+    if args.dry_run:
+        print("\n".join(json.dumps(plan) for plan in plans))
+        return
 
     units = sweep_units(datasets, folds)
     summary_file = Path(args.savedir) / "summary.csv"

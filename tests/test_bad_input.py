@@ -288,7 +288,7 @@ def test_savedir_holding_a_run_is_not_overwritten(finished, tmp_path):
 
 
 def test_mixed_precision_training_without_cuda(finished, tmp_path):
-    expect = ["--amp (mixed precision) needs CUDA, and this run is on cpu: drop --amp"]
+    expect = ["--amp (fp16 mixed precision) needs CUDA, and this run is on cpu: drop --amp"]
     check(finished, tmp_path,
           Bad("fold_trainer", ["fold_trainer.py", "--dataset", DATASET, "--amp", "--device", "cpu",
                                "--savedir", FRESH, "--data_dir", "{data}"], expect),

@@ -12,6 +12,7 @@ from config.tasks import get_task
 from models import build_classifier
 from datasets import CurriculumDataset, DataMissing, curriculum_schedule, load_splits
 from datasets.loaders import cifar_split_indices
+from util.common import cpu_bf16_problem
 from torchvision.datasets import ImageFolder
 from helpers import run_cli, trainer_args, write_image_folder
 
@@ -80,12 +81,14 @@ def test_cifar_splits_from_torchvision_format(tiny_cifar10):
     assert set(splits["val"].indices).isdisjoint(splits["train"].indices)
 
 
-def test_cifar_distillation_end_to_end(tiny_cifar10, tmp_path):
+def test_cifar_distillation_end_to_end(tiny_cifar10, tmp_path, capsys):
     teacher = fold_trainer.main(trainer_args(tmp_path / "f1", "cifar10", 1, 2, data_dir=tiny_cifar10, val_size=16))
     assert teacher["epochs"] == 2 and (tmp_path / "f1" / "best.pth").exists()
     student_dir = tmp_path / "f2"
     result = fold_trainer.main(trainer_args(student_dir, "cifar10", 2, 2, data_dir=tiny_cifar10, val_size=16,
                                            teacher=tmp_path / "f1" / "best.pth"))
+    teacher_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("teacher "))
+    assert teacher_line.startswith(f"teacher {tmp_path / 'f1' / 'best.pth'}: top-1 train 0.") and " test " in teacher_line
     logits = torch.load(student_dir / "teacher_logits_train.pt")
     assert logits.shape == (80 - 18, 10)  # validation: 16 + (2 - 16 % 2) images
     assert torch.load(student_dir / "teacher_logits_test.pt").shape == (40, 10)
@@ -247,6 +250,43 @@ def test_bad_batch_size_and_fold(tmp_path):
     assert done.returncode == 2 and "--fold: must be a positive integer, got '0'" in done.stderr
 
 
+def to_authors_names(state):
+    """This project's ResNet-18 state dict under the authors' key names (their model.t7's)."""
+    renamed = {}
+    for key, tensor in state.items():
+        key = key.removeprefix("net.").replace("linear", "fc").replace("shortcut", "downsample")
+        if key.startswith("layers."):
+            _, index, rest = key.split(".", 2)
+            key = f"layer{int(index) // 2 + 1}.{int(index) % 2}.{rest}"
+        renamed[key] = tensor
+    return renamed
+
+
+def test_the_authors_teacher_loads_and_gives_the_same_logits(tmp_path):
+    torch.manual_seed(0)
+    model = build_classifier("cifar10", 1).eval()
+    for m in model.modules():  # non-trivial BatchNorm statistics, so a misplaced tensor shows in the logits
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(std=0.1), m.running_var.uniform_(0.5, 2), m.weight.data.uniform_(0.5, 1.5)
+    authors = to_authors_names(model.state_dict())
+    assert {"conv1.weight", "bn1.running_var", "layer2.0.downsample.0.weight", "layer4.1.bn2.bias", "fc.weight"} <= set(authors)
+    torch.save(authors, tmp_path / "model.t7")
+    loaded = fold_trainer.load_teacher(tmp_path / "model.t7", get_task("cifar10"), torch.device("cpu"))
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    torch.save({f"module.{k}": v for k, v in authors.items() if "num_batches" not in k}, tmp_path / "dp.t7")
+    fold_trainer.load_teacher(tmp_path / "dp.t7", get_task("cifar10"), torch.device("cpu"))  # DataParallel names
+    torch.save({**authors, "layer5.0.conv1.weight": authors["conv1.weight"]}, tmp_path / "extra.t7")
+    with pytest.raises(ValueError, match="key 'layer5.0.conv1.weight' is not a key of the authors' ResNet-18"):
+        fold_trainer.load_teacher(tmp_path / "extra.t7", get_task("cifar10"), torch.device("cpu"))
+    torch.save({k: v for k, v in authors.items() if k != "layer3.1.bn1.weight"}, tmp_path / "short.t7")
+    with pytest.raises(ValueError, match="weights do not fit cifar10's FoldedCNN.*Missing key.*net.layers.5.bn1.weight"):
+        fold_trainer.load_teacher(tmp_path / "short.t7", get_task("cifar10"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="weights do not fit cifar100's FoldedCNN.*size mismatch for net.linear"):
+        fold_trainer.load_teacher(tmp_path / "model.t7", get_task("cifar100"), torch.device("cpu"))
+
+
 def test_trained_teacher_loads_for_distillation(tmp_path):
     model = build_classifier("cifar10", 1)
     torch.save(model.state_dict(), tmp_path / "model.pth")
@@ -318,3 +358,42 @@ def test_stats_are_appended_and_a_resume_drops_lines_past_the_checkpoint_and_tor
     assert not (tmp_path / ".current.pth.tmp").exists()
     fold_trainer.prepare_savedir(tmp_path, 5)  # fewer lines than epochs: nothing to drop, nothing invented
     assert (stats / "val_top1.txt").read_text() == "0.000000\n0.100000\n"
+
+
+def test_bf16_mixed_precision_training_on_the_cpu(tmp_path):
+    """--amp bf16 trains under bf16 autocast (no loss scaling) where the CPU has bf16 instructions; else a clear error."""
+    write_image_folder(tmp_path / "data" / "noscope-coral-subset", ["0", "1"], (50, 50), per_split=(8, 4, 4))
+    args = trainer_args(tmp_path / "run", "noscope-coral", 2, 2, data_dir=tmp_path / "data", amp="bf16", lr=0.003)
+    if cpu_bf16_problem():
+        with pytest.raises(ValueError, match="--amp bf16: precision bf16 on the CPU needs bf16 instructions"):
+            fold_trainer.main(args)
+        return
+    result = fold_trainer.main(args)
+    assert result["epochs"] == 2 and 0 <= result["test_top1"] <= 1
+    losses = [float(v) for v in lines(tmp_path / "run" / "stats" / "train_loss.txt")]
+    assert len(losses) == 2 and all(loss == loss for loss in losses)  # finite, no NaN
+    state = torch.load(tmp_path / "run" / "current.pth", weights_only=True)
+    assert all(t.dtype == torch.float32 for t in state["model"].values() if t.is_floating_point())  # fp32 master weights
+
+
+def test_dry_run_prints_the_protocol_of_every_run_and_touches_nothing(tmp_path):
+    done = run_cli(sys.executable, "train.py", tmp_path / "runs", "--dry_run")
+    assert done.returncode == 0, done.stderr
+    plans = {(p["dataset"], p["fold"]): p for p in map(json.loads, done.stdout.splitlines())}
+    assert len(plans) == 12 * 4 and not (tmp_path / "runs").exists()
+    assert all(p["seed"] == 19 and p["precision"] == "fp32" and p["weight_decay"] in (0.0, 1e-5) for p in plans.values())
+    coral = plans[("noscope-coral", 3)]
+    assert (coral["optimizer"], coral["lr"], coral["epochs"], coral["batch_size"]) == ("rmsprop", 0.001 / 1.5, 50, 30)
+    assert coral["loss"] == "cross-entropy" and coral["curriculum"] is None and coral["lr_schedule"] == "constant"
+    game = plans[(GAME, 4)]  # 15 classes: start max(15 // 10, 4) = 4, one more every 60 epochs
+    assert game["curriculum"] == {"start": 4, "step": 1, "gap": 60} and game["epochs"] == 1500 and game["lr"] == 1e-4
+    assert plans[(GAME, 1)]["curriculum"] is None
+    slow = plans[("lol/timer-minutes", 4)]
+    assert slow["epochs"] == 3000 and slow["curriculum"]["gap"] == 120
+    assert plans[("cifar10", 2)]["loss"] == "mse to the teacher's logits" and plans[("cifar10", 2)]["lr_schedule"] == "constant"
+    assert plans[("cifar10", 2)]["teacher"] is None  # no teacher anywhere yet: the dry run says so instead of failing
+    for key in (("cifar10", 1), ("cifar100", 1), ("cifar100", 3)):
+        assert plans[key]["lr_schedule"] == "StepLR(step_size=200, gamma=0.5)" and plans[key]["loss"] == "cross-entropy"
+    one = run_cli(sys.executable, "fold_trainer.py", "--dataset", "cifar100", "--fold", "2", "--savedir",
+                  tmp_path / "one", "--amp", "bf16", "--dry_run")
+    assert one.returncode == 0 and json.loads(one.stdout)["precision"] == "amp bf16" and not (tmp_path / "one").exists()

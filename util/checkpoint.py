@@ -7,8 +7,11 @@ A checkpoint is a dict of tensors and plain Python values (it loads with `weight
   and, for resuming training: epoch, best, optimizer, scaler, scheduler, curriculum, rng,
   train_images, train_seconds.
 `load_classifier(path)` rebuilds the model of any checkpoint, for a resume, a distillation teacher,
-ONNX export or video classification.
+ONNX export or video classification. A teacher may also be a plain state dict: of this project's
+original model, or of the authors' CIFAR ResNet-18 (their `model_files/cifar10/resnet18/model.t7`,
+torchvision-style key names), renamed onto this project's model.
 """
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,33 @@ def model_args(task, fold, multiplier):
 def save_checkpoint(path, **contents):
     """Write a checkpoint crash-safely (the old file or the new one, never half of one)."""
     save_atomic(contents, path)
+
+
+# The authors' ResNet-18 names: conv1, bn1, layer{1..4}.{0,1}.{conv1,bn1,conv2,bn2,downsample.{0,1}}, fc.
+AUTHORS_RESNET_KEY = re.compile(r"^(?:module\.)?(?:(conv1|bn1|fc)|layer([1-4])\.([01])\.(conv1|bn1|conv2|bn2|downsample\.[01]))"
+                                r"\.(weight|bias|running_mean|running_var|num_batches_tracked)$")
+
+
+def is_authors_resnet(state):
+    """Whether a plain state dict has the authors' ResNet-18 key names."""
+    return any(k.endswith("layer1.0.conv1.weight") for k in state) and any(k.endswith("fc.weight") for k in state)
+
+
+def from_authors_resnet(state, path, what="teacher"):
+    """The authors' ResNet-18 state dict renamed onto this project's FoldedClassifier keys (every key used)."""
+    renamed = {}
+    for key, tensor in state.items():
+        match = AUTHORS_RESNET_KEY.match(key)
+        if not match:
+            raise ValueError(f"{what} {path}: key {key!r} is not a key of the authors' ResNet-18; pass their "
+                             "model.t7 unchanged or a checkpoint written by fold_trainer.py")
+        top, stage, block, layer, field = match.groups()
+        if top:
+            name = {"conv1": "conv1", "bn1": "bn1", "fc": "linear"}[top]
+        else:
+            name = f"layers.{2 * (int(stage) - 1) + int(block)}.{layer.replace('downsample', 'shortcut')}"
+        renamed[f"net.{name}.{field}"] = tensor
+    return renamed
 
 
 def read_checkpoint(path, device="cpu", what="checkpoint", fix=FIX):
@@ -72,10 +102,14 @@ def load_classifier(path, device="cpu", task=None, what="checkpoint", fix=FIX):
         weights = state["model"]
     elif task is not None and "model" not in state and all(torch.is_tensor(v) for v in state.values()):
         task, fold, multiplier = get_task(task), 1, 1.0
-        weights, state = state, {"model": state}
+        weights = from_authors_resnet(state, path, what) if is_authors_resnet(state) else state
+        state = {"model": weights}
     else:
         raise ValueError(f"{what} {path} is not a FoldedCNN checkpoint of this repository (no model_args); {fix}")
     classifier = build_classifier(task, fold, multiplier)
+    for key, tensor in classifier.state_dict().items():  # files of older PyTorch versions lack this counter
+        if key.endswith("num_batches_tracked") and key not in weights:
+            weights[key] = tensor
     try:
         classifier.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as e:
