@@ -52,6 +52,20 @@ class Protocol:
     slow_curriculum: bool = False
 
 
+def run_shape(args):
+    """(task, fold, multiplier, protocol) of a run: the compound-scaled baseline (--mode efficientnet, fold =
+    phi, a game task) trains with the original game CNN's protocol, and has no multiplier (None)."""
+    task, _ = resolve_dataset(args.dataset)
+    fold = check_fold(args.fold)
+    if args.mode != "efficientnet":
+        return task, fold, check_multiplier(args.multiplier, fold), paper_protocol(task, fold)
+    if task.family != "game":
+        raise ValueError(f"--mode efficientnet is the compound-scaled game CNN; {args.dataset} is a {task.family} task")
+    if args.multiplier is not None:
+        raise ValueError("--mode efficientnet scales by phi (--fold): drop --multiplier")
+    return task, fold, None, paper_protocol(task, 1)
+
+
 def paper_protocol(task, fold):
     """The protocol of docs/protocol.md's table for `task` at fold `fold`."""
     if task.family == "noscope":
@@ -97,6 +111,7 @@ class Run:
     scheduler: object
     scaler: torch.amp.GradScaler
     splits: dict
+    group: int  # images per model input: f for a FoldedCNN, 1 for the compound-scaled baseline
 
 
 def make_optimizer(model, protocol):
@@ -295,10 +310,7 @@ def build_splits(args, task, fold, protocol, epochs, device, savedir):
 
 def setup_run(args):
     """Check the arguments, load the data and build the model and optimizer; returns (Run, checkpoint or None)."""
-    task, _ = resolve_dataset(args.dataset)
-    fold = check_fold(args.fold)
-    multiplier = check_multiplier(args.multiplier, fold)
-    protocol = paper_protocol(task, fold)
+    task, fold, multiplier, protocol = run_shape(args)
     if args.lr:
         protocol = dataclasses.replace(protocol, lr=args.lr)
     epochs = args.epochs or protocol.epochs
@@ -308,23 +320,24 @@ def setup_run(args):
                          + ("" if cpu_bf16_problem() else ", or use --amp bf16"))
     if args.amp == "bf16" and device.type == "cpu" and cpu_bf16_problem():
         raise ValueError(f"--amp bf16: {cpu_bf16_problem().replace('use --precision fp32', 'drop --amp')}")
-    per_rank_batch(args.batch_size, fold, world)
+    group = 1 if args.mode == "efficientnet" else fold
+    per_rank_batch(args.batch_size, group, world)
     state = None  # checked before anything is written or loaded
     if args.continue_from_file:
-        state = read_training_state(args.continue_from_file, args.dataset, fold, multiplier, device)
+        state = read_training_state(args.continue_from_file, args.dataset, fold, multiplier, device, args.mode)
     savedir = Path(args.savedir)
     if not state and (savedir / "current.pth").exists():
         raise ValueError(f"{savedir} already holds a run: resume it with --continue_from_file "
                          f"{savedir / 'current.pth'}, or choose another --savedir")
     distributed.on_main(prepare_savedir, savedir, state["epoch"] if state else 0)
     seed_everything(args.seed)
-    splits = build_splits(args, task, fold, protocol, epochs, device, savedir)
-    model = build_classifier(task, fold, multiplier).to(device)
+    splits = build_splits(args, task, group, protocol, epochs, device, savedir)
+    model = build_classifier(task, fold, multiplier, args.mode).to(device)
     optimizer = make_optimizer(model, protocol)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, protocol.lr_step, 0.5) if protocol.lr_step else None
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")  # bf16 needs no loss scaling
     run = Run(args, task, fold, multiplier, protocol, epochs, device, savedir, model, optimizer, scheduler, scaler,
-              splits)
+              splits, group)
     return run, state
 
 
@@ -347,7 +360,7 @@ def restore(run, state):
 
 def checkpoint(run, progress):
     """Everything a resume needs, in util/checkpoint.py's format."""
-    return {"model_args": model_args(run.task, run.fold, run.multiplier), "model": run.model.state_dict(),
+    return {"model_args": model_args(run.task, run.fold, run.multiplier, run.args.mode), "model": run.model.state_dict(),
             "dataset": run.args.dataset, "epoch": progress.epoch, "best": progress.best,
             "authors_best": progress.authors_best,
             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
@@ -368,7 +381,7 @@ def make_loaders(run, batch_size, rank, world):
     loaders = {"train": DataLoader(run.splits["train"], batch_size, shuffle=sampler is None, sampler=sampler,
                                    generator=generator, **loading)}
     for s in ("val", "test"):  # rank 0 evaluates alone, with the whole batch
-        loaders[s] = DataLoader(run.splits[s], (run.args.batch_size // run.fold) * run.fold, shuffle=False, **loading)
+        loaders[s] = DataLoader(run.splits[s], (run.args.batch_size // run.group) * run.group, shuffle=False, **loading)
     return loaders, generator, sampler
 
 
@@ -377,8 +390,8 @@ def end_epoch(run, loaders, progress, train_metrics, classes):
     metrics = {"train": train_metrics}
     for s in ("val", "test"):
         desc = f"Epoch {progress.epoch}. {s}"
-        metrics[s] = averages(evaluate(run.model, loaders[s], run.fold, run.device, run.task.num_classes, desc),
-                              run.fold, desc)
+        metrics[s] = averages(evaluate(run.model, loaders[s], run.group, run.device, run.task.num_classes, desc),
+                              run.group, desc)
     append_stats(run.savedir / "stats", metrics)
     best = progress.best
     if classes > best["classes"]:  # a curriculum step makes validation harder: compare like with like
@@ -390,7 +403,7 @@ def end_epoch(run, loaders, progress, train_metrics, classes):
         progress.authors_best = {"val_top1": metrics["val"]["top1"], "epoch": progress.epoch,
                                  "test_top1": metrics["test"]["top1"]}
     progress.best, progress.epoch = best, progress.epoch + 1
-    print(f"{run.args.dataset} fold {run.fold} epoch {progress.epoch}/{run.epochs}: "
+    print(f"{run.args.dataset} {'phi' if run.args.mode == 'efficientnet' else 'fold'} {run.fold} epoch {progress.epoch}/{run.epochs}: "
           f"train loss {train_metrics['loss']:.4f} top-1 {train_metrics['top1']:.4f} | "
           f"val top-1 {metrics['val']['top1']:.4f} | test top-1 {metrics['test']['top1']:.4f}"
           + (f" | {classes}/{run.task.num_classes} classes" if run.protocol.curriculum else ""), flush=True)
@@ -402,7 +415,8 @@ def end_epoch(run, loaders, progress, train_metrics, classes):
 
 
 def write_result(run, progress):
-    result = {"dataset": run.args.dataset, "fold": run.fold, "multiplier": round(run.multiplier, 6),
+    result = {"dataset": run.args.dataset, "fold": run.fold, "mode": run.args.mode,
+              "multiplier": None if run.multiplier is None else round(run.multiplier, 6),
               "epochs": run.epochs, "best_epoch": progress.best["epoch"], "best_val_top1": progress.best["val_top1"],
               "test_top1": progress.best["test_top1"],
               "authors_best_epoch": progress.authors_best["epoch"],
@@ -422,7 +436,7 @@ def main(args):
     if world > 1:
         device_ids = [run.device.index] if run.device.type == "cuda" else None
         train_model = DistributedDataParallel(run.model, device_ids=device_ids)
-    loaders, generator, sampler = make_loaders(run, per_rank_batch(args.batch_size, run.fold, world), rank, world)
+    loaders, generator, sampler = make_loaders(run, per_rank_batch(args.batch_size, run.group, world), rank, world)
 
     for epoch in range(progress.epoch, run.epochs):
         classes = run.task.num_classes
@@ -434,9 +448,9 @@ def main(args):
             seed_everything(args.seed + epoch * world + rank)  # each rank its own augmentation, the same on resume
         tic = time.perf_counter()
         with train_model.join() if world > 1 else contextlib.nullcontext():  # ranks may have a batch more or less
-            sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.fold, run.device,
+            sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.group, run.device,
                                    run.task.num_classes, f"Epoch {epoch}. train", args.amp)
-        train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), run.device))), run.fold,
+        train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), run.device))), run.group,
                                  f"Epoch {epoch}. train")
         progress.train_seconds += time.perf_counter() - tic
         progress.train_images += train_metrics["images"]
@@ -448,22 +462,21 @@ def main(args):
 
 def resolved_protocol(args):
     """What a run of `args` will do, as a JSON-able dict (--dry_run prints it): nothing is read or trained."""
-    task, _ = resolve_dataset(args.dataset)
-    fold = check_fold(args.fold)
-    multiplier = check_multiplier(args.multiplier, fold)
-    protocol = paper_protocol(task, fold)
+    task, fold, multiplier, protocol = run_shape(args)
     epochs = args.epochs or protocol.epochs
     curriculum = None
     if protocol.curriculum:
         start, step, gap = curriculum_schedule(task.num_classes, fold, epochs, protocol.epochs, protocol.slow_curriculum)
         curriculum = {"start": start, "step": step, "gap": gap}
-    return {"dataset": args.dataset, "fold": fold, "mode": "original" if fold == 1 else "folded",
-            "multiplier": round(multiplier, 6), "epochs": epochs, "optimizer": protocol.optimizer,
+    mode = args.mode if args.mode == "efficientnet" else "original" if fold == 1 else "folded"
+    group = 1 if mode == "efficientnet" else fold
+    return {"dataset": args.dataset, "fold": fold, "mode": mode,
+            "multiplier": None if multiplier is None else round(multiplier, 6), "epochs": epochs, "optimizer": protocol.optimizer,
             "lr": args.lr or protocol.lr, "weight_decay": protocol.weight_decay,
             "lr_schedule": f"StepLR(step_size={protocol.lr_step}, gamma=0.5)" if protocol.lr_step else "constant",
             "loss": "mse to the teacher's logits" if protocol.distill else "cross-entropy",
             "curriculum": curriculum, "precision": f"amp {args.amp}" if args.amp else "fp32", "seed": args.seed,
-            "batch_size": (args.batch_size // fold) * fold, "teacher": args.teacher if protocol.distill else None,
+            "batch_size": (args.batch_size // group) * group, "teacher": args.teacher if protocol.distill else None,
             "savedir": args.savedir}
 
 
@@ -488,8 +501,12 @@ def get_args_parser(add_help=True, one_run=True):
     if one_run:
         parser.add_argument("--dataset", required=True,
                             help="a task name (python3 train.py --help lists them) or synthetic-<task>")
-        parser.add_argument("--fold", type=positive_int, default=1, help="fold factor f (default 1: the original CNN)")
+        parser.add_argument("--fold", type=positive_int, default=1,
+                            help="fold factor f (default 1: the original CNN); phi with --mode efficientnet")
         parser.add_argument("--savedir", required=True, help="run directory for checkpoints and stats")
+    parser.add_argument("--mode", choices=("folded", "efficientnet"), default="folded",
+                        help="folded (the FoldedCNN; fold 1 = the original CNN) or efficientnet (the compound-scaled "
+                             "game baseline of the paper's comparison, fold = phi); default folded")
     parser.add_argument("--multiplier", type=float, default=None, help="internal multiplier (default sqrt(f))")
     parser.add_argument("--epochs", type=positive_int, default=None, help="default: the paper's for the task")
     parser.add_argument("--batch_size", type=positive_int, default=32,

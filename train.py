@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 import fold_trainer
-from config.tasks import SPLITS, SYNTHETIC, resolve_dataset, task_names
+from config.tasks import SPLITS, SYNTHETIC, get_task, resolve_dataset, task_names
 from datasets import DataMissing, data_location
 from datasets.loaders import how_to_get
 from datasets.synthetic import make_game_dataset, make_noscope_video
@@ -29,7 +29,7 @@ from datasets.noscope import split_from_video
 MODEL_FILES = REPO / "model_files"
 # test_top1 is at this project's best epoch (the most curriculum classes so far); authors_test_top1 at the
 # authors' (the highest validation top-1 of any epoch): docs/protocol.md, section 7.
-SUMMARY_COLUMNS = ["dataset", "fold", "epochs", "best_val_top1", "test_top1", "authors_best_val_top1",
+SUMMARY_COLUMNS = ["dataset", "fold", "mode", "epochs", "best_val_top1", "test_top1", "authors_best_val_top1",
                    "authors_test_top1", "train_images_per_sec"]
 SYNTHETIC_GAME_IMAGES = (150, 30, 30)  # per class, for train, val and test
 SYNTHETIC_VIDEO_FRAMES = 8000  # noscope-coral's splits then hold 1000 frames each
@@ -42,8 +42,11 @@ DEMO = {"datasets": [SYNTHETIC + "sot/coin_count-digits_3_4-v2", SYNTHETIC + "no
         "noscope": {"epochs": {1: 10, 4: 10}, "lr": None}}
 
 
-def run_dir(savedir, dataset, fold, multiplier):
-    """Where one (dataset, fold) run writes: savedir/<dataset>/fold<f>/multiplier<m>/<none|fold>."""
+def run_dir(savedir, dataset, fold, multiplier, mode="folded"):
+    """Where one (dataset, fold) run writes: savedir/<dataset>/fold<f>/multiplier<m>/<none|fold>, or for the
+    compound-scaled baseline savedir/<dataset>/efficientnet/phi<phi>."""
+    if mode == "efficientnet":
+        return Path(savedir) / dataset / "efficientnet" / f"phi{fold}"
     return Path(savedir) / dataset / f"fold{fold}" / f"multiplier{multiplier:.4g}" / ("fold" if fold > 1 else "none")
 
 
@@ -98,20 +101,25 @@ def data_ready(dataset, args):
     return None
 
 
+def unit_name(run):
+    """What --fold means for the run: phi for the compound-scaled baseline, else the fold."""
+    return "phi" if run.mode == "efficientnet" else "fold"
+
+
 def resume_point(dataset, fold, savedir, run):
     """(result, None) for a finished run; else (None, the checkpoint to resume from, or None to start)."""
     result_file, current = savedir / "result.json", savedir / "current.pth"
     if run.continue_from_file:
         resume = run.continue_from_file
     elif result_file.exists() and json.loads(result_file.read_text())["epochs"] == run.epochs:
-        print(f"{dataset} fold {fold}: finished earlier, skipping ({savedir})", flush=True)
+        print(f"{dataset} {unit_name(run)} {fold}: finished earlier, skipping ({savedir})", flush=True)
         return json.loads(result_file.read_text()), None
     else:
         resume = str(current) if current.exists() else None
     if resume:
-        print(f"{dataset} fold {fold}: resuming from {resume}", flush=True)
+        print(f"{dataset} {unit_name(run)} {fold}: resuming from {resume}", flush=True)
     else:
-        print(f"{dataset} fold {fold}: training {run.epochs} epochs into {savedir}", flush=True)
+        print(f"{dataset} {unit_name(run)} {fold}: training {run.epochs} epochs into {savedir}", flush=True)
     return None, resume
 
 
@@ -120,12 +128,13 @@ def run_args(dataset, fold, args, need_teacher=True):
     directory, and the demo's or the paper's epochs and learning rate. Without `need_teacher` a missing
     distillation teacher is None instead of an error (for --dry_run)."""
     task, _ = resolve_dataset(dataset)
-    protocol = fold_trainer.paper_protocol(task, fold)
+    shape = argparse.Namespace(dataset=dataset, fold=fold, mode=args.mode, multiplier=args.multiplier)
+    _, _, multiplier, protocol = fold_trainer.run_shape(shape)
     epochs, lr = args.epochs, args.lr
     if args.demo:
         setting = DEMO[task.family]
         epochs, lr = setting["epochs"].get(fold, max(setting["epochs"].values())), setting["lr"]
-    savedir = run_dir(args.savedir, dataset, fold, check_multiplier(args.multiplier, fold))
+    savedir = run_dir(args.savedir, dataset, fold, multiplier, args.mode)
     teacher = args.teacher
     if protocol.distill:
         try:
@@ -198,11 +207,17 @@ def main(argv=None):
     if args.demo:
         args.datasets = args.datasets or DEMO["datasets"]
         args.folds = DEMO["folds"] if args.folds == parser.get_default("folds") else args.folds
-    datasets = args.datasets or task_names()
+    baselines = [name for name in task_names("game") if get_task(name).compound_scaling_baseline]
+    datasets = args.datasets or (baselines if args.mode == "efficientnet" else task_names())
     folds = sorted(set(args.folds))
     try:
         for dataset in datasets:
-            resolve_dataset(dataset)
+            task, _ = resolve_dataset(dataset)
+            if args.mode == "efficientnet" and task.family != "game":
+                raise ValueError(f"--mode efficientnet trains the compound-scaled game CNN; {dataset} is a "
+                                 f"{task.family} task: choose game tasks (--datasets {' '.join(baselines)})")
+            if args.mode == "efficientnet" and args.multiplier is not None:
+                raise ValueError("--mode efficientnet scales by phi (--folds): drop --multiplier")
             check_multiplier(args.multiplier, 1)
         if args.continue_from_file and (len(datasets) > 1 or len(folds) > 1):
             raise ValueError("--continue_from_file resumes one run: select one dataset and one fold")

@@ -1,4 +1,7 @@
 """The model zoo: `build_model(task, fold, mode)` for every task of the registry."""
+from torch import nn
+from torch.nn import functional as F
+
 from config.tasks import get_task
 from models.fold import FoldedClassifier, check_fold, check_multiplier, fold_input, unfold_output
 from models.game import GameCNN, compound_scaled_game_cnn
@@ -46,8 +49,27 @@ def build_model(task, fold=1, mode="folded", multiplier=None):
     return model, (c * fold, *hw)
 
 
-def build_classifier(task, fold=1, multiplier=None):
-    """The FoldedCNN wrapped to take plain (N, C, H, W) image batches and return (N, K) logits."""
+class ResizedClassifier(nn.Module):
+    """The compound-scaled baseline on plain image batches: (N, C, H, W) images are resized (bilinear,
+    antialiased) to its smaller input resolution, (N, K) logits come out. The resizing rule is this
+    project's (docs/protocol.md, section 7)."""
+
+    def __init__(self, net, hw):
+        super().__init__()
+        self.net, self.hw = net, tuple(hw)
+
+    def forward(self, x):
+        if tuple(x.shape[-2:]) != self.hw:
+            x = F.interpolate(x, size=self.hw, mode="bilinear", align_corners=False, antialias=True)
+        return self.net(x)
+
+
+def build_classifier(task, fold=1, multiplier=None, mode="folded"):
+    """The model wrapped to take plain (N, C, H, W) image batches and return (N, K) logits: the FoldedCNN
+    (mode "folded", fold 1 = the original) or the compound-scaled baseline (mode "efficientnet", fold = phi)."""
+    if mode == "efficientnet":
+        model, shape = build_model(task, fold, "efficientnet", multiplier)
+        return ResizedClassifier(model, shape[1:])
     model, _ = build_model(task, fold, "folded", multiplier)
     return FoldedClassifier(model, fold)
 

@@ -9,7 +9,9 @@ from PIL import Image
 
 import fold_trainer
 from config.tasks import get_task
-from models import build_classifier
+from models import build_classifier, build_model
+from util import onnx_export
+from util.checkpoint import load_classifier
 from datasets import CurriculumDataset, DataMissing, curriculum_schedule, load_splits
 from datasets.loaders import cifar_split_indices
 from util.common import cpu_bf16_problem
@@ -235,9 +237,10 @@ def test_sweep_layout_summary_and_rerun(tmp_path):
     for fold, m, kind in ((1, "1", "none"), (2, "1.414", "fold")):
         assert (tmp_path / "runs" / "noscope-coral" / f"fold{fold}" / f"multiplier{m}" / kind / "best.pth").exists()
     summary = lines(tmp_path / "runs" / "summary.csv")
-    assert summary[0] == ("dataset,fold,epochs,best_val_top1,test_top1,authors_best_val_top1,authors_test_top1,"
+    assert summary[0] == ("dataset,fold,mode,epochs,best_val_top1,test_top1,authors_best_val_top1,authors_test_top1,"
                           "train_images_per_sec")
-    assert [row.split(",")[:3] for row in summary[1:]] == [["noscope-coral", "1", "1"], ["noscope-coral", "2", "1"]]
+    assert [row.split(",")[:4] for row in summary[1:]] == [["noscope-coral", "1", "folded", "1"],
+                                                            ["noscope-coral", "2", "folded", "1"]]
     again = run_cli(*argv)
     assert again.returncode == 0 and again.stdout.count("finished earlier, skipping") == 2
     assert lines(tmp_path / "runs" / "summary.csv") == summary
@@ -397,3 +400,32 @@ def test_dry_run_prints_the_protocol_of_every_run_and_touches_nothing(tmp_path):
     one = run_cli(sys.executable, "fold_trainer.py", "--dataset", "cifar100", "--fold", "2", "--savedir",
                   tmp_path / "one", "--amp", "bf16", "--dry_run")
     assert one.returncode == 0 and json.loads(one.stdout)["precision"] == "amp bf16" and not (tmp_path / "one").exists()
+
+
+def test_the_compound_scaled_baseline_trains_reloads_and_exports(tmp_path):
+    """--mode efficientnet --fold PHI trains the paper's EfficientNet-style game baseline with the game protocol."""
+    task = get_task(GAME)
+    write_image_folder(tmp_path / "games" / GAME, task.class_names, task.input_shape[1:])
+    done = run_cli(sys.executable, "train.py", tmp_path / "runs", "--mode", "efficientnet", "--datasets", GAME,
+                   "--folds", "2", "--epochs", "2", "--data_root", tmp_path / "games", "--workers", "0",
+                   "--device", "cpu", "--lr", "0.003")
+    assert done.returncode == 0, done.stderr
+    assert f"{GAME} phi 2 epoch 2/2:" in done.stdout and "classes" not in done.stdout  # no curriculum: no folding
+    run = tmp_path / "runs" / GAME / "efficientnet" / "phi2"
+    result = json.loads((run / "result.json").read_text())
+    assert (result["mode"], result["fold"], result["multiplier"]) == ("efficientnet", 2, None)
+    assert lines(tmp_path / "runs" / "summary.csv")[1].split(",")[:3] == [GAME, "2", "efficientnet"]
+    state = torch.load(run / "best.pth", weights_only=True)
+    assert state["model_args"] == {"task": GAME, "fold": 2, "multiplier": None, "mode": "efficientnet"}
+    classifier, _ = load_classifier(run)
+    _, shape = build_model(GAME, 2, "efficientnet")
+    assert classifier.hw == shape[1:] == (int(17 / 1.15), int(40 / 1.15))  # its own smaller resolution
+    images = torch.rand(6, *task.input_shape)  # plain game crops, any batch size: one image per input
+    with torch.no_grad():
+        torch.testing.assert_close(classifier(images), classifier.net(
+            torch.nn.functional.interpolate(images, size=shape[1:], mode="bilinear", antialias=True)))
+    summary = onnx_export.export(run / "best.pth", tmp_path / "baseline.onnx")
+    assert summary["input"] == f"N x 3 x {shape[1]} x {shape[2]}" and summary["output"] == "N x 15"
+    bad = run_cli(sys.executable, "train.py", tmp_path / "runs", "--mode", "efficientnet", "--datasets",
+                  "noscope-coral", "--dry_run")
+    assert bad.returncode == 2 and "noscope-coral is a noscope task" in bad.stderr

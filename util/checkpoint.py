@@ -1,7 +1,7 @@
 """The one checkpoint format: what fold_trainer.py saves and what every tool loads.
 
 A checkpoint is a dict of tensors and plain Python values (it loads with `weights_only=True`):
-  model_args  {"task", "fold", "multiplier"}: `build_classifier(**model_args)` rebuilds the model
+  model_args  {"task", "fold", "multiplier", "mode"}: `build_classifier(**model_args)` rebuilds the model
   model       the FoldedClassifier's state dict
   dataset     the dataset it was trained on (a task, or synthetic-<task>)
   and, for resuming training: epoch, best, optimizer, scaler, scheduler, curriculum, rng,
@@ -32,9 +32,9 @@ def checkpoint_path(path):
     return path / "best.pth" if path.is_dir() else path
 
 
-def model_args(task, fold, multiplier):
-    """The constructor arguments saved with the weights."""
-    return {"task": get_task(task).name, "fold": fold, "multiplier": multiplier}
+def model_args(task, fold, multiplier, mode="folded"):
+    """The constructor arguments saved with the weights (mode "efficientnet": fold is phi, no multiplier)."""
+    return {"task": get_task(task).name, "fold": fold, "multiplier": multiplier, "mode": mode}
 
 
 def save_checkpoint(path, **contents):
@@ -95,18 +95,21 @@ def load_classifier(path, device="cpu", task=None, what="checkpoint", fix=FIX):
     if "model_args" in state and "model" in state:
         try:
             args = state["model_args"]
-            task, fold = get_task(args["task"]), check_fold(args["fold"])
-            multiplier = check_multiplier(args["multiplier"], fold)
+            task, fold, mode = get_task(args["task"]), check_fold(args["fold"]), args.get("mode", "folded")
+            multiplier = None if mode == "efficientnet" else check_multiplier(args["multiplier"], fold)
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{what} {path}: its model_args do not describe a model ({e}); {fix}") from None
         weights = state["model"]
     elif task is not None and "model" not in state and all(torch.is_tensor(v) for v in state.values()):
-        task, fold, multiplier = get_task(task), 1, 1.0
+        task, fold, multiplier, mode = get_task(task), 1, 1.0, "folded"
         weights = from_authors_resnet(state, path, what) if is_authors_resnet(state) else state
         state = {"model": weights}
     else:
         raise ValueError(f"{what} {path} is not a FoldedCNN checkpoint of this repository (no model_args); {fix}")
-    classifier = build_classifier(task, fold, multiplier)
+    try:
+        classifier = build_classifier(task, fold, multiplier, mode)
+    except ValueError as e:
+        raise ValueError(f"{what} {path}: its model_args do not describe a model ({e}); {fix}") from None
     for key, tensor in classifier.state_dict().items():  # files of older PyTorch versions lack this counter
         if key.endswith("num_batches_tracked") and key not in weights:
             weights[key] = tensor
@@ -114,22 +117,24 @@ def load_classifier(path, device="cpu", task=None, what="checkpoint", fix=FIX):
         classifier.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as e:
         reason = str(e).strip().splitlines()[-1].strip()
-        raise ValueError(f"{what} {path}: its weights do not fit {task.name}'s FoldedCNN at fold {fold} "
-                         f"(multiplier {multiplier:g}): {reason}") from None
+        model = (f"compound-scaled baseline at phi {fold}" if mode == "efficientnet"
+                 else f"FoldedCNN at fold {fold} (multiplier {multiplier:g})")
+        raise ValueError(f"{what} {path}: its weights do not fit {task.name}'s {model}: {reason}") from None
     return classifier.to(device).eval(), state
 
 
-def read_training_state(path, dataset, fold, multiplier, device="cpu"):
+def read_training_state(path, dataset, fold, multiplier, device="cpu", mode="folded"):
     """The checkpoint at `path` to resume training from; a ValueError unless it is this run's."""
     fix = "pass a current.pth or best.pth written by fold_trainer.py"
     state = read_checkpoint(path, device, fix=fix)
     if "model_args" not in state or not set(TRAINING_KEYS) <= state.keys():
         raise ValueError(f"{path} is not a training checkpoint; {fix}")
     args = state["model_args"]
-    found = (state.get("dataset"), args.get("fold"), args.get("multiplier"))
-    if found != (dataset, fold, multiplier):
+    found = (state.get("dataset"), args.get("fold"), args.get("multiplier"), args.get("mode", "folded"))
+    if found != (dataset, fold, multiplier, mode):
         raise ValueError(f"checkpoint {path} is for dataset {found[0]}, fold {found[1]}, multiplier {found[2]}, "
-                         f"not {dataset}, fold {fold}, multiplier {multiplier}: pass that run's checkpoint")
+                         f"mode {found[3]}, not {dataset}, fold {fold}, multiplier {multiplier}, mode {mode}: "
+                         "pass that run's checkpoint")
     return state
 
 

@@ -46,7 +46,11 @@ def export(checkpoint, out, images=False, seed=0):
     args = state["model_args"]
     task, fold = get_task(args["task"]), args["fold"]
     c, hw = task.input_shape[0], tuple(task.input_shape[1:])
-    model, per_input, multiple = (classifier, (c, *hw), fold) if images else (classifier.net, (fold * c, *hw), 1)
+    if args.get("mode") == "efficientnet":  # one image per input, at the baseline's smaller resolution
+        group, net_input = 1, (c, *classifier.hw)
+    else:
+        group, net_input = fold, (fold * c, *hw)
+    model, per_input, multiple = (classifier, (c, *hw), group) if images else (classifier.net, net_input, 1)
     torch.manual_seed(seed)
     onnx_bytes = onnx_model(model, torch.rand(2 * multiple, *per_input), multiple)
     x = torch.rand(3 * multiple, *per_input)  # another batch size than the export's: the batch is dynamic
@@ -60,7 +64,7 @@ def export(checkpoint, out, images=False, seed=0):
     except OSError as e:
         raise ValueError(f"cannot write {out}: {e.strerror or e}; choose a writable output path") from None
     k = task.num_classes
-    shapes = ((f"N x {c} x {hw[0]} x {hw[1]} (N a multiple of {fold})", f"N x {k}") if images else
-              (f"N x {fold * c} x {hw[0]} x {hw[1]}", f"N x {fold * k}"))
+    shapes = ((f"N x {c} x {hw[0]} x {hw[1]}" + (f" (N a multiple of {group})" if group > 1 else ""), f"N x {k}")
+              if images else ("N x " + " x ".join(map(str, net_input)), f"N x {group * k}"))
     return {"task": task.name, "fold": fold, "multiplier": args["multiplier"], "input": shapes[0],
             "output": shapes[1], "max_abs_difference": error, "bytes": len(onnx_bytes)}
