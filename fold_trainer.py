@@ -172,8 +172,11 @@ AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def batch_step(model, batch, fold, device, ks, amp=None):
-    """Forward one batch (cropped to a multiple of f): (loss, top-k hits per k, images); None if under f images.
-    `amp` ("fp16" or "bf16"): forward under that autocast (mixed precision) instead of fp32."""
+    """Forward one batch (cropped to a multiple of f): (loss, hits, images); None if under f images.
+
+    hits: `top<k>` for each k, and for f > 1 `slot<j>`, the top-1 hits of the images at position j of their
+    folded group (a model that starves one slot shows there). `amp` ("fp16" or "bf16"): forward under that
+    autocast (mixed precision) instead of fp32."""
     n = (batch[0].shape[0] // fold) * fold
     if n == 0:
         return None
@@ -185,19 +188,23 @@ def batch_step(model, batch, fold, device, ks, amp=None):
     else:
         loss = F.cross_entropy(logits.float(), labels)
     ranked = logits.detach().topk(max(ks), dim=1).indices == labels[:, None]
-    return loss, {k: ranked[:, :k].any(dim=1).sum().item() for k in ks}, n
+    hits = {f"top{k}": ranked[:, :k].any(dim=1).sum().item() for k in ks}
+    if fold > 1:
+        hits.update({f"slot{j}": int(c) for j, c in enumerate(ranked[:, 0].reshape(-1, fold).sum(dim=0).tolist())})
+    return loss, hits, n
 
 
 class Totals:
     """Sums over an epoch's images (sums, so that ranks can add theirs up): loss x images, top-k hits, images."""
 
-    def __init__(self, ks):
-        self.sums = {"loss": 0.0, **{f"top{k}": 0 for k in ks}, "images": 0}
+    def __init__(self, ks, fold=1):
+        slots = {f"slot{j}": 0 for j in range(fold)} if fold > 1 else {}  # the same keys on every rank
+        self.sums = {"loss": 0.0, **{f"top{k}": 0 for k in ks}, **slots, "images": 0}
 
     def add(self, loss, hits, n):
         self.sums["loss"] += loss.item() * n
-        for k, hit in hits.items():
-            self.sums[f"top{k}"] += hit
+        for name, hit in hits.items():
+            self.sums[name] += hit
         self.sums["images"] += n
 
     def describe(self, desc):
@@ -219,7 +226,8 @@ def check_finite(loss, desc):
 def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes, desc, amp=None):
     """One pass over `loader`, updating `model` (under `amp` autocast if given); returns the epoch's sums."""
     model.train()
-    totals, ks = Totals([k for k in TOPK if k <= num_classes]), [k for k in TOPK if k <= num_classes]
+    ks = [k for k in TOPK if k <= num_classes]
+    totals = Totals(ks, fold)
     bar = progress_bar(loader, desc)
     for batch in bar:
         step = batch_step(model, batch, fold, device, ks, amp)
@@ -239,7 +247,8 @@ def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes,
 def evaluate(model, loader, fold, device, num_classes, desc):
     """Loss and top-k over `loader` without updating `model`; returns the sums (see Totals)."""
     model.eval()
-    totals, ks = Totals([k for k in TOPK if k <= num_classes]), [k for k in TOPK if k <= num_classes]
+    ks = [k for k in TOPK if k <= num_classes]
+    totals = Totals(ks, fold)
     bar = progress_bar(loader, desc)
     for batch in bar:
         step = batch_step(model, batch, fold, device, ks)
@@ -252,11 +261,18 @@ def evaluate(model, loader, fold, device, num_classes, desc):
 
 
 def averages(sums, fold, desc):
-    """Mean loss and top-k accuracy from the sums of train_one_epoch or evaluate."""
+    """Mean loss and top-k accuracy (per slot: over the images at that position) from train_one_epoch's or
+    evaluate's sums."""
     images = int(sums["images"])
     if images == 0:
         raise ValueError(f"{desc}: no batch of at least {fold} images; this split needs more images")
-    return {**{k: v / images for k, v in sums.items() if k != "images"}, "images": images}
+    return {**{k: v / (images // fold if k.startswith("slot") else images) for k, v in sums.items() if k != "images"},
+            "images": images}
+
+
+def slot_top1(metrics, group):
+    """Top-1 accuracy per position in the folded group, [slot 0, ..., slot f-1] (None for f = 1)."""
+    return [metrics[f"slot{j}"] for j in range(group)] if group > 1 else None
 
 
 def per_rank_batch(batch_size, fold, world):
@@ -287,7 +303,7 @@ def append_stats(stats_dir, metrics):
     """Append this epoch's line to each stats file (`<split>_<metric>.txt`)."""
     for split, values in metrics.items():
         for name, value in values.items():
-            if name != "images":
+            if name != "images" and not name.startswith("slot"):
                 append_line(stats_dir / f"{split}_{name}.txt", f"{value:.6f}")
 
 
@@ -398,7 +414,8 @@ def end_epoch(run, loaders, progress, train_metrics, classes):
         best = {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": classes}
     improved = metrics["val"]["top1"] > best["val_top1"]
     if improved:
-        best = {**best, "val_top1": metrics["val"]["top1"], "epoch": progress.epoch, "test_top1": metrics["test"]["top1"]}
+        best = {**best, "val_top1": metrics["val"]["top1"], "epoch": progress.epoch, "test_top1": metrics["test"]["top1"],
+                "val_slot_top1": slot_top1(metrics["val"], run.group), "test_slot_top1": slot_top1(metrics["test"], run.group)}
     if metrics["val"]["top1"] > progress.authors_best["val_top1"]:
         progress.authors_best = {"val_top1": metrics["val"]["top1"], "epoch": progress.epoch,
                                  "test_top1": metrics["test"]["top1"]}
@@ -419,6 +436,8 @@ def write_result(run, progress):
               "multiplier": None if run.multiplier is None else round(run.multiplier, 6),
               "epochs": run.epochs, "best_epoch": progress.best["epoch"], "best_val_top1": progress.best["val_top1"],
               "test_top1": progress.best["test_top1"],
+              "val_slot_top1": progress.best.get("val_slot_top1"), "test_slot_top1": progress.best.get("test_slot_top1"),
+              "worst_slot_test_top1": min(progress.best.get("test_slot_top1") or [progress.best["test_top1"]]),
               "authors_best_epoch": progress.authors_best["epoch"],
               "authors_best_val_top1": progress.authors_best["val_top1"],
               "authors_test_top1": progress.authors_best["test_top1"],

@@ -29,8 +29,8 @@ from datasets.noscope import split_from_video
 MODEL_FILES = REPO / "model_files"
 # test_top1 is at this project's best epoch (the most curriculum classes so far); authors_test_top1 at the
 # authors' (the highest validation top-1 of any epoch): docs/protocol.md, section 7.
-SUMMARY_COLUMNS = ["dataset", "fold", "mode", "epochs", "best_val_top1", "test_top1", "authors_best_val_top1",
-                   "authors_test_top1", "train_images_per_sec"]
+SUMMARY_COLUMNS = ["dataset", "fold", "mode", "epochs", "best_val_top1", "test_top1", "worst_slot_test_top1",
+                   "authors_best_val_top1", "authors_test_top1", "train_images_per_sec"]
 SYNTHETIC_GAME_IMAGES = (150, 30, 30)  # per class, for train, val and test
 SYNTHETIC_VIDEO_FRAMES = 8000  # noscope-coral's splits then hold 1000 frames each
 SYNTHETIC_DATA_SEED = 0  # the stand-in data does not change with --seed, which seeds training

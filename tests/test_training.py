@@ -126,6 +126,9 @@ def test_game_curriculum_end_to_end(tmp_path):
     assert result["authors_best_epoch"] == val.index(max(val)) and result["best_epoch"] == 2  # 6 classes: epoch 2 only
     assert result["authors_best_val_top1"] == pytest.approx(max(val), abs=1e-6)
     assert result["authors_test_top1"] == pytest.approx(test[val.index(max(val))], abs=1e-6)
+    slots = result["test_slot_top1"]  # top-1 by position in the folded group, at the best epoch
+    assert len(slots) == 4 and len(result["val_slot_top1"]) == 4 and result["worst_slot_test_top1"] == min(slots)
+    assert sum(slots) / 4 == pytest.approx(result["test_top1"])  # every slot holds a quarter of the images
 
 
 def test_game_original_end_to_end_learns(tmp_path):
@@ -237,8 +240,8 @@ def test_sweep_layout_summary_and_rerun(tmp_path):
     for fold, m, kind in ((1, "1", "none"), (2, "1.414", "fold")):
         assert (tmp_path / "runs" / "noscope-coral" / f"fold{fold}" / f"multiplier{m}" / kind / "best.pth").exists()
     summary = lines(tmp_path / "runs" / "summary.csv")
-    assert summary[0] == ("dataset,fold,mode,epochs,best_val_top1,test_top1,authors_best_val_top1,authors_test_top1,"
-                          "train_images_per_sec")
+    assert summary[0] == ("dataset,fold,mode,epochs,best_val_top1,test_top1,worst_slot_test_top1,"
+                          "authors_best_val_top1,authors_test_top1,train_images_per_sec")
     assert [row.split(",")[:4] for row in summary[1:]] == [["noscope-coral", "1", "folded", "1"],
                                                             ["noscope-coral", "2", "folded", "1"]]
     again = run_cli(*argv)
@@ -429,3 +432,18 @@ def test_the_compound_scaled_baseline_trains_reloads_and_exports(tmp_path):
     bad = run_cli(sys.executable, "train.py", tmp_path / "runs", "--mode", "efficientnet", "--datasets",
                   "noscope-coral", "--dry_run")
     assert bad.returncode == 2 and "noscope-coral is a noscope task" in bad.stderr
+
+
+def test_per_slot_accuracy_shows_a_starved_slot():
+    """Top-1 by position in the folded group: a model that always misses slot 2 shows 0 there."""
+    labels = torch.tensor([0, 1, 2] * 4)
+
+    def model(images):  # right for slots 0 and 1 of every group of 3, wrong for slot 2
+        wrong = torch.arange(len(images)) % 3 == 2
+        return torch.nn.functional.one_hot(torch.where(wrong, (labels + 1) % 3, labels), 3).float()
+    loss, hits, n = fold_trainer.batch_step(model, (torch.zeros(12, 1), labels), 3, torch.device("cpu"), [1])
+    assert n == 12 and hits == {"top1": 8, "slot0": 4, "slot1": 4, "slot2": 0}
+    totals = fold_trainer.Totals([1], 3)
+    totals.add(loss, hits, n)
+    metrics = fold_trainer.averages(totals.sums, 3, "test")
+    assert fold_trainer.slot_top1(metrics, 3) == [1.0, 1.0, 0.0] and metrics["top1"] == pytest.approx(8 / 12)
