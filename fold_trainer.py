@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from config.tasks import SPLITS, resolve_dataset
+from config.tasks import SPLITS, all_tasks, resolve_dataset
 from datasets import (DATA_DIR, CurriculumDataset, DataMissing, DistillationDataset, curriculum_schedule,
                       load_splits)
 from datasets.loaders import split_targets
@@ -53,17 +53,25 @@ class Protocol:
 
 
 def run_shape(args):
-    """(task, fold, multiplier, protocol) of a run: the compound-scaled baseline (--mode efficientnet, fold =
-    phi, a game task) trains with the original game CNN's protocol, and has no multiplier (None)."""
+    """(task, fold, multiplier, protocol, group) of a run; group = images per model input. The compound-scaled
+    baseline (--mode efficientnet, fold = phi, a game task) trains with the original game CNN's protocol, one
+    image per input and no multiplier (None)."""
     task, _ = resolve_dataset(args.dataset)
     fold = check_fold(args.fold)
     if args.mode != "efficientnet":
-        return task, fold, check_multiplier(args.multiplier, fold), paper_protocol(task, fold)
+        return task, fold, check_multiplier(args.multiplier, fold), paper_protocol(task, fold), fold
     if task.family != "game":
-        raise ValueError(f"--mode efficientnet is the compound-scaled game CNN; {args.dataset} is a {task.family} task")
+        baselines = " ".join(n for n, t in all_tasks().items() if t.compound_scaling_baseline)
+        raise ValueError(f"--mode efficientnet trains the compound-scaled game CNN; {args.dataset} is a "
+                         f"{task.family} task: choose game tasks (--datasets {baselines})")
     if args.multiplier is not None:
-        raise ValueError("--mode efficientnet scales by phi (--fold): drop --multiplier")
-    return task, fold, None, paper_protocol(task, 1)
+        raise ValueError("--mode efficientnet scales by phi (the fold): drop --multiplier")
+    return task, fold, None, paper_protocol(task, 1), 1
+
+
+def fold_name(mode):
+    """What the fold number means in messages: phi for the compound-scaled baseline, else the fold."""
+    return "phi" if mode == "efficientnet" else "fold"
 
 
 def paper_protocol(task, fold):
@@ -326,17 +334,17 @@ def build_splits(args, task, fold, protocol, epochs, device, savedir):
 
 def setup_run(args):
     """Check the arguments, load the data and build the model and optimizer; returns (Run, checkpoint or None)."""
-    task, fold, multiplier, protocol = run_shape(args)
+    task, fold, multiplier, protocol, group = run_shape(args)
     if args.lr:
         protocol = dataclasses.replace(protocol, lr=args.lr)
     epochs = args.epochs or protocol.epochs
     _, world, device = distributed.setup(args.device)
+    no_bf16 = cpu_bf16_problem(fix="drop --amp")
     if args.amp == "fp16" and device.type != "cuda":
         raise ValueError(f"--amp (fp16 mixed precision) needs CUDA, and this run is on {device}: drop --amp"
-                         + ("" if cpu_bf16_problem() else ", or use --amp bf16"))
-    if args.amp == "bf16" and device.type == "cpu" and cpu_bf16_problem():
-        raise ValueError(f"--amp bf16: {cpu_bf16_problem().replace('use --precision fp32', 'drop --amp')}")
-    group = 1 if args.mode == "efficientnet" else fold
+                         + ("" if no_bf16 else ", or use --amp bf16"))
+    if args.amp == "bf16" and device.type == "cpu" and no_bf16:
+        raise ValueError(f"--amp bf16: {no_bf16}")
     per_rank_batch(args.batch_size, group, world)
     state = None  # checked before anything is written or loaded
     if args.continue_from_file:
@@ -420,7 +428,7 @@ def end_epoch(run, loaders, progress, train_metrics, classes):
         progress.authors_best = {"val_top1": metrics["val"]["top1"], "epoch": progress.epoch,
                                  "test_top1": metrics["test"]["top1"]}
     progress.best, progress.epoch = best, progress.epoch + 1
-    print(f"{run.args.dataset} {'phi' if run.args.mode == 'efficientnet' else 'fold'} {run.fold} epoch {progress.epoch}/{run.epochs}: "
+    print(f"{run.args.dataset} {fold_name(run.args.mode)} {run.fold} epoch {progress.epoch}/{run.epochs}: "
           f"train loss {train_metrics['loss']:.4f} top-1 {train_metrics['top1']:.4f} | "
           f"val top-1 {metrics['val']['top1']:.4f} | test top-1 {metrics['test']['top1']:.4f}"
           + (f" | {classes}/{run.task.num_classes} classes" if run.protocol.curriculum else ""), flush=True)
@@ -481,14 +489,13 @@ def main(args):
 
 def resolved_protocol(args):
     """What a run of `args` will do, as a JSON-able dict (--dry_run prints it): nothing is read or trained."""
-    task, fold, multiplier, protocol = run_shape(args)
+    task, fold, multiplier, protocol, group = run_shape(args)
     epochs = args.epochs or protocol.epochs
     curriculum = None
     if protocol.curriculum:
         start, step, gap = curriculum_schedule(task.num_classes, fold, epochs, protocol.epochs, protocol.slow_curriculum)
         curriculum = {"start": start, "step": step, "gap": gap}
     mode = args.mode if args.mode == "efficientnet" else "original" if fold == 1 else "folded"
-    group = 1 if mode == "efficientnet" else fold
     return {"dataset": args.dataset, "fold": fold, "mode": mode,
             "multiplier": None if multiplier is None else round(multiplier, 6), "epochs": epochs, "optimizer": protocol.optimizer,
             "lr": args.lr or protocol.lr, "weight_decay": protocol.weight_decay,

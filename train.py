@@ -21,7 +21,6 @@ from config.tasks import SPLITS, SYNTHETIC, get_task, resolve_dataset, task_name
 from datasets import DataMissing, data_location
 from datasets.loaders import how_to_get
 from datasets.synthetic import make_game_dataset, make_noscope_video
-from models.fold import check_multiplier
 from util import distributed
 from util.common import REPO, positive_int, write_text_atomic
 from datasets.noscope import split_from_video
@@ -101,25 +100,20 @@ def data_ready(dataset, args):
     return None
 
 
-def unit_name(run):
-    """What --fold means for the run: phi for the compound-scaled baseline, else the fold."""
-    return "phi" if run.mode == "efficientnet" else "fold"
-
-
 def resume_point(dataset, fold, savedir, run):
     """(result, None) for a finished run; else (None, the checkpoint to resume from, or None to start)."""
     result_file, current = savedir / "result.json", savedir / "current.pth"
     if run.continue_from_file:
         resume = run.continue_from_file
     elif result_file.exists() and json.loads(result_file.read_text())["epochs"] == run.epochs:
-        print(f"{dataset} {unit_name(run)} {fold}: finished earlier, skipping ({savedir})", flush=True)
+        print(f"{dataset} {fold_trainer.fold_name(run.mode)} {fold}: finished earlier, skipping ({savedir})", flush=True)
         return json.loads(result_file.read_text()), None
     else:
         resume = str(current) if current.exists() else None
     if resume:
-        print(f"{dataset} {unit_name(run)} {fold}: resuming from {resume}", flush=True)
+        print(f"{dataset} {fold_trainer.fold_name(run.mode)} {fold}: resuming from {resume}", flush=True)
     else:
-        print(f"{dataset} {unit_name(run)} {fold}: training {run.epochs} epochs into {savedir}", flush=True)
+        print(f"{dataset} {fold_trainer.fold_name(run.mode)} {fold}: training {run.epochs} epochs into {savedir}", flush=True)
     return None, resume
 
 
@@ -129,7 +123,7 @@ def run_args(dataset, fold, args, need_teacher=True):
     distillation teacher is None instead of an error (for --dry_run)."""
     task, _ = resolve_dataset(dataset)
     shape = argparse.Namespace(dataset=dataset, fold=fold, mode=args.mode, multiplier=args.multiplier)
-    _, _, multiplier, protocol = fold_trainer.run_shape(shape)
+    _, _, multiplier, protocol, _ = fold_trainer.run_shape(shape)
     epochs, lr = args.epochs, args.lr
     if args.demo:
         setting = DEMO[task.family]
@@ -211,18 +205,15 @@ def main(argv=None):
     datasets = args.datasets or (baselines if args.mode == "efficientnet" else task_names())
     folds = sorted(set(args.folds))
     try:
-        for dataset in datasets:
-            task, _ = resolve_dataset(dataset)
-            if args.mode == "efficientnet" and task.family != "game":
-                raise ValueError(f"--mode efficientnet trains the compound-scaled game CNN; {dataset} is a "
-                                 f"{task.family} task: choose game tasks (--datasets {' '.join(baselines)})")
-            if args.mode == "efficientnet" and args.multiplier is not None:
-                raise ValueError("--mode efficientnet scales by phi (--folds): drop --multiplier")
-            check_multiplier(args.multiplier, 1)
+        for dataset in datasets:  # the mode, task and multiplier fit together (errors before anything runs)
+            fold_trainer.run_shape(argparse.Namespace(dataset=dataset, fold=1, mode=args.mode,
+                                                      multiplier=args.multiplier))
+        units = sweep_units(datasets, folds)
+        if args.shard:
+            units = shard(units, *args.shard)
         if args.continue_from_file and (len(datasets) > 1 or len(folds) > 1):
             raise ValueError("--continue_from_file resumes one run: select one dataset and one fold")
         if args.dry_run:  # the protocol of every run, one JSON line each; nothing is read, written or trained
-            units = shard(sweep_units(datasets, folds), *args.shard) if args.shard else sweep_units(datasets, folds)
             plans = [fold_trainer.resolved_protocol(run_args(dataset, fold, args, need_teacher=False))
                      for dataset, unit_folds in units for fold in unit_folds]
         else:
@@ -237,10 +228,8 @@ def main(argv=None):
         print("\n".join(json.dumps(plan) for plan in plans))
         return
 
-    units = sweep_units(datasets, folds)
     summary_file = Path(args.savedir) / "summary.csv"
     if args.shard:
-        units = shard(units, *args.shard)
         summary_file = summary_file.with_name(f"summary_shard{args.shard[0]}of{args.shard[1]}.csv")
         distributed.print0(f"shard {args.shard[0]}/{args.shard[1]}: " + (", ".join(
             f"{d} fold {'/'.join(map(str, f))}" for d, f in units) or "nothing to run (fewer runs than shards)"))

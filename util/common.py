@@ -60,8 +60,8 @@ def cpu_features():
     return {name: name in flags for name in CPU_FEATURES}
 
 
-def cpu_bf16_problem():
-    """Why bf16 inference cannot run fast on this CPU (None when it can).
+def cpu_bf16_problem(fix="use --precision fp32"):
+    """Why bf16 cannot run fast on this CPU, ending in `fix` (None when it can).
 
     bf16 runs fast only with native bf16 instructions (x86 avx512_bf16 or amx_bf16, Arm bf16); without them
     oneDNN emulates bf16 and runs slower than fp32, so a bf16 figure would mislead.
@@ -72,7 +72,7 @@ def cpu_bf16_problem():
     if flags & set(BF16_FEATURES):
         return None
     return (f"precision bf16 on the CPU needs bf16 instructions ({' or '.join(BF16_FEATURES[:2])}), which this CPU "
-            f"({cpu_name()}) lacks: use --precision fp32")
+            f"({cpu_name()}) lacks: {fix}")
 
 
 def seed_everything(seed):
