@@ -1,4 +1,5 @@
-"""Train one FoldedCNN (dataset, fold) with the paper's protocol (docs/protocol.md, section 3).
+"""Train one FoldedCNN (dataset, fold) with the paper's protocol (docs/protocol.md, section 3), or with
+--recipe distill as a student of the trained original (section 8).
 
 Every epoch trains, then validates and tests. It writes, in --savedir: one stats file per split and
 metric (`stats/<split>_<metric>.txt`, one line appended per epoch), `current.pth` every
@@ -13,6 +14,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -46,20 +48,41 @@ class Protocol:
     optimizer: str  # "rmsprop" or "adam"
     lr: float
     weight_decay: float = 0.0
-    lr_step: int = 0  # halve the learning rate every lr_step epochs (0: never)
-    distill: bool = False  # MSE to the original model's logits instead of cross-entropy
+    lr_step: int = 0  # halve the learning rate every lr_step epochs (schedule "step")
+    schedule: str = "constant"  # of the learning rate: "constant", "step", "onecycle" or "cosine" (per batch)
+    loss: str = "ce"  # "ce" (labels), or a distillation loss on the teacher's logits: "mse", "kl", "mse+ce", "kl+ce"
+    temperature: float = 1.0  # of the "kl" losses
     curriculum: bool = False
     slow_curriculum: bool = False
+
+    @property
+    def distill(self):
+        """Whether the run learns from a teacher's logits."""
+        return self.loss != "ce"
+
+
+RECIPES = ("paper", "distill")
+DISTILL_LOSSES = ("mse", "kl", "mse+ce", "kl+ce")
+SCHEDULES = ("constant", "step", "onecycle", "cosine")
+ONECYCLE_WARMUP, ONECYCLE_START = 0.3, 1 / 25  # share of training spent warming up from 1/25 of the rate
 
 
 def run_shape(args):
     """(task, fold, multiplier, protocol, group) of a run; group = images per model input. The compound-scaled
     baseline (--mode efficientnet, fold = phi, a game task) trains with the original game CNN's protocol, one
     image per input and no multiplier (None)."""
+    task, fold, multiplier, protocol, group = _shape(args)
+    return task, fold, multiplier, with_overrides(protocol, args, group), group
+
+
+def _shape(args):
     task, _ = resolve_dataset(args.dataset)
     fold = check_fold(args.fold)
     if args.mode != "efficientnet":
-        return task, fold, check_multiplier(args.multiplier, fold), paper_protocol(task, fold), fold
+        protocol = distill_protocol(task, fold) if args.recipe == "distill" else paper_protocol(task, fold)
+        return task, fold, check_multiplier(args.multiplier, fold), protocol, fold
+    if args.recipe != "paper":
+        raise ValueError("--mode efficientnet trains the original game CNN's protocol: drop --recipe distill")
     if task.family != "game":
         baselines = " ".join(n for n, t in all_tasks().items() if t.compound_scaling_baseline)
         raise ValueError(f"--mode efficientnet trains the compound-scaled game CNN; {args.dataset} is a "
@@ -86,7 +109,47 @@ def paper_protocol(task, fold):
     # The authors' StepLR(200, 0.5) applies to runs trained on CIFAR itself, not to distilled ones (folded
     # CIFAR-10), which keep 1e-4 for all 1500 epochs.
     return Protocol(epochs=1500, optimizer="adam", lr=1e-4, weight_decay=1e-5, lr_step=0 if distill else 200,
-                    distill=distill)
+                    schedule="constant" if distill else "step", loss="mse" if distill else "ce")
+
+
+# The distill recipe's settings for folded runs, per family, chosen by results/accuracy/choices.md (CIFAR's
+# were not measured: they are the game tasks').
+_ONECYCLE = {"loss": "kl", "temperature": 4.0, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
+             "curriculum": False}
+DISTILL = {"game": _ONECYCLE, "cifar": _ONECYCLE, "noscope": {**_ONECYCLE, "schedule": "constant"}}
+
+
+def distill_protocol(task, fold):
+    """The distill recipe (docs/protocol.md, section 8): a folded student learns the trained original's
+    (f=1) logits with its family's DISTILL settings; the original itself trains as the paper's."""
+    paper = paper_protocol(task, fold)
+    if fold == 1:
+        return paper
+    recipe = DISTILL[task.family]
+    return Protocol(epochs=paper.epochs, optimizer=recipe["optimizer"], lr=recipe["lr"],
+                    weight_decay=paper.weight_decay, schedule=recipe["schedule"], loss=recipe["loss"],
+                    temperature=recipe["temperature"], curriculum=recipe["curriculum"],
+                    slow_curriculum=paper.slow_curriculum)
+
+
+def with_overrides(protocol, args, group):
+    """`protocol` with the flags that change it: --optimizer, --lr and --lr_schedule for every run; --distill_loss,
+    --temperature and --curriculum for folded runs only (the original stays a teacher trained on labels)."""
+    changes = {"lr": args.lr} if args.lr else {}
+    if args.optimizer:
+        changes["optimizer"] = args.optimizer
+    if args.lr_schedule:
+        if args.lr_schedule == "step" and not protocol.lr_step:
+            changes["lr_step"] = 200
+        changes["schedule"] = args.lr_schedule
+    if group > 1:
+        if args.distill_loss:
+            changes["loss"] = args.distill_loss
+        if args.temperature:
+            changes["temperature"] = args.temperature
+        if args.curriculum:
+            changes["curriculum"] = args.curriculum == "on"
+    return dataclasses.replace(protocol, **changes)
 
 
 @dataclasses.dataclass
@@ -123,9 +186,12 @@ class Run:
 
 
 def make_optimizer(model, protocol):
+    """The protocol's optimizer, in its multi-tensor implementation (fused Adam; 8x faster steps than the
+    per-parameter loop on a CPU for NoScope's 5M parameters: results/accuracy/choices.md)."""
     if protocol.optimizer == "rmsprop":
-        return torch.optim.RMSprop(model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
+        return torch.optim.RMSprop(model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay,
+                                   foreach=True)
+    return torch.optim.Adam(model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay, fused=True)
 
 
 def set_learning_rate(optimizer, scheduler, lr):
@@ -153,12 +219,16 @@ def load_teacher(path, task, device):
 
 @torch.no_grad()
 def teacher_logits(teacher, data, device, cache):
-    """The teacher's logits for every sample of `data` (un-augmented), computed once into `cache`."""
+    """The teacher's logits for every sample of `data` (un-augmented), in its order: computed once into `cache`
+    and read from there while the cache holds as many samples with the same labels in the same order."""
+    labels = torch.tensor(split_targets(data))
     if cache.exists():
-        return torch.load(cache, weights_only=True)
+        saved = torch.load(cache, weights_only=True)
+        if isinstance(saved, dict) and torch.equal(saved["targets"], labels):
+            return saved["logits"]
     loader = DataLoader(data, batch_size=256, shuffle=False)
     logits = torch.cat([teacher(images.to(device)).float().cpu() for images, _ in loader])
-    save_atomic(logits, cache)
+    save_atomic({"logits": logits, "targets": labels}, cache)
     return logits
 
 
@@ -168,7 +238,7 @@ def distillation_targets(args, task, fold, device, savedir):
     Prints the teacher's top-1 on each split's labels, so that a wrong teacher shows at once."""
     teacher = load_teacher(args.teacher, task, device)
     plain = load_splits(args.dataset, fold, args.data_dir, args.data_root, args.seed, augment=False,
-                        val_size=args.val_size, shuffle_samples=False)
+                        val_size=args.val_size)
     targets = {s: teacher_logits(teacher, plain[s], device, savedir / f"teacher_logits_{s}.pt") for s in SPLITS}
     accuracy = {s: (targets[s].argmax(1) == torch.tensor(split_targets(plain[s]))).float().mean().item()
                 for s in SPLITS}
@@ -179,7 +249,37 @@ def distillation_targets(args, task, fold, device, savedir):
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def batch_step(model, batch, fold, device, ks, amp=None):
+def training_loss(logits, labels, teacher, protocol):
+    """The loss of `protocol` for fp32 `logits`: cross-entropy to `labels`, or a distillation loss to the teacher's
+    logits: "mse" regresses them (the paper's CIFAR-10 students), "kl" matches the softened distributions
+    (KL divergence at the temperature, times its square), "+ce" averages either with cross-entropy."""
+    if protocol.loss == "ce":
+        return F.cross_entropy(logits, labels)
+    if protocol.loss.startswith("mse"):
+        loss = F.mse_loss(logits, teacher)
+    else:
+        t = protocol.temperature
+        loss = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher / t, dim=1), log_target=True,
+                        reduction="batchmean") * t * t
+    if protocol.loss.endswith("+ce"):
+        loss = (loss + F.cross_entropy(logits, labels)) / 2
+    return loss
+
+
+def lr_factor(schedule, progress):
+    """The learning rate as a multiple of the base rate at `progress` (0 to 1) of training, for the per-batch
+    schedules: "cosine" decays from 1 to 0; "onecycle" warms up linearly from 1/25 over the first 30%, then
+    decays as the cosine; "constant" and "step" (an epoch scheduler's) give 1."""
+    if schedule == "onecycle":
+        if progress < ONECYCLE_WARMUP:
+            return ONECYCLE_START + (1 - ONECYCLE_START) * progress / ONECYCLE_WARMUP
+        progress = (progress - ONECYCLE_WARMUP) / (1 - ONECYCLE_WARMUP)
+    elif schedule != "cosine":
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def batch_step(model, batch, fold, device, ks, protocol, amp=None):
     """Forward one batch (cropped to a multiple of f): (loss, hits, images); None if under f images.
 
     hits: `top<k>` for each k, and for f > 1 `slot<j>`, the top-1 hits of the images at position j of their
@@ -191,10 +291,8 @@ def batch_step(model, batch, fold, device, ks, amp=None):
     images, labels = batch[0][:n].to(device, non_blocking=True), batch[1][:n].to(device, non_blocking=True)
     with torch.autocast(device.type, AMP_DTYPES.get(amp, torch.float16), enabled=amp is not None):
         logits = model(images)
-    if len(batch) > 2:  # distillation: regress the teacher's logits
-        loss = F.mse_loss(logits.float(), batch[2][:n].to(device))
-    else:
-        loss = F.cross_entropy(logits.float(), labels)
+    teacher = batch[2][:n].to(device) if len(batch) > 2 else None
+    loss = training_loss(logits.float(), labels, teacher, protocol)
     ranked = logits.detach().topk(max(ks), dim=1).indices == labels[:, None]
     hits = {f"top{k}": ranked[:, :k].any(dim=1).sum().item() for k in ks}
     if fold > 1:
@@ -231,14 +329,19 @@ def check_finite(loss, desc):
         raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower the learning rate or check the data")
 
 
-def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes, desc, amp=None):
-    """One pass over `loader`, updating `model` (under `amp` autocast if given); returns the epoch's sums."""
+def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes, desc, protocol, amp=None,
+                    set_lr=None):
+    """One pass over `loader`, updating `model` (under `amp` autocast if given); returns the epoch's sums.
+
+    `set_lr(fraction)`, if given, sets the learning rate before each batch (`fraction` of the epoch done)."""
     model.train()
     ks = [k for k in TOPK if k <= num_classes]
     totals = Totals(ks, fold)
     bar = progress_bar(loader, desc)
-    for batch in bar:
-        step = batch_step(model, batch, fold, device, ks, amp)
+    for i, batch in enumerate(bar):
+        if set_lr:
+            set_lr(i / len(loader))
+        step = batch_step(model, batch, fold, device, ks, protocol, amp)
         if step is None:
             continue
         check_finite(step[0], desc)
@@ -252,14 +355,15 @@ def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes,
 
 
 @torch.no_grad()
-def evaluate(model, loader, fold, device, num_classes, desc):
-    """Loss and top-k over `loader` without updating `model`; returns the sums (see Totals)."""
+def evaluate(model, loader, fold, device, num_classes, desc, protocol):
+    """Loss (the training loss of `protocol`) and top-k over `loader` without updating `model`; returns the sums
+    (see Totals)."""
     model.eval()
     ks = [k for k in TOPK if k <= num_classes]
     totals = Totals(ks, fold)
     bar = progress_bar(loader, desc)
     for batch in bar:
-        step = batch_step(model, batch, fold, device, ks)
+        step = batch_step(model, batch, fold, device, ks, protocol)
         if step is None:
             continue
         check_finite(step[0], desc)
@@ -318,8 +422,7 @@ def append_stats(stats_dir, metrics):
 def build_splits(args, task, fold, protocol, epochs, device, savedir):
     """The train/val/test datasets of the run: with teacher logits when distilling, a curriculum when scheduled."""
     splits = load_splits(args.dataset, fold, args.data_dir, args.data_root, args.seed, args.download,
-                         val_size=args.val_size, cache=not args.stream_images,
-                         shuffle_samples=fold > 1 and not protocol.distill)
+                         val_size=args.val_size, cache=not args.stream_images)
     if protocol.distill:
         if not args.teacher:
             raise ValueError(f"{args.dataset} at fold {fold} is trained by distillation: pass --teacher "
@@ -335,8 +438,6 @@ def build_splits(args, task, fold, protocol, epochs, device, savedir):
 def setup_run(args):
     """Check the arguments, load the data and build the model and optimizer; returns (Run, checkpoint or None)."""
     task, fold, multiplier, protocol, group = run_shape(args)
-    if args.lr:
-        protocol = dataclasses.replace(protocol, lr=args.lr)
     epochs = args.epochs or protocol.epochs
     _, world, device = distributed.setup(args.device)
     no_bf16 = cpu_bf16_problem(fix="drop --amp")
@@ -349,6 +450,9 @@ def setup_run(args):
     state = None  # checked before anything is written or loaded
     if args.continue_from_file:
         state = read_training_state(args.continue_from_file, args.dataset, fold, multiplier, device, args.mode)
+        if state.get("recipe", "paper") != args.recipe:
+            raise ValueError(f"checkpoint {args.continue_from_file} was trained with --recipe {state.get('recipe', 'paper')}"
+                             f": resume it with that recipe, or start a new --savedir")
     savedir = Path(args.savedir)
     if not state and (savedir / "current.pth").exists():
         raise ValueError(f"{savedir} already holds a run: resume it with --continue_from_file "
@@ -358,7 +462,7 @@ def setup_run(args):
     splits = build_splits(args, task, group, protocol, epochs, device, savedir)
     model = build_classifier(task, fold, multiplier, args.mode).to(device)
     optimizer = make_optimizer(model, protocol)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, protocol.lr_step, 0.5) if protocol.lr_step else None
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, protocol.lr_step, 0.5) if protocol.schedule == "step" else None
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")  # bf16 needs no loss scaling
     run = Run(args, task, fold, multiplier, protocol, epochs, device, savedir, model, optimizer, scheduler, scaler,
               splits, group)
@@ -385,7 +489,7 @@ def restore(run, state):
 def checkpoint(run, progress):
     """Everything a resume needs, in util/checkpoint.py's format."""
     return {"model_args": model_args(run.task, run.fold, run.multiplier, run.args.mode), "model": run.model.state_dict(),
-            "dataset": run.args.dataset, "epoch": progress.epoch, "best": progress.best,
+            "dataset": run.args.dataset, "recipe": run.args.recipe, "epoch": progress.epoch, "best": progress.best,
             "authors_best": progress.authors_best,
             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
             "scheduler": run.scheduler.state_dict() if run.scheduler else None,
@@ -414,8 +518,8 @@ def end_epoch(run, loaders, progress, train_metrics, classes):
     metrics = {"train": train_metrics}
     for s in ("val", "test"):
         desc = f"Epoch {progress.epoch}. {s}"
-        metrics[s] = averages(evaluate(run.model, loaders[s], run.group, run.device, run.task.num_classes, desc),
-                              run.group, desc)
+        metrics[s] = averages(evaluate(run.model, loaders[s], run.group, run.device, run.task.num_classes, desc,
+                                       run.protocol), run.group, desc)
     append_stats(run.savedir / "stats", metrics)
     best = progress.best
     if classes > best["classes"]:  # a curriculum step makes validation harder: compare like with like
@@ -439,8 +543,21 @@ def end_epoch(run, loaders, progress, train_metrics, classes):
     return progress
 
 
+def batch_lr_setter(run, epoch):
+    """For a per-batch schedule (onecycle, cosine), the `set_lr(fraction of epoch)` of train_one_epoch: the rate
+    follows from the epoch alone, so a resumed run continues on the same curve. None for the others."""
+    if run.protocol.schedule not in ("onecycle", "cosine"):
+        return None
+
+    def set_lr(fraction):
+        lr = run.protocol.lr * lr_factor(run.protocol.schedule, (epoch + fraction) / run.epochs)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+    return set_lr
+
+
 def write_result(run, progress):
-    result = {"dataset": run.args.dataset, "fold": run.fold, "mode": run.args.mode,
+    result = {"dataset": run.args.dataset, "fold": run.fold, "mode": run.args.mode, "recipe": run.args.recipe,
               "multiplier": None if run.multiplier is None else round(run.multiplier, 6),
               "epochs": run.epochs, "best_epoch": progress.best["epoch"], "best_val_top1": progress.best["val_top1"],
               "test_top1": progress.best["test_top1"],
@@ -449,7 +566,8 @@ def write_result(run, progress):
               "authors_best_epoch": progress.authors_best["epoch"],
               "authors_best_val_top1": progress.authors_best["val_top1"],
               "authors_test_top1": progress.authors_best["test_top1"],
-              "train_images_per_sec": progress.train_images / progress.train_seconds if progress.train_seconds else 0.0}
+              "train_images_per_sec": progress.train_images / progress.train_seconds if progress.train_seconds else 0.0,
+              "train_seconds": progress.train_seconds}
     write_json_atomic(run.savedir / "result.json", result)
     return result
 
@@ -476,7 +594,8 @@ def main(args):
         tic = time.perf_counter()
         with train_model.join() if world > 1 else contextlib.nullcontext():  # ranks may have a batch more or less
             sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.group, run.device,
-                                   run.task.num_classes, f"Epoch {epoch}. train", args.amp)
+                                   run.task.num_classes, f"Epoch {epoch}. train", run.protocol, args.amp,
+                                   batch_lr_setter(run, epoch))
         train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), run.device))), run.group,
                                  f"Epoch {epoch}. train")
         progress.train_seconds += time.perf_counter() - tic
@@ -485,6 +604,11 @@ def main(args):
             run.scheduler.step()
         progress = distributed.on_main(end_epoch, run, loaders, progress, train_metrics, classes)
     return distributed.on_main(write_result, run, progress)
+
+
+LOSS_NAMES = {"ce": "cross-entropy", "mse": "mse to the teacher's logits",
+              "kl": "kl to the teacher's softened outputs", "mse+ce": "mean of mse to the teacher's logits and "
+              "cross-entropy", "kl+ce": "mean of kl to the teacher's softened outputs and cross-entropy"}
 
 
 def resolved_protocol(args):
@@ -496,11 +620,13 @@ def resolved_protocol(args):
         start, step, gap = curriculum_schedule(task.num_classes, fold, epochs, protocol.epochs, protocol.slow_curriculum)
         curriculum = {"start": start, "step": step, "gap": gap}
     mode = args.mode if args.mode == "efficientnet" else "original" if fold == 1 else "folded"
-    return {"dataset": args.dataset, "fold": fold, "mode": mode,
+    schedules = {"step": f"StepLR(step_size={protocol.lr_step}, gamma=0.5)", "onecycle": "one-cycle (per batch)",
+                 "cosine": "cosine (per batch)"}
+    return {"dataset": args.dataset, "fold": fold, "mode": mode, "recipe": args.recipe,
             "multiplier": None if multiplier is None else round(multiplier, 6), "epochs": epochs, "optimizer": protocol.optimizer,
-            "lr": args.lr or protocol.lr, "weight_decay": protocol.weight_decay,
-            "lr_schedule": f"StepLR(step_size={protocol.lr_step}, gamma=0.5)" if protocol.lr_step else "constant",
-            "loss": "mse to the teacher's logits" if protocol.distill else "cross-entropy",
+            "lr": protocol.lr, "weight_decay": protocol.weight_decay,
+            "lr_schedule": schedules.get(protocol.schedule, protocol.schedule), "loss": LOSS_NAMES[protocol.loss],
+            "temperature": protocol.temperature if protocol.loss.startswith("kl") else None,
             "curriculum": curriculum, "precision": f"amp {args.amp}" if args.amp else "fp32", "seed": args.seed,
             "batch_size": (args.batch_size // group) * group, "teacher": args.teacher if protocol.distill else None,
             "savedir": args.savedir}
@@ -543,8 +669,23 @@ def get_args_parser(add_help=True, one_run=True):
     parser.add_argument("--checkpoint_cycle", type=positive_int, default=1, help="save current.pth every N epochs")
     parser.add_argument("--continue_from_file", default=None, metavar="PATH",
                         help="resume from this checkpoint" + ("" if one_run else " (select one dataset and one fold)"))
+    parser.add_argument("--recipe", choices=RECIPES, default="paper",
+                        help="paper (default: the paper's protocol, exactly) or distill (folded runs learn the "
+                             "trained original's logits: KL divergence at temperature 4, Adam at lr 1e-3, one-cycle "
+                             "schedule (constant for NoScope), no curriculum; docs/protocol.md, section 8)")
     parser.add_argument("--teacher", default=None, metavar="PATH",
-                        help="trained original model for distillation (CIFAR-10 folded runs)")
+                        help="trained original model for distillation (folded runs of --recipe distill and of "
+                             "CIFAR-10)")
+    parser.add_argument("--distill_loss", choices=DISTILL_LOSSES, default=None,
+                        help="folded runs: learn the teacher's logits with this loss instead of the recipe's")
+    parser.add_argument("--temperature", type=float, default=None, help="folded runs: temperature of the kl losses")
+    parser.add_argument("--curriculum", choices=("on", "off"), default=None,
+                        help="folded runs: the paper's class curriculum on or off (default: the recipe's)")
+    parser.add_argument("--optimizer", choices=("adam", "rmsprop"), default=None,
+                        help="optimizer instead of the recipe's (weight decay stays the recipe's)")
+    parser.add_argument("--lr_schedule", choices=SCHEDULES, default=None,
+                        help="learning-rate schedule instead of the recipe's: constant, step (halve every 200 "
+                             "epochs), onecycle or cosine (per batch)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
     parser.add_argument("--data_dir", default=str(DATA_DIR), help="folder of CIFAR and NoScope data (default data/)")
     parser.add_argument("--data_root", default=None, help="folder of the game data (default $DATA_ROOT, then data_root/)")

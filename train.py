@@ -1,10 +1,12 @@
 """Run the paper's training experiments: every task, f=1 first, then f = 2, 3, 4.
 
 Each (dataset, fold) trains with fold_trainer.py's protocol into
-`savedir/<dataset>/fold<f>/multiplier<m>/<none|fold>/`. Re-running the same command skips finished
+`savedir/<dataset>/fold<f>/multiplier<m>/<none|fold|distill>/`. Re-running the same command skips finished
 runs and resumes unfinished ones from their last checkpoint. A task whose data is missing is
 skipped with a line saying where the data must be. At the end a summary is printed and written to
-`savedir/summary.csv`. `--demo` trains generated stand-in data on a CPU in a few minutes.
+`savedir/summary.csv`. `--recipe distill` trains the folded models as students of the f=1 model
+instead of with the paper's recipe (docs/protocol.md, section 8). `--demo` trains generated stand-in
+data on a CPU in a few minutes and compares the folded models' accuracy and throughput with f=1's.
 
 Under `torchrun` every run trains with DistributedDataParallel (see fold_trainer.py). `--shard I/N`
 runs the I-th of N disjoint slices of the sweep, so that N independent jobs run the whole of it;
@@ -22,31 +24,61 @@ from datasets import DataMissing, data_location
 from datasets.loaders import how_to_get
 from datasets.synthetic import make_game_dataset, make_noscope_video
 from util import distributed
-from util.common import REPO, positive_int, write_text_atomic
+from util.common import REPO, pick_device, positive_int, write_text_atomic
+from util.inference import compare_with_plain_eager
 from datasets.noscope import split_from_video
 
 MODEL_FILES = REPO / "model_files"
 # test_top1 is at this project's best epoch (the most curriculum classes so far); authors_test_top1 at the
 # authors' (the highest validation top-1 of any epoch): docs/protocol.md, section 7.
-SUMMARY_COLUMNS = ["dataset", "fold", "mode", "epochs", "best_val_top1", "test_top1", "worst_slot_test_top1",
+SUMMARY_COLUMNS = ["dataset", "fold", "mode", "recipe", "epochs", "best_val_top1", "test_top1", "worst_slot_test_top1",
                    "authors_best_val_top1", "authors_test_top1", "train_images_per_sec"]
 SYNTHETIC_GAME_IMAGES = (150, 30, 30)  # per class, for train, val and test
 SYNTHETIC_VIDEO_FRAMES = 8000  # noscope-coral's splits then hold 1000 frames each
 SYNTHETIC_DATA_SEED = 0  # the stand-in data does not change with --seed, which seeds training
-# The demo: a game task (curriculum at f=4) and a NoScope task (through the video pipeline) sized for a
-# 2-core CPU. The paper trains for 1500 (game) and 50 (NoScope) epochs; folded models need more epochs
-# than the original to leave the loss plateau, so the demo gives f=4 more of them.
+# The demo: a game task and a NoScope task (through the video pipeline) sized for a 2-core CPU, the folded
+# models trained with --recipe distill. The paper trains for 1500 (game) and 50 (NoScope) epochs; folded
+# models need more epochs than the original, so the demo gives f=4 more of them. The lr is that of f=1 (and of
+# --recipe paper); distilled runs keep the recipe's.
 DEMO = {"datasets": [SYNTHETIC + "sot/coin_count-digits_3_4-v2", SYNTHETIC + "noscope-coral"], "folds": [1, 4],
+        "recipe": "distill",
         "game": {"epochs": {1: 20, 4: 120}, "lr": 3e-4},
         "noscope": {"epochs": {1: 10, 4: 10}, "lr": None}}
 
 
-def run_dir(savedir, dataset, fold, multiplier, mode="folded"):
-    """Where one (dataset, fold) run writes: savedir/<dataset>/fold<f>/multiplier<m>/<none|fold>, or for the
-    compound-scaled baseline savedir/<dataset>/efficientnet/phi<phi>."""
+def run_dir(savedir, dataset, fold, multiplier, mode="folded", recipe="paper"):
+    """Where one (dataset, fold) run writes: savedir/<dataset>/fold<f>/multiplier<m>/<none|fold|distill> (none: the
+    original, shared by both recipes; distill: a folded run of --recipe distill), or for the compound-scaled
+    baseline savedir/<dataset>/efficientnet/phi<phi>."""
     if mode == "efficientnet":
         return Path(savedir) / dataset / "efficientnet" / f"phi{fold}"
-    return Path(savedir) / dataset / f"fold{fold}" / f"multiplier{multiplier:.4g}" / ("fold" if fold > 1 else "none")
+    leaf = "none" if fold == 1 else "distill" if recipe == "distill" else "fold"
+    return Path(savedir) / dataset / f"fold{fold}" / f"multiplier{multiplier:.4g}" / leaf
+
+
+def folding_gains(summary, device, batch_size=1024):
+    """Lines comparing each folded run of `summary` with its f=1 run: test top-1, the gap, and the images/sec of
+    the folded CNN over the original's on this machine (the default inference path, a short measurement)."""
+    device = pick_device(device)
+    lines = [f"\nWhat folding buys here (test top-1; inference images/sec at batch {batch_size} on {device}):"]
+    for dataset, runs in summary.groupby("dataset", sort=False):
+        top1 = dict(zip(runs.fold, runs.test_top1))
+        folds = [f for f in top1 if f > 1]
+        if 1 not in top1 or not folds:
+            continue
+        task, _ = resolve_dataset(dataset)
+        speeds, backend = compare_with_plain_eager(task.name, folds, batch_size, device, trials=3, min_time=0.3)
+        for f in folds:
+            gain = speeds[f"default f={f}"] / speeds["default f=1"]
+            lines.append(f"  {dataset}: f={f} top-1 {top1[f]:.3f}, f=1 {top1[1]:.3f} ({100 * (top1[f] - top1[1]):+.1f} "
+                         f"points), {gain:.2f}x the images/sec of f=1 ({backend})")
+    return "\n".join(lines)
+
+
+def run_result(savedir, dataset, fold, recipe="paper"):
+    """The result.json of a finished (dataset, fold) run of a sweep in `savedir` (default multiplier sqrt(f))."""
+    path = run_dir(savedir, dataset, fold, fold ** 0.5, recipe=recipe) / "result.json"
+    return json.loads(path.read_text())
 
 
 def teacher_path(dataset, args):
@@ -122,13 +154,15 @@ def run_args(dataset, fold, args, need_teacher=True):
     directory, and the demo's or the paper's epochs and learning rate. Without `need_teacher` a missing
     distillation teacher is None instead of an error (for --dry_run)."""
     task, _ = resolve_dataset(dataset)
-    shape = argparse.Namespace(dataset=dataset, fold=fold, mode=args.mode, multiplier=args.multiplier)
-    _, _, multiplier, protocol, _ = fold_trainer.run_shape(shape)
+    _, _, multiplier, protocol, _ = fold_trainer.run_shape(argparse.Namespace(**{**vars(args), "dataset": dataset,
+                                                                                   "fold": fold}))
     epochs, lr = args.epochs, args.lr
-    if args.demo:
+    if args.demo:  # the demo's epochs and lr, unless given
         setting = DEMO[task.family]
-        epochs, lr = setting["epochs"].get(fold, max(setting["epochs"].values())), setting["lr"]
-    savedir = run_dir(args.savedir, dataset, fold, multiplier, args.mode)
+        epochs = epochs or setting["epochs"].get(fold, max(setting["epochs"].values()))
+        if not lr and not (args.recipe == "distill" and fold > 1):
+            lr = setting["lr"]
+    savedir = run_dir(args.savedir, dataset, fold, multiplier, args.mode, args.recipe)
     teacher = args.teacher
     if protocol.distill:
         try:
@@ -148,13 +182,14 @@ def train_one(dataset, fold, args):
     return finished or fold_trainer.main(one)
 
 
-def sweep_units(datasets, folds):
+def sweep_units(datasets, folds, recipe="paper"):
     """The sweep as independent jobs, in training order: one per (dataset, fold), except that the folds of
-    a task trained by distillation stay together, since its fold-1 model is their teacher."""
+    a task trained by distillation (CIFAR-10, or every task with --recipe distill) stay together, since its
+    fold-1 model is their teacher."""
     units = []
     for dataset in datasets:
         task, _ = resolve_dataset(dataset)
-        if task.distill_folded and 1 in folds:
+        if (task.distill_folded or recipe == "distill") and 1 in folds:
             units.append((dataset, folds))
         else:
             units.extend((dataset, [fold]) for fold in folds)
@@ -191,13 +226,16 @@ def get_args_parser(add_help=True):
                         help="run only the I-th of N disjoint slices of the (dataset, fold) sweep (for N "
                              "independent jobs); writes summary_shardIofN.csv")
     parser.add_argument("--demo", action="store_true",
-                        help="train generated game and NoScope stand-ins at f=1 and f=4 (minutes on a CPU)")
+                        help="train generated game and NoScope stand-ins at f=1 and f=4 (f=4 with --recipe "
+                             "distill unless --recipe is given; minutes on a CPU) and compare accuracy and throughput")
+    parser.set_defaults(recipe=None)  # paper, or distill for the demo
     return parser
 
 
 def main(argv=None):
     parser = get_args_parser()
     args = parser.parse_args(argv)
+    args.recipe = args.recipe or (DEMO["recipe"] if args.demo else "paper")
     if args.demo:
         args.datasets = args.datasets or DEMO["datasets"]
         args.folds = DEMO["folds"] if args.folds == parser.get_default("folds") else args.folds
@@ -206,9 +244,8 @@ def main(argv=None):
     folds = sorted(set(args.folds))
     try:
         for dataset in datasets:  # the mode, task and multiplier fit together (errors before anything runs)
-            fold_trainer.run_shape(argparse.Namespace(dataset=dataset, fold=1, mode=args.mode,
-                                                      multiplier=args.multiplier))
-        units = sweep_units(datasets, folds)
+            fold_trainer.run_shape(argparse.Namespace(**{**vars(args), "dataset": dataset, "fold": 1}))
+        units = sweep_units(datasets, folds, args.recipe)
         if args.shard:
             units = shard(units, *args.shard)
         if args.continue_from_file and (len(datasets) > 1 or len(folds) > 1):
@@ -261,6 +298,8 @@ def main(argv=None):
         distributed.print0("\nSummary (test top-1 at the best validation epoch):")
         distributed.print0(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     distributed.print0(f"written to {summary_file}")
+    if args.demo and rows and distributed.is_main():
+        print(folding_gains(summary, args.device), flush=True)
     distributed.cleanup()
 
 

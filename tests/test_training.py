@@ -91,9 +91,9 @@ def test_cifar_distillation_end_to_end(tiny_cifar10, tmp_path, capsys):
                                            teacher=tmp_path / "f1" / "best.pth"))
     teacher_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("teacher "))
     assert teacher_line.startswith(f"teacher {tmp_path / 'f1' / 'best.pth'}: top-1 train 0.") and " test " in teacher_line
-    logits = torch.load(student_dir / "teacher_logits_train.pt")
+    logits = torch.load(student_dir / "teacher_logits_train.pt", weights_only=True)["logits"]
     assert logits.shape == (80 - 18, 10)  # validation: 16 + (2 - 16 % 2) images
-    assert torch.load(student_dir / "teacher_logits_test.pt").shape == (40, 10)
+    assert torch.load(student_dir / "teacher_logits_test.pt", weights_only=True)["logits"].shape == (40, 10)
     train_loss = [float(v) for v in lines(student_dir / "stats" / "train_loss.txt")]
     assert len(train_loss) == 2 and train_loss[1] < train_loss[0]
     assert 0 <= result["test_top1"] <= 1
@@ -240,10 +240,10 @@ def test_sweep_layout_summary_and_rerun(tmp_path):
     for fold, m, kind in ((1, "1", "none"), (2, "1.414", "fold")):
         assert (tmp_path / "runs" / "noscope-coral" / f"fold{fold}" / f"multiplier{m}" / kind / "best.pth").exists()
     summary = lines(tmp_path / "runs" / "summary.csv")
-    assert summary[0] == ("dataset,fold,mode,epochs,best_val_top1,test_top1,worst_slot_test_top1,"
+    assert summary[0] == ("dataset,fold,mode,recipe,epochs,best_val_top1,test_top1,worst_slot_test_top1,"
                           "authors_best_val_top1,authors_test_top1,train_images_per_sec")
-    assert [row.split(",")[:4] for row in summary[1:]] == [["noscope-coral", "1", "folded", "1"],
-                                                            ["noscope-coral", "2", "folded", "1"]]
+    assert [row.split(",")[:5] for row in summary[1:]] == [["noscope-coral", "1", "folded", "paper", "1"],
+                                                            ["noscope-coral", "2", "folded", "paper", "1"]]
     again = run_cli(*argv)
     assert again.returncode == 0 and again.stdout.count("finished earlier, skipping") == 2
     assert lines(tmp_path / "runs" / "summary.csv") == summary
@@ -441,7 +441,8 @@ def test_per_slot_accuracy_shows_a_starved_slot():
     def model(images):  # right for slots 0 and 1 of every group of 3, wrong for slot 2
         wrong = torch.arange(len(images)) % 3 == 2
         return torch.nn.functional.one_hot(torch.where(wrong, (labels + 1) % 3, labels), 3).float()
-    loss, hits, n = fold_trainer.batch_step(model, (torch.zeros(12, 1), labels), 3, torch.device("cpu"), [1])
+    loss, hits, n = fold_trainer.batch_step(model, (torch.zeros(12, 1), labels), 3, torch.device("cpu"), [1],
+                                            fold_trainer.Protocol(epochs=1, optimizer="adam", lr=1e-3))
     assert n == 12 and hits == {"top1": 8, "slot0": 4, "slot1": 4, "slot2": 0}
     totals = fold_trainer.Totals([1], 3)
     totals.add(loss, hits, n)

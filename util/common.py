@@ -149,6 +149,12 @@ def print_json(parser, data, path=None, flag="--out"):
             parser.exit(2, f"error: cannot write {path}: {e.strerror}; choose a writable {flag} PATH\n")
 
 
+def markdown_table(header, rows):
+    """The lines of a markdown table with column titles `header` and `rows` of cells."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+
+
 def print_text(parser, lines, path=None, flag="--out"):
     """Print `lines` and, with `path`, write them there crash-safely (exit 2 naming `flag` if it cannot)."""
     text = "\n".join(lines) + "\n"

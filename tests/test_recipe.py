@@ -1,0 +1,181 @@
+"""The distill recipe: its losses and schedule, the cached teacher logits, resume, torchrun and a user's own task."""
+import json
+import shutil
+import sys
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import fold_trainer
+import train
+from config import tasks
+from helpers import run_cli, trainer_args, write_image_folder
+
+TASK = "noscope-coral"
+
+
+def protocol(**changes):
+    return fold_trainer.Protocol(epochs=1, optimizer="adam", lr=1e-3, **changes)
+
+
+def test_the_distillation_losses():
+    torch.manual_seed(0)
+    student, teacher, labels = torch.randn(6, 5), torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0])
+    ce = F.cross_entropy(student, labels)
+    assert fold_trainer.training_loss(student, labels, None, protocol()) == ce
+    mse = fold_trainer.training_loss(student, labels, teacher, protocol(loss="mse"))
+    assert mse == pytest.approx(((student - teacher) ** 2).mean().item())
+    p_t = F.softmax(teacher / 4, dim=1)  # KL(teacher || student) at T = 4, times T^2, averaged over the images
+    kl = (p_t * (p_t.log() - F.log_softmax(student / 4, dim=1))).sum(1).mean() * 16
+    assert fold_trainer.training_loss(student, labels, teacher, protocol(loss="kl", temperature=4)).item() == \
+        pytest.approx(kl.item(), rel=1e-5)
+    assert fold_trainer.training_loss(student, labels, student, protocol(loss="kl", temperature=4)).item() == \
+        pytest.approx(0, abs=1e-6)  # a student that equals its teacher has nothing to learn
+    mixed = fold_trainer.training_loss(student, labels, teacher, protocol(loss="mse+ce"))
+    assert mixed.item() == pytest.approx((mse.item() + ce.item()) / 2)
+
+
+def test_the_learning_rate_curves():
+    onecycle = [fold_trainer.lr_factor("onecycle", p) for p in (0, 0.15, 0.3, 0.65, 1)]
+    assert onecycle == pytest.approx([1 / 25, (1 + 1 / 25) / 2, 1, 0.5, 0], abs=1e-9)
+    assert fold_trainer.lr_factor("cosine", 0.5) == pytest.approx(0.5) and fold_trainer.lr_factor("cosine", 0) == 1
+    assert fold_trainer.lr_factor("constant", 0.7) == fold_trainer.lr_factor("step", 0.7) == 1
+
+
+def test_the_recipe_resolves_and_the_paper_stays_exact(tmp_path):
+    done = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", TASK, "sot/timer3", "--recipe",
+                   "distill", "--dry_run")
+    assert done.returncode == 0, done.stderr
+    plans = {(p["dataset"], p["fold"]): p for p in map(json.loads, done.stdout.splitlines())}
+    for task, schedule in ((TASK, "constant"), ("sot/timer3", "one-cycle (per batch)")):
+        original, folded = plans[(task, 1)], plans[(task, 3)]
+        assert original["loss"] == "cross-entropy" and original["recipe"] == "distill"  # the teacher: as the paper
+        assert folded["loss"] == "kl to the teacher's softened outputs" and folded["temperature"] == 4.0
+        assert (folded["optimizer"], folded["lr"], folded["lr_schedule"], folded["curriculum"]) == \
+            ("adam", 1e-3, schedule, None)
+    paper = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", "sot/timer3", "--folds", "3",
+                    "--dry_run")
+    plan = json.loads(paper.stdout)
+    assert (plan["loss"], plan["lr"], plan["lr_schedule"]) == ("cross-entropy", 1e-4, "constant") and plan["curriculum"]
+    mixed = run_cli(sys.executable, "fold_trainer.py", "--dataset", "sot/timer3", "--fold", "2", "--savedir",
+                    tmp_path / "one", "--recipe", "distill", "--distill_loss", "mse+ce", "--curriculum", "on",
+                    "--lr_schedule", "cosine", "--lr", "3e-4", "--dry_run")
+    plan = json.loads(mixed.stdout)
+    assert plan["loss"].startswith("mean of mse") and plan["curriculum"] and plan["lr"] == 3e-4
+    assert plan["lr_schedule"] == "cosine (per batch)" and not (tmp_path / "one").exists()
+
+
+def noscope_data(tmp_path, per_split=(24, 8, 8)):
+    data = tmp_path / "data"
+    write_image_folder(data / f"{TASK}-subset", ["0", "1"], (50, 50), per_split=per_split)
+    return data
+
+
+def test_distill_caches_the_teacher_logits_and_resumes_on_the_same_curve(tmp_path, monkeypatch):
+    data = noscope_data(tmp_path)
+    fold_trainer.main(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data, lr=3e-3))
+    teacher = tmp_path / "f1" / "best.pth"
+    common = dict(data_dir=data, recipe="distill", teacher=teacher, batch_size=8)
+    whole = fold_trainer.main(trainer_args(tmp_path / "whole", TASK, 2, 3, **common))
+    assert whole["recipe"] == "distill" and len(whole["test_slot_top1"]) == 2
+    cached = torch.load(tmp_path / "whole" / "teacher_logits_train.pt", weights_only=True)
+    assert cached["logits"].shape == (48, 2) and cached["targets"].shape == (48,)
+
+    real_save, real_logits, computed = fold_trainer.save_checkpoint, fold_trainer.teacher_logits, []
+
+    def save_then_stop(path, **contents):  # the process dies right after epoch 1's checkpoint
+        real_save(path, **contents)
+        if path.name == "current.pth":
+            raise KeyboardInterrupt
+
+    def counting_logits(teacher, data, device, cache):
+        if not cache.exists():
+            computed.append(cache.name)
+        return real_logits(teacher, data, device, cache)
+
+    monkeypatch.setattr(fold_trainer, "teacher_logits", counting_logits)
+    monkeypatch.setattr(fold_trainer, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        fold_trainer.main(trainer_args(tmp_path / "parts", TASK, 2, 3, **common))
+    monkeypatch.setattr(fold_trainer, "save_checkpoint", real_save)
+    assert sorted(computed) == [f"teacher_logits_{s}.pt" for s in ("test", "train", "val")]
+    resumed = fold_trainer.main(trainer_args(tmp_path / "parts", TASK, 2, 3, continue_from_file=tmp_path / "parts" /
+                                             "current.pth", **common))
+    assert len(computed) == 3  # the resume read the cache
+    for stat in (tmp_path / "whole" / "stats").iterdir():  # the one-cycle rate followed the same curve
+        assert (tmp_path / "parts" / "stats" / stat.name).read_text() == stat.read_text(), stat.name
+    assert resumed["test_top1"] == whole["test_top1"]
+
+    with pytest.raises(ValueError, match="trained with --recipe distill: resume it with that recipe"):
+        fold_trainer.main(trainer_args(tmp_path / "parts", TASK, 2, 4, data_dir=data,
+                                       continue_from_file=tmp_path / "parts" / "current.pth"))
+
+
+def test_a_stale_cache_is_recomputed(tmp_path):
+    data = noscope_data(tmp_path)
+    fold_trainer.main(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data))
+    savedir = tmp_path / "f2"
+    savedir.mkdir()
+    torch.save(torch.zeros(3, 2), savedir / "teacher_logits_train.pt")  # another run's (an older format's) cache
+    fold_trainer.main(trainer_args(savedir, TASK, 2, 1, data_dir=data, recipe="distill", teacher=tmp_path / "f1" /
+                                   "best.pth"))
+    assert torch.load(savedir / "teacher_logits_train.pt", weights_only=True)["logits"].shape == (48, 2)
+
+
+def test_torchrun_distills_with_one_teacher_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two processes on a 2-core machine
+    data = noscope_data(tmp_path)
+    fold_trainer.main(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data))
+    done = run_cli(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                   "fold_trainer.py", "--dataset", TASK, "--fold", "2", "--epochs", "2", "--savedir", tmp_path / "f2",
+                   "--data_dir", data, "--device", "cpu", "--workers", "0", "--batch_size", "8", "--recipe", "distill",
+                   "--teacher", tmp_path / "f1" / "best.pth")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("teacher ") == 1 and done.stdout.count(f"{TASK} fold 2 epoch 2/2:") == 1
+    result = json.loads((tmp_path / "f2" / "result.json").read_text())
+    assert result["recipe"] == "distill" and result["epochs"] == 2
+    assert torch.load(tmp_path / "f2" / "current.pth", weights_only=True)["train_images"] == 2 * 48
+
+
+def test_a_task_added_as_a_config_folder_trains_with_both_recipes(tmp_path, monkeypatch):
+    """A user's own game task: a folder in config/ with a model_description.json, nothing else."""
+    config = tmp_path / "config"
+    shutil.copytree(tasks.CONFIG_DIR, config, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (config / "mine" / "digits").mkdir(parents=True)
+    (config / "mine" / "digits" / "model_description.json").write_text(json.dumps({
+        "family": "game", "input": [3, 12, 20], "class_names": ["a", "b", "c", "d"],
+        "architecture": {"template": "1_3s_1_convnet", "conv_units": 1, "first_channels": 8, "unit_channels": 8,
+                         "last_channels": 4}}))
+    monkeypatch.setattr(tasks, "CONFIG_DIR", config)
+    tasks.all_tasks.cache_clear()
+    try:
+        write_image_folder(tmp_path / "games" / "mine" / "digits", ["a", "b", "c", "d"], (12, 20), per_split=(16, 4, 4))
+        common = [str(tmp_path / "runs"), "--datasets", "mine/digits", "--epochs", "2", "--data_root",
+                  str(tmp_path / "games"), "--device", "cpu", "--batch_size", "8"]
+        train.main([*common, "--folds", "1", "2"])
+        train.main([*common, "--folds", "1", "2", "--recipe", "distill"])
+        paper = train.run_result(tmp_path / "runs", "mine/digits", 2, "paper")
+        distill = train.run_result(tmp_path / "runs", "mine/digits", 2, "distill")
+        assert paper["recipe"] == "paper" and distill["recipe"] == "distill"
+        assert len(distill["test_slot_top1"]) == 2 and 0 <= distill["worst_slot_test_top1"] <= distill["test_top1"]
+        summary = (tmp_path / "runs" / "summary.csv").read_text().splitlines()
+        assert [row.split(",")[:4] for row in summary[1:]] == [["mine/digits", "1", "folded", "paper"],
+                                                               ["mine/digits", "2", "folded", "distill"]]
+    finally:
+        tasks.all_tasks.cache_clear()
+
+
+def test_the_accuracy_table_trains_both_recipes_and_writes_csv_and_markdown(tmp_path):
+    from util import accuracy_table
+    out = tmp_path / "results" / "table"
+    accuracy_table.main([str(tmp_path / "runs"), "--out", str(out), "--tasks", TASK, "--noscope_epochs", "1",
+                         "--data_dir", str(tmp_path / "data"), "--device", "cpu"])
+    rows = [line.split(",") for line in (tmp_path / "results" / "table.csv").read_text().splitlines()]
+    assert rows[0] == accuracy_table.COLUMNS
+    assert [(r[1], r[2]) for r in rows[1:]] == [("1", "original")] + [(str(f), r) for f in (2, 3, 4)
+                                                                       for r in ("paper", "distill")]
+    for r in rows[1:]:
+        assert r[0] == TASK and r[3] == "1" and float(r[5]) == pytest.approx(float(rows[1][4]) - float(r[4]), abs=2e-4)
+    text = (tmp_path / "results" / "table.md").read_text()
+    assert "| noscope | distill |" in text and "| noscope-coral | 4 | distill |" in text and "1 for NoScope" in text

@@ -1,0 +1,123 @@
+"""Accuracy of both recipes on every synthetic stand-in: the table of results/accuracy/.
+
+Trains the 6 game and 4 NoScope stand-ins at f = 1 (once: the reference and the distill recipe's
+teacher), then at f = 2, 3, 4 with --recipe paper and --recipe distill, all at one epoch budget per
+family, with train.py (a rerun skips finished runs and resumes unfinished ones). It writes OUT.csv
+and OUT.md: test top-1 per task, fold and recipe, the gap to f=1, the worst slot and the training
+seconds, with medians over the tasks and the CPU they ran on.
+
+    python3 util/accuracy_table.py runs/accuracy --out results/accuracy/table
+"""
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
+
+import train  # noqa: E402
+from config.tasks import SYNTHETIC, task_names  # noqa: E402
+from util.common import cpu_name, markdown_table, positive_int, write_text_atomic  # noqa: E402
+
+FAMILIES = ("game", "noscope")
+FOLDS = (2, 3, 4)
+STAND_INS = [name for family in FAMILIES for name in task_names(family)]
+COLUMNS = ["dataset", "fold", "recipe", "epochs", "test_top1", "gap", "worst_slot_test_top1", "train_seconds"]
+
+
+def train_family(args, family):
+    """Train one family's stand-ins (of --tasks): f=1, then the folded runs of each recipe."""
+    datasets = [SYNTHETIC + name for name in task_names(family) if name in args.tasks]
+    if not datasets:
+        return []
+    epochs = str(getattr(args, f"{family}_epochs"))
+    lr = getattr(args, f"{family}_lr")
+    common = [args.savedir, "--datasets", *datasets, "--epochs", epochs, *args.train_flags]
+    paper_lr = ["--lr", str(lr)] if lr else []  # the paper's lr is tuned for its 1500 epochs
+    train.main([*common, "--folds", "1", *paper_lr])
+    train.main([*common, "--folds", *map(str, FOLDS), "--recipe", "paper", *paper_lr])
+    train.main([*common, "--folds", *map(str, FOLDS), "--recipe", "distill"])
+    return datasets
+
+
+def rows_of(savedir, datasets):
+    rows = []
+    for dataset in datasets:
+        original = train.run_result(savedir, dataset, 1)
+        runs = [(1, "original", original)] + [(f, r, train.run_result(savedir, dataset, f, r))
+                                              for f in FOLDS for r in ("paper", "distill")]
+        for fold, recipe, result in runs:
+            rows.append({"dataset": dataset.removeprefix(SYNTHETIC), "fold": fold, "recipe": recipe,
+                         "epochs": result["epochs"], "test_top1": result["test_top1"],
+                         "gap": original["test_top1"] - result["test_top1"],
+                         "worst_slot_test_top1": result["worst_slot_test_top1"],
+                         "train_seconds": result["train_seconds"]})
+    return rows
+
+
+def lr_text(lr):
+    return f"{lr:g}" if lr else "the paper's"
+
+
+def markdown(frame, args, command, minutes):
+    lines = [f"# Folded accuracy by recipe on the synthetic stand-ins ({cpu_name()}, {os.cpu_count()} cores)", "",
+             f"Command: `{command}` ({minutes:.0f} min for this invocation; a rerun skips finished runs).", "",
+             f"Budget: {args.game_epochs} epochs for game tasks, {args.noscope_epochs} for NoScope, every fold and "
+             f"recipe; f=1 and --recipe paper with the paper's settings except the lr: {lr_text(args.game_lr)} (game), "
+             f"{lr_text(args.noscope_lr)} (NoScope); --recipe distill at its own settings (docs/protocol.md, "
+             "section 8). Test top-1 at the best validation epoch of seed 19 (one run each); gap = f=1's test "
+             "top-1 minus the folded model's, in points; worst slot = the lowest test top-1 of a position in the "
+             "folded group; train s = training seconds (without evaluation).", "",
+             "## Median gap to f=1 over the tasks (points)", ""]
+    frame = frame.assign(family=[("noscope" if d.startswith("noscope") else "game") for d in frame.dataset])
+    medians = []
+    for family in ("game", "noscope", "all"):
+        part = frame if family == "all" else frame[frame.family == family]
+        for recipe in ("paper", "distill"):
+            gaps = [100 * part[(part.recipe == recipe) & (part.fold == f)].gap.median() for f in FOLDS]
+            worst = 100 * part[(part.recipe == recipe) & (part.fold == 4)].gap.max()
+            medians.append([family, recipe, *(f"{g:.1f}" for g in gaps), f"{worst:.1f}"])
+    lines += markdown_table(["family", "recipe", "f=2", "f=3", "f=4", "worst at f=4"], medians)
+    lines += ["", "## Every run", ""] + markdown_table(
+        ["task", "f", "recipe", "test top-1", "gap (pts)", "worst slot", "train s"],
+        [[r.dataset, r.fold, r.recipe, f"{r.test_top1:.4f}", f"{100 * r.gap:.1f}", f"{r.worst_slot_test_top1:.4f}",
+          f"{r.train_seconds:.0f}"] for r in frame.itertuples()])
+    return "\n".join(lines) + "\n"
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("savedir", help="folder of the sweep's runs (train.py's layout)")
+    parser.add_argument("--out", required=True, help="write OUT.csv and OUT.md")
+    parser.add_argument("--tasks", nargs="+", choices=STAND_INS, default=STAND_INS, metavar="TASK",
+                        help="default: every game and NoScope task")
+    parser.add_argument("--game_epochs", type=positive_int, default=40, help="epochs of every game run (default 40)")
+    parser.add_argument("--noscope_epochs", type=positive_int, default=10,
+                        help="epochs of every NoScope run (default 10)")
+    parser.add_argument("--game_lr", type=float, default=3e-4,
+                        help="lr of game f=1 and --recipe paper runs (default 3e-4, as the demo)")
+    parser.add_argument("--noscope_lr", type=float, default=None,
+                        help="lr of NoScope f=1 and --recipe paper runs (default: the paper's)")
+    return parser
+
+
+def main(argv=None):
+    parser = get_args_parser()
+    args, args.train_flags = parser.parse_known_args(argv)  # the rest goes to train.py (--data_dir, --device, ...)
+    tic = time.perf_counter()
+    datasets = [d for family in FAMILIES for d in train_family(args, family)]
+    frame = pd.DataFrame(rows_of(args.savedir, datasets), columns=COLUMNS)
+    command = shlex.join(["python3", "util/accuracy_table.py", *(sys.argv[1:] if argv is None else argv)])
+    text = markdown(frame, args, command, (time.perf_counter() - tic) / 60)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(args.out + ".csv"), frame.to_csv(index=False, float_format="%.4f"))
+    write_text_atomic(Path(args.out + ".md"), text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

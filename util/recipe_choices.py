@@ -1,0 +1,131 @@
+"""Measure the distill recipe's choices: loss, temperature, learning rate, schedule and curriculum.
+
+For each dataset it trains the original (f=1) once with train.py (the teacher), then one folded
+student per variant, each changing one setting of the recipe. It writes a CSV and a markdown table
+(test top-1, its gap to f=1, the worst slot, seconds per epoch) and names the CPU they ran on:
+
+    python3 util/recipe_choices.py runs/choices --datasets synthetic-sot/coin_count-digits_3_4-v2 \\
+        --fold 4 --epochs 60 --out results/accuracy/choices
+"""
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
+
+import fold_trainer  # noqa: E402
+import train  # noqa: E402
+from config.tasks import resolve_dataset  # noqa: E402
+from util.common import cpu_name, markdown_table, positive_int, write_text_atomic  # noqa: E402
+
+# Each variant changes settings of the recipe (BASE); "paper" is the paper's recipe at the same epochs.
+VARIANTS = {
+    "recipe": [],
+    "loss mse": ["--distill_loss", "mse"],
+    "loss mse+ce": ["--distill_loss", "mse+ce"],
+    "loss kl+ce": ["--distill_loss", "kl+ce"],
+    "temperature 1": ["--temperature", "1"],
+    "temperature 8": ["--temperature", "8"],
+    "lr 3e-4": ["--lr", "3e-4"],
+    "lr 3e-3": ["--lr", "3e-3"],
+    "schedule constant": ["--lr_schedule", "constant"],
+    "schedule cosine": ["--lr_schedule", "cosine"],
+    "schedule onecycle": ["--lr_schedule", "onecycle"],
+    "curriculum on": ["--curriculum", "on"],
+    "batch 64": ["--batch_size", "64"],
+    "batch 128": ["--batch_size", "128"],
+    "batch 128 lr 3e-3": ["--batch_size", "128", "--lr", "3e-3"],
+    "schedule constant temperature 1": ["--lr_schedule", "constant", "--temperature", "1"],
+    "rmsprop": ["--optimizer", "rmsprop"],
+    "rmsprop schedule constant": ["--optimizer", "rmsprop", "--lr_schedule", "constant"],
+    "rmsprop schedule constant temperature 1": ["--optimizer", "rmsprop", "--lr_schedule", "constant",
+                                                "--temperature", "1"],
+    "paper": None,
+}
+COLUMNS = ["dataset", "fold", "variant", "epochs", "teacher_test_top1", "test_top1", "gap", "worst_slot_test_top1",
+           "seconds_per_epoch", "train_images_per_sec"]
+
+
+def measure(args):
+    """Train the teachers and every variant (finished runs are skipped on a rerun); returns the table's rows."""
+    rows = []
+    for dataset in args.datasets:
+        teachers = Path(args.savedir) / "teacher"
+        train.main([str(teachers), "--datasets", dataset, "--folds", "1", "--epochs", str(args.teacher_epochs),
+                    *(["--lr", str(args.teacher_lr)] if args.teacher_lr else []), *args.common])
+        teacher = train.run_result(teachers, dataset, 1, "paper")
+        teacher_pth = train.run_dir(teachers, dataset, 1, 1.0) / "best.pth"
+        for name in args.variants:
+            flags = VARIANTS[name]
+            savedir = Path(args.savedir) / name.replace(" ", "_")
+            recipe = ["--recipe", "paper"] if flags is None else ["--recipe", "distill", "--teacher", str(teacher_pth),
+                                                                 *flags]
+            train.main([str(savedir), "--datasets", dataset, "--folds", str(args.fold), "--epochs", str(args.epochs),
+                        *recipe, *args.common])
+            result = train.run_result(savedir, dataset, args.fold, "paper" if flags is None else "distill")
+            rows.append({"dataset": dataset, "fold": args.fold, "variant": name, "epochs": args.epochs,
+                         "teacher_test_top1": teacher["test_top1"], "test_top1": result["test_top1"],
+                         "gap": teacher["test_top1"] - result["test_top1"],
+                         "worst_slot_test_top1": result["worst_slot_test_top1"],
+                         "seconds_per_epoch": seconds_per_epoch(result),
+                         "train_images_per_sec": result["train_images_per_sec"]})
+    return rows
+
+
+def seconds_per_epoch(result):
+    """Training seconds per epoch (without evaluation) of a result.json."""
+    return result["train_seconds"] / result["epochs"]
+
+
+def describe(recipe):
+    return (f"loss {recipe['loss']} at temperature {recipe['temperature']:g}, {recipe['optimizer']} at lr "
+            f"{recipe['lr']:g}, {recipe['schedule']} schedule, curriculum {'on' if recipe['curriculum'] else 'off'}")
+
+
+def markdown(frame, command):
+    families = sorted({resolve_dataset(d)[0].family for d in frame.dataset})
+    lines = [f"# Distill recipe choices ({cpu_name()}, {os.cpu_count()} cores)", "", f"Command: `{command}`", "",
+             "Variant `recipe` is the distill recipe of the dataset's family (fold_trainer.DISTILL): "
+             + "; ".join(f"{family}: {describe(fold_trainer.DISTILL[family])}" for family in families) + ". Every "
+             "other variant changes the settings its name says; `paper` is the paper's recipe at the same epochs. "
+             "One run each (seed 19). Test top-1 at the best validation epoch; gap = the f=1 teacher's test top-1 "
+             "minus the student's, in points.", ""]
+    lines += markdown_table(
+        ["dataset", "f", "variant", "epochs", "test top-1", "gap (pts)", "worst slot", "s/epoch", "train images/s"],
+        [[r.dataset, r.fold, r.variant, r.epochs, f"{r.test_top1:.4f}", f"{100 * r.gap:.1f}",
+          f"{r.worst_slot_test_top1:.4f}", f"{r.seconds_per_epoch:.2f}", f"{r.train_images_per_sec:.0f}"]
+         for r in frame.itertuples()])
+    return "\n".join(lines) + "\n"
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("savedir", help="folder for the teacher and every variant's runs")
+    parser.add_argument("--datasets", nargs="+", required=True, metavar="DATASET", help="tasks (train.py's names)")
+    parser.add_argument("--fold", type=positive_int, default=4, help="fold of the students (default 4)")
+    parser.add_argument("--epochs", type=positive_int, required=True, help="epochs of every student")
+    parser.add_argument("--teacher_epochs", type=positive_int, required=True, help="epochs of the f=1 teacher")
+    parser.add_argument("--teacher_lr", type=float, default=None, help="lr of the teacher (default: the paper's)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="VARIANT",
+                        help=f"default: all of {', '.join(map(repr, VARIANTS))}")
+    parser.add_argument("--out", required=True, help="write OUT.csv and OUT.md")
+    return parser
+
+
+def main(argv=None):
+    parser = get_args_parser()
+    args, args.common = parser.parse_known_args(argv)  # the rest goes to train.py (--data_dir, --device, ...)
+    frame = pd.DataFrame(measure(args), columns=COLUMNS)
+    command = shlex.join(["python3", "util/recipe_choices.py", *(sys.argv[1:] if argv is None else argv)])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(args.out + ".csv"), frame.to_csv(index=False, float_format="%.4f"))
+    write_text_atomic(Path(args.out + ".md"), markdown(frame, command))
+    print(markdown(frame, command))
+
+
+if __name__ == "__main__":
+    main()
