@@ -4,13 +4,15 @@ from torch.nn import functional as F
 
 from config.tasks import get_task
 from models.fold import FoldedClassifier, check_fold, check_multiplier, fold_input, unfold_output
+from models.fold_cnn import fold_cnn
 from models.game import GameCNN, compound_scaled_game_cnn
 from models.noscope import NoScopeCNN
 from models.resnet import ResNet18
 
 MODES = ("original", "folded", "efficientnet")
 
-__all__ = ["MODES", "build_model", "build_classifier", "model_key", "FoldedClassifier", "fold_input", "unfold_output"]
+__all__ = ["MODES", "build_model", "build_classifier", "fold_cnn", "model_key", "FoldedClassifier", "fold_input",
+           "unfold_output"]
 
 
 def build_model(task, fold=1, mode="folded", multiplier=None):

@@ -29,12 +29,14 @@ import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from config.tasks import all_tasks, get_task
 from models import build_model, model_key
-from models.flops import flops_per_image
+from models.flops import count_model_flops, flops_per_image
+from models.fold_cnn import fold_cnn
 from models.fold import check_fold
 from util.common import cpu_bf16_problem, pick_device, positive_int
 
@@ -69,6 +71,45 @@ class Config:
     chunk: str = "auto"
     channels_last: bool = True  # eager/compile only; False is plain NCHW PyTorch
     compile_mode: str = "auto"  # backend compile only: one of COMPILE_MODES, auto = DEFAULT_COMPILE_MODE
+    model_file: str = None  # a user's model instead of the task's: "path.py:function" (see user_model)
+    input_shape: tuple = None  # the user's model's (C, H, W)
+
+
+def load_model_file(spec):
+    """The model that `spec` ("path/to/file.py:function") builds: the function is called with no arguments and
+    must return an nn.Module (the original, unfolded CNN). The file is run as Python code: only name files you
+    trust."""
+    path, _, name = spec.rpartition(":")
+    if not path or not name:
+        raise ValueError(f"--model_file {spec!r}: give FILE.py:FUNCTION, for example my_models.py:build")
+    if not Path(path).is_file():
+        raise ValueError(f"--model_file {spec!r}: no file {path}")
+    module_spec = importlib.util.spec_from_file_location(f"user_model_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # the user's file: whatever it raises, say where
+        raise ValueError(f"--model_file {spec!r}: running {path} failed: {type(e).__name__}: {e}") from None
+    build = getattr(module, name, None)
+    if not callable(build):
+        raise ValueError(f"--model_file {spec!r}: {path} defines no function {name}")
+    model = build()
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"--model_file {spec!r}: {name}() returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def user_model(spec, input_shape, fold):
+    """(model, one input's shape, FLOPs per image, name) of a user's model at fold `fold`: the original as built
+    by `spec` for f=1, its FoldedCNN (models.fold_cnn) otherwise; the name is the function's."""
+    if not input_shape or len(input_shape) != 3:
+        raise ValueError("a --model_file model needs --input_shape C H W (one image's channels, height, width)")
+    original = load_model_file(spec).eval()
+    c, h, w = input_shape
+    net, shape = original, (c, h, w)
+    if fold > 1:
+        net, shape = fold_cnn(original, fold, example_input=torch.rand(2, c, h, w)).net.eval(), (fold * c, h, w)
+    return net, shape, count_model_flops(net, shape) / fold, spec.rpartition(":")[2]
 
 
 class BackendError(ValueError):
@@ -333,7 +374,7 @@ class Benchmark:
 
     def __init__(self, config, warmup=2, seed=0):
         self.config = config
-        task = get_task(config.task)
+        task = None if config.model_file else get_task(config.task)
         mode, fold = config.mode, check_fold(config.fold)
         if config.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {config.precision!r}; choose one of: {', '.join(PRECISIONS)}")
@@ -342,8 +383,11 @@ class Benchmark:
         n = inputs_per_batch(config.batch_size, fold, mode)
         self.images = n * (fold if mode == "folded" else 1)
         torch.manual_seed(seed)
-        model, shape = build_model(task, fold, mode)
-        self.flops_per_image = flops_per_image(task, mode, fold)
+        if config.model_file:
+            model, shape, self.flops_per_image, self.key = user_model(config.model_file, config.input_shape, fold)
+        else:
+            model, shape = build_model(task, fold, mode)
+            self.flops_per_image, self.key = flops_per_image(task, mode, fold), model_key(task, mode)
         model.eval()
         x = torch.randn(n, *shape)
         dtype = PRECISIONS[config.precision]
@@ -366,14 +410,14 @@ class Benchmark:
             for _ in range(warmup):
                 self.run(x)
         self.max_abs_error = check_logits(self.run, self.reference, x, config.precision)
-        self.key = model_key(task, mode)
 
     def trial(self, trial=0, iters=1, min_time=0.0):
         with torch.inference_mode():
             batches_per_sec = time_calls(lambda: self.run(self.x), self.device, iters, min_time)
         images_per_sec = batches_per_sec * self.images
         c = self.config
-        return Measurement(self.key, get_task(c.task).name, c.mode, c.fold, c.batch_size, self.backend,
+        return Measurement(self.key, c.task if c.model_file else get_task(c.task).name, c.mode, c.fold,
+                           c.batch_size, self.backend,
                            c.precision, str(self.device), self.chunk or self.x.shape[0], trial,
                            images_per_sec, images_per_sec * self.flops_per_image, self.max_abs_error)
 
@@ -429,6 +473,15 @@ def add_measurement_args(parser):
     parser.add_argument("--min_time", type=float, default=None,
                         help="seconds per trial at least; default 0 on CUDA, 1.0 on the CPU")
     return parser
+
+
+def add_user_model_args(parser):
+    """--model_file and --input_shape: measure a user's CNN (and its FoldedCNNs) instead of a task's."""
+    parser.add_argument("--model_file", metavar="FILE.py:FUNCTION", default=None,
+                        help="your own CNN: FUNCTION() in FILE.py returns the original model (run as Python code); "
+                             "folds > 1 measure its FoldedCNN (models.fold_cnn)")
+    parser.add_argument("--input_shape", nargs=3, type=positive_int, metavar=("C", "H", "W"), default=None,
+                        help="one image's shape for --model_file")
 
 
 def compare_with_plain_eager(task, folds, batch_size, device, trials, min_time, precision="fp32", backend="auto"):

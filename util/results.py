@@ -158,12 +158,12 @@ def plot_throughput(table, path):
     tasks = list(dict.fromkeys(task.name for task, _ in models.values()))
     colours = plt.get_cmap("tab20").colors
     for ax, (group, part) in zip(axes[0], groups):
-        for model, rows in part.groupby("Model", sort=False):
+        for i, (model, rows) in enumerate(part.groupby("Model", sort=False)):
             rows = rows.sort_values("Fold")
-            task, kind = models[model]
+            task, kind = models.get(model, (None, "folded"))  # None: a user's model (--model_file)
             style = "--" if kind == "efficientnet" else "-"  # a baseline shares its game CNN's colour
-            ax.plot(rows["Fold"], rows["Throughput"], style, marker="o", label=model,
-                    color=colours[tasks.index(task.name) % len(colours)])
+            colour = colours[(tasks.index(task.name) if task else len(tasks) + i) % len(colours)]
+            ax.plot(rows["Fold"], rows["Throughput"], style, marker="o", label=model, color=colour)
         ax.set(xlabel="fold f (phi for the efficientnet baselines)", ylabel="images / sec (median)",
                yscale="log", title=", ".join(str(g) for g in group))
         ax.set_xticks(sorted(part["Fold"].unique()))
@@ -190,6 +190,11 @@ def plot_roofline(table, machine, path):
         peak = machine["matmul_flops"].get(precision)
         if peak is None:  # a machine record without this precision's peak: no roof to draw
             ax.set_title(f"no {precision} peak in the machine record: " + ", ".join(str(g) for g in group))
+            continue
+        part = part[part["Model"].isin(sweep_models())]  # ai.py's intensity exists for the registry's models only
+        if part.empty:
+            ax.set_title("no model of the registry (ai.py has no intensity for the others): " +
+                         ", ".join(str(g) for g in group))
             continue
         ais = [intensity(r["Model"], r["Mode"], r["Fold"], r["Batch Size"], precision) for _, r in part.iterrows()]
         lo, hi = min(ais + [peak / bandwidth]) / 2, max(ais + [peak / bandwidth]) * 2

@@ -21,8 +21,8 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from util.common import append_line, pick_device, positive_int, write_json_atomic  # noqa: E402
-from util.inference import (Benchmark, BackendError, Config, add_measurement_args, configurations,  # noqa: E402
-                            default_models, fill_protocol, resolve_backend, resolve_models)
+from util.inference import (Benchmark, BackendError, Config, add_measurement_args, add_user_model_args,  # noqa: E402
+                            configurations, default_models, fill_protocol, resolve_backend, resolve_models)
 from util.machine import measure_peak  # noqa: E402
 from util.results import HEADER, MODE_NAMES, format_row, machine_file, measurement_row, open_results  # noqa: E402
 
@@ -47,13 +47,25 @@ def get_args_parser(add_help=True):
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: folds 1 and 4, one short trial each (on the CPU in chunks of 32 inputs)")
     parser.add_argument("--no_peak", action="store_true", help="do not measure the machine's peak")
+    add_user_model_args(parser)
     return parser
 
 
-def todo_list(args, models, backend, device, done):
+def sweep(args, models):
+    """(model name, task name, mode, fold or phi, batch size) of every configuration: the registry's models, or the
+    folds of --model_file's."""
+    if args.model_file:
+        name = args.model_file.rpartition(":")[2]
+        return [(name, args.model_file, "original" if fold == 1 else "folded", fold, batch_size)
+                for fold in args.folds for batch_size in args.batch_sizes]
+    return [(name, task.name, mode, fold, batch_size)
+            for name, task, mode, fold, batch_size in configurations(models, args.folds, args.phis, args.batch_sizes)]
+
+
+def todo_list(args, configs, backend, device, done):
     """The configurations with trials still to measure: (name, task, mode, fold, batch size, missing trials)."""
     todo = []
-    for name, task, mode, fold, batch_size in configurations(models, args.folds, args.phis, args.batch_sizes):
+    for name, task, mode, fold, batch_size in configs:
         keys = [(name, str(t), str(fold), str(batch_size), MODE_NAMES[mode], backend, args.precision, str(device))
                 for t in range(args.trials)]
         missing = [t for t, key in enumerate(keys) if key not in done]
@@ -70,7 +82,10 @@ def main(argv=None):
         fill_protocol(args, device, args.quick)
         args.folds = args.folds or ([1, 4] if args.quick else [1, 2, 3, 4])
         backend = resolve_backend(args.backend, device, args.precision)
+        if args.model_file and args.models:
+            raise ValueError("--models and --model_file exclude each other: measure the registry's models or yours")
         models = resolve_models(args.models) if args.models else default_models()
+        configs = sweep(args, models)
         done = open_results(args.csv)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
@@ -82,16 +97,16 @@ def main(argv=None):
         machine_file(args.csv).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(machine_file(args.csv), measure_peak(device))
     print(format_row(HEADER), flush=True)
-    todo = todo_list(args, models, backend, device, done)
-    skipped = sum(1 for _ in configurations(models, args.folds, args.phis, args.batch_sizes)) - len(todo)
+    todo = todo_list(args, configs, backend, device, done)
+    skipped = len(configs) - len(todo)
     if skipped:
         print(f"resuming: {skipped} configuration(s) already in {args.csv}", file=sys.stderr)
 
     failures = 0
     for name, task, mode, fold, batch_size, missing in tqdm(todo, desc="inference sweep", unit="config",
                                                              file=sys.stderr, disable=not sys.stderr.isatty()):
-        config = Config(task.name, mode, fold, batch_size, backend, args.precision, str(device), args.chunk,
-                        not args.nchw, args.compile_mode)
+        config = Config(task, mode, fold, batch_size, backend, args.precision, str(device), args.chunk,
+                        not args.nchw, args.compile_mode, args.model_file, args.input_shape and tuple(args.input_shape))
         torch._dynamo.reset()  # forget the last configuration's graphs: each model class may hold only so many
         try:
             bench = Benchmark(config, args.warmup)
