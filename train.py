@@ -212,6 +212,28 @@ def shard(units, index, count):
     return units[index - 1::count]
 
 
+def train_units(units, args):
+    """Train every (dataset, folds) unit whose data is in place (generating stand-ins); returns the summary rows
+    and the sets of datasets found ready and missing."""
+    rows, ready, missing = [], set(), set()
+    for dataset, unit_folds in units:
+        if dataset in missing:
+            continue
+        if dataset not in ready:
+            if dataset.startswith(SYNTHETIC):
+                distributed.on_main(prepare_synthetic, dataset, args)
+            problem = data_ready(dataset, args)
+            if problem:
+                distributed.print0(problem)
+                missing.add(dataset)
+                continue
+            ready.add(dataset)
+        for fold in unit_folds:
+            result = train_one(dataset, fold, args)
+            rows.append({c: result.get(c) for c in SUMMARY_COLUMNS})  # runs finished before a column existed
+    return rows, ready, missing
+
+
 def get_args_parser(add_help=True):
     """fold_trainer.py's training flags plus the sweep's own."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -270,23 +292,8 @@ def main(argv=None):
         summary_file = summary_file.with_name(f"summary_shard{args.shard[0]}of{args.shard[1]}.csv")
         distributed.print0(f"shard {args.shard[0]}/{args.shard[1]}: " + (", ".join(
             f"{d} fold {'/'.join(map(str, f))}" for d, f in units) or "nothing to run (fewer runs than shards)"))
-    rows, ready, missing = [], set(), set()
     try:
-        for dataset, unit_folds in units:
-            if dataset in missing:
-                continue
-            if dataset not in ready:
-                if dataset.startswith(SYNTHETIC):
-                    distributed.on_main(prepare_synthetic, dataset, args)
-                problem = data_ready(dataset, args)
-                if problem:
-                    distributed.print0(problem)
-                    missing.add(dataset)
-                    continue
-                ready.add(dataset)
-            for fold in unit_folds:
-                result = train_one(dataset, fold, args)
-                rows.append({c: result.get(c) for c in SUMMARY_COLUMNS})  # runs finished before a column existed
+        rows, ready, missing = train_units(units, args)
     except (ValueError, DataMissing, FloatingPointError) as e:
         parser.exit(2, f"error: {fold_trainer.error_message(e)}\n")
     if missing and not ready:

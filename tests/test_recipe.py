@@ -179,3 +179,17 @@ def test_the_accuracy_table_trains_both_recipes_and_writes_csv_and_markdown(tmp_
         assert r[0] == TASK and r[3] == "1" and float(r[5]) == pytest.approx(float(rows[1][4]) - float(r[4]), abs=2e-4)
     text = (tmp_path / "results" / "table.md").read_text()
     assert "| noscope | distill |" in text and "| noscope-coral | 4 | distill |" in text and "1 for NoScope" in text
+
+
+def test_the_demo_distils_its_folded_models(tmp_path):
+    done = run_cli(sys.executable, "train.py", tmp_path / "runs", "--demo", "--dry_run")
+    assert done.returncode == 0, done.stderr
+    plans = {(p["dataset"], p["fold"]): p for p in map(json.loads, done.stdout.splitlines())}
+    game, coral = "synthetic-sot/coin_count-digits_3_4-v2", "synthetic-noscope-coral"
+    assert set(plans) == {(game, 1), (game, 4), (coral, 1), (coral, 4)}
+    assert (plans[(game, 1)]["loss"], plans[(game, 1)]["lr"], plans[(game, 1)]["epochs"]) == ("cross-entropy", 3e-4, 20)
+    assert (plans[(game, 4)]["recipe"], plans[(game, 4)]["lr"], plans[(game, 4)]["epochs"]) == ("distill", 1e-3, 120)
+    assert plans[(coral, 4)]["loss"].startswith("kl") and plans[(coral, 4)]["epochs"] == 10
+    assert plans[(game, 4)]["savedir"].endswith("fold4/multiplier2/distill")
+    paper = run_cli(sys.executable, "train.py", tmp_path / "runs", "--demo", "--recipe", "paper", "--dry_run")
+    assert all(json.loads(line)["loss"] == "cross-entropy" for line in paper.stdout.splitlines())

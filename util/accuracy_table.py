@@ -26,7 +26,8 @@ from util.common import cpu_name, markdown_table, positive_int, write_text_atomi
 FAMILIES = ("game", "noscope")
 FOLDS = (2, 3, 4)
 STAND_INS = [name for family in FAMILIES for name in task_names(family)]
-COLUMNS = ["dataset", "fold", "recipe", "epochs", "test_top1", "gap", "worst_slot_test_top1", "train_seconds"]
+COLUMNS = ["dataset", "fold", "recipe", "epochs", "test_top1", "gap", "worst_slot_test_top1", "train_seconds",
+           "train_images_per_sec"]
 
 
 def train_family(args, family):
@@ -55,7 +56,8 @@ def rows_of(savedir, datasets):
                          "epochs": result["epochs"], "test_top1": result["test_top1"],
                          "gap": original["test_top1"] - result["test_top1"],
                          "worst_slot_test_top1": result["worst_slot_test_top1"],
-                         "train_seconds": result["train_seconds"]})
+                         "train_seconds": result["train_seconds"],
+                         "train_images_per_sec": result["train_images_per_sec"]})
     return rows
 
 
@@ -65,13 +67,16 @@ def lr_text(lr):
 
 def markdown(frame, args, command, minutes):
     lines = [f"# Folded accuracy by recipe on the synthetic stand-ins ({cpu_name()}, {os.cpu_count()} cores)", "",
-             f"Command: `{command}` ({minutes:.0f} min for this invocation; a rerun skips finished runs).", "",
+             f"Command: `{command}`. Training time of all runs (without evaluation): "
+             f"{frame.train_seconds.sum() / 60:.0f} min; this invocation took {minutes:.0f} min (a rerun skips "
+             "finished runs).", "",
              f"Budget: {args.game_epochs} epochs for game tasks, {args.noscope_epochs} for NoScope, every fold and "
              f"recipe; f=1 and --recipe paper with the paper's settings except the lr: {lr_text(args.game_lr)} (game), "
              f"{lr_text(args.noscope_lr)} (NoScope); --recipe distill at its own settings (docs/protocol.md, "
              "section 8). Test top-1 at the best validation epoch of seed 19 (one run each); gap = f=1's test "
              "top-1 minus the folded model's, in points; worst slot = the lowest test top-1 of a position in the "
-             "folded group; train s = training seconds (without evaluation).", "",
+             "folded group; train s = training seconds (without evaluation); img/s = training images per second "
+             "(a curriculum trains on fewer images in early epochs, so compare the recipes' speed here).", "",
              "## Median gap to f=1 over the tasks (points)", ""]
     frame = frame.assign(family=[("noscope" if d.startswith("noscope") else "game") for d in frame.dataset])
     medians = []
@@ -83,9 +88,9 @@ def markdown(frame, args, command, minutes):
             medians.append([family, recipe, *(f"{g:.1f}" for g in gaps), f"{worst:.1f}"])
     lines += markdown_table(["family", "recipe", "f=2", "f=3", "f=4", "worst at f=4"], medians)
     lines += ["", "## Every run", ""] + markdown_table(
-        ["task", "f", "recipe", "test top-1", "gap (pts)", "worst slot", "train s"],
+        ["task", "f", "recipe", "test top-1", "gap (pts)", "worst slot", "train s", "img/s"],
         [[r.dataset, r.fold, r.recipe, f"{r.test_top1:.4f}", f"{100 * r.gap:.1f}", f"{r.worst_slot_test_top1:.4f}",
-          f"{r.train_seconds:.0f}"] for r in frame.itertuples()])
+          f"{r.train_seconds:.0f}", f"{r.train_images_per_sec:.0f}"] for r in frame.itertuples()])
     return "\n".join(lines) + "\n"
 
 
