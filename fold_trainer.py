@@ -92,6 +92,12 @@ def _shape(args):
     return task, fold, None, paper_protocol(task, 1), 1
 
 
+def run_recipe(args, group):
+    """The recipe a run trains with: --recipe for a folded run; "paper" for the original (and the compound-scaled
+    baseline), which trains as the paper's under either recipe and is shared by both."""
+    return args.recipe if group > 1 else "paper"
+
+
 def fold_name(mode):
     """What the fold number means in messages: phi for the compound-scaled baseline, else the fold."""
     return "phi" if mode == "efficientnet" else "fold"
@@ -450,7 +456,7 @@ def setup_run(args):
     state = None  # checked before anything is written or loaded
     if args.continue_from_file:
         state = read_training_state(args.continue_from_file, args.dataset, fold, multiplier, device, args.mode)
-        if state.get("recipe", "paper") != args.recipe:
+        if state.get("recipe", "paper") != run_recipe(args, group):
             raise ValueError(f"checkpoint {args.continue_from_file} was trained with --recipe {state.get('recipe', 'paper')}"
                              f": resume it with that recipe, or start a new --savedir")
     savedir = Path(args.savedir)
@@ -489,7 +495,7 @@ def restore(run, state):
 def checkpoint(run, progress):
     """Everything a resume needs, in util/checkpoint.py's format."""
     return {"model_args": model_args(run.task, run.fold, run.multiplier, run.args.mode), "model": run.model.state_dict(),
-            "dataset": run.args.dataset, "recipe": run.args.recipe, "epoch": progress.epoch, "best": progress.best,
+            "dataset": run.args.dataset, "recipe": run_recipe(run.args, run.group), "epoch": progress.epoch, "best": progress.best,
             "authors_best": progress.authors_best,
             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
             "scheduler": run.scheduler.state_dict() if run.scheduler else None,
@@ -557,7 +563,7 @@ def batch_lr_setter(run, epoch):
 
 
 def write_result(run, progress):
-    result = {"dataset": run.args.dataset, "fold": run.fold, "mode": run.args.mode, "recipe": run.args.recipe,
+    result = {"dataset": run.args.dataset, "fold": run.fold, "mode": run.args.mode, "recipe": run_recipe(run.args, run.group),
               "multiplier": None if run.multiplier is None else round(run.multiplier, 6),
               "epochs": run.epochs, "best_epoch": progress.best["epoch"], "best_val_top1": progress.best["val_top1"],
               "test_top1": progress.best["test_top1"],
@@ -622,7 +628,7 @@ def resolved_protocol(args):
     mode = args.mode if args.mode == "efficientnet" else "original" if fold == 1 else "folded"
     schedules = {"step": f"StepLR(step_size={protocol.lr_step}, gamma=0.5)", "onecycle": "one-cycle (per batch)",
                  "cosine": "cosine (per batch)"}
-    return {"dataset": args.dataset, "fold": fold, "mode": mode, "recipe": args.recipe,
+    return {"dataset": args.dataset, "fold": fold, "mode": mode, "recipe": run_recipe(args, group),
             "multiplier": None if multiplier is None else round(multiplier, 6), "epochs": epochs, "optimizer": protocol.optimizer,
             "lr": protocol.lr, "weight_decay": protocol.weight_decay,
             "lr_schedule": schedules.get(protocol.schedule, protocol.schedule), "loss": LOSS_NAMES[protocol.loss],

@@ -50,7 +50,7 @@ def test_the_recipe_resolves_and_the_paper_stays_exact(tmp_path):
     plans = {(p["dataset"], p["fold"]): p for p in map(json.loads, done.stdout.splitlines())}
     for task, schedule in ((TASK, "constant"), ("sot/timer3", "one-cycle (per batch)")):
         original, folded = plans[(task, 1)], plans[(task, 3)]
-        assert original["loss"] == "cross-entropy" and original["recipe"] == "distill"  # the teacher: as the paper
+        assert original["loss"] == "cross-entropy" and original["recipe"] == "paper"  # the teacher: as the paper
         assert folded["loss"] == "kl to the teacher's softened outputs" and folded["temperature"] == 4.0
         assert (folded["optimizer"], folded["lr"], folded["lr_schedule"], folded["curriculum"]) == \
             ("adam", 1e-3, schedule, None)
@@ -193,3 +193,12 @@ def test_the_demo_distils_its_folded_models(tmp_path):
     assert plans[(game, 4)]["savedir"].endswith("fold4/multiplier2/distill")
     paper = run_cli(sys.executable, "train.py", tmp_path / "runs", "--demo", "--recipe", "paper", "--dry_run")
     assert all(json.loads(line)["loss"] == "cross-entropy" for line in paper.stdout.splitlines())
+
+
+def test_the_original_is_shared_by_both_recipes(tmp_path):
+    """f=1 trains as the paper's under either recipe: a run started under one resumes under the other."""
+    data = noscope_data(tmp_path)
+    first = fold_trainer.main(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data, recipe="distill"))
+    resumed = fold_trainer.main(trainer_args(tmp_path / "f1", TASK, 1, 2, data_dir=data, recipe="paper",
+                                             continue_from_file=tmp_path / "f1" / "current.pth"))
+    assert first["recipe"] == resumed["recipe"] == "paper" and resumed["epochs"] == 2
