@@ -45,31 +45,48 @@ def train_family(args, family):
     return datasets
 
 
+def finished(savedir, dataset, fold, recipe="paper"):
+    """The run's result.json, or None if it has not finished."""
+    try:
+        return train.run_result(savedir, dataset, fold, recipe)
+    except FileNotFoundError:
+        return None
+
+
 def rows_of(savedir, datasets):
-    rows = []
+    """One row per finished run of `datasets` (a task without its f=1 run has none); returns (rows, runs missing)."""
+    rows, missing = [], 0
     for dataset in datasets:
-        original = train.run_result(savedir, dataset, 1)
-        runs = [(1, "original", original)] + [(f, r, train.run_result(savedir, dataset, f, r))
+        original = finished(savedir, dataset, 1)
+        runs = [(1, "original", original)] + [(f, r, finished(savedir, dataset, f, r))
                                               for f in FOLDS for r in ("paper", "distill")]
+        missing += sum(result is None or original is None for _, _, result in runs)
         for fold, recipe, result in runs:
+            if result is None or original is None:
+                continue
             rows.append({"dataset": dataset.removeprefix(SYNTHETIC), "fold": fold, "recipe": recipe,
                          "epochs": result["epochs"], "test_top1": result["test_top1"],
                          "gap": original["test_top1"] - result["test_top1"],
                          "worst_slot_test_top1": result["worst_slot_test_top1"],
                          "train_seconds": result["train_seconds"],
                          "train_images_per_sec": result["train_images_per_sec"]})
-    return rows
+    return rows, missing
+
+
+def points(gap):
+    return "-" if pd.isna(gap) else f"{gap:.1f}"
 
 
 def lr_text(lr):
     return f"{lr:g}" if lr else "the paper's"
 
 
-def markdown(frame, args, command, minutes):
+def markdown(frame, args, command, minutes, missing=0):
     lines = [f"# Folded accuracy by recipe on the synthetic stand-ins ({cpu_name()}, {os.cpu_count()} cores)", "",
              f"Command: `{command}`. Training time of all runs (without evaluation): "
              f"{frame.train_seconds.sum() / 60:.0f} min; this invocation took {minutes:.0f} min (a rerun skips "
-             "finished runs).", "",
+             "finished runs)." + (f" **{missing} of the runs had not finished when this table was written; they are "
+                                  "left out.**" if missing else ""), "",
              f"Budget: {args.game_epochs} epochs for game tasks, {args.noscope_epochs} for NoScope, every fold and "
              f"recipe; f=1 and --recipe paper with the paper's settings except the lr: {lr_text(args.game_lr)} (game), "
              f"{lr_text(args.noscope_lr)} (NoScope); --recipe distill at its own settings (docs/protocol.md, "
@@ -85,7 +102,7 @@ def markdown(frame, args, command, minutes):
         for recipe in ("paper", "distill"):
             gaps = [100 * part[(part.recipe == recipe) & (part.fold == f)].gap.median() for f in FOLDS]
             worst = 100 * part[(part.recipe == recipe) & (part.fold == 4)].gap.max()
-            medians.append([family, recipe, *(f"{g:.1f}" for g in gaps), f"{worst:.1f}"])
+            medians.append([family, recipe, *(points(g) for g in [*gaps, worst])])
     lines += markdown_table(["family", "recipe", "f=2", "f=3", "f=4", "worst at f=4"], medians)
     lines += ["", "## Every run", ""] + markdown_table(
         ["task", "f", "recipe", "test top-1", "gap (pts)", "worst slot", "train s", "img/s"],
@@ -100,6 +117,8 @@ def get_args_parser():
     parser.add_argument("--out", required=True, help="write OUT.csv and OUT.md")
     parser.add_argument("--tasks", nargs="+", choices=STAND_INS, default=STAND_INS, metavar="TASK",
                         help="default: every game and NoScope task")
+    parser.add_argument("--no_train", action="store_true",
+                        help="write the table from the finished runs in SAVEDIR without training (the rest is left out)")
     parser.add_argument("--game_epochs", type=positive_int, default=40, help="epochs of every game run (default 40)")
     parser.add_argument("--noscope_epochs", type=positive_int, default=10,
                         help="epochs of every NoScope run (default 10)")
@@ -114,10 +133,14 @@ def main(argv=None):
     parser = get_args_parser()
     args, args.train_flags = parser.parse_known_args(argv)  # the rest goes to train.py (--data_dir, --device, ...)
     tic = time.perf_counter()
-    datasets = [d for family in FAMILIES for d in train_family(args, family)]
-    frame = pd.DataFrame(rows_of(args.savedir, datasets), columns=COLUMNS)
+    if args.no_train:
+        datasets = [SYNTHETIC + name for family in FAMILIES for name in task_names(family) if name in args.tasks]
+    else:
+        datasets = [d for family in FAMILIES for d in train_family(args, family)]
+    rows, missing = rows_of(args.savedir, datasets)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
     command = shlex.join(["python3", "util/accuracy_table.py", *(sys.argv[1:] if argv is None else argv)])
-    text = markdown(frame, args, command, (time.perf_counter() - tic) / 60)
+    text = markdown(frame, args, command, (time.perf_counter() - tic) / 60, missing)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(Path(args.out + ".csv"), frame.to_csv(index=False, float_format="%.4f"))
     write_text_atomic(Path(args.out + ".md"), text)
