@@ -179,6 +179,9 @@ def test_the_accuracy_table_trains_both_recipes_and_writes_csv_and_markdown(tmp_
         assert r[0] == TASK and r[3] == "1" and float(r[5]) == pytest.approx(float(rows[1][4]) - float(r[4]), abs=2e-4)
     text = (tmp_path / "results" / "table.md").read_text()
     assert "| noscope | distill |" in text and "| noscope-coral | 4 | distill |" in text and "1 for NoScope" in text
+    accuracy_table.main([str(tmp_path / "runs"), "--out", str(out), "--tasks", TASK, "noscope-night", "--no_train"])
+    text = (tmp_path / "results" / "table.md").read_text()  # noscope-night never ran: left out, and said so
+    assert "7 of the runs had not finished" in text and "noscope-night" not in text.split("## Every run")[1]
 
 
 def test_the_demo_distils_its_folded_models(tmp_path):
