@@ -94,32 +94,36 @@ class Recorder(fx.Interpreter):
         return value
 
 
+def record(model, images):
+    """Every node's value when `model` runs on `images`."""
+    recorder = Recorder(model)
+    recorder.run(images)
+    return recorder.values
+
+
+def same_image(batched, i, alone):
+    """Whether row `i` of a node's batched value is the value it has when image `i` runs alone."""
+    return (batched.dim() > 0 and isinstance(alone, torch.Tensor) and alone.shape == batched[i:i + 1].shape
+            and torch.allclose(alone, batched[i:i + 1], rtol=1e-4, atol=1e-5))
+
+
 @torch.no_grad()
 def check_independent(graph_module, images):
     """Every node's value on `images` (eval mode); a ValueError naming the first node whose value for one image
     depends on the other images of the batch."""
     model = copy.deepcopy(graph_module).eval()
+    batched = Recorder(model)
     try:
-        batched = Recorder(model)
         batched.run(images)
     except Exception as e:
         raise ValueError(f"the model fails on the example input of shape {tuple(images.shape)} ({e}): pass an "
                          "example_input it accepts") from None
-    alone = []
-    for i in range(images.shape[0]):
-        recorder = Recorder(model)
-        recorder.run(images[i:i + 1])
-        alone.append(recorder.values)
+    alone = [record(model, images[i:i + 1]) for i in range(images.shape[0])]
     for node in model.graph.nodes:
         value = batched.values.get(node.name)
-        if not isinstance(value, torch.Tensor) or node.op == "placeholder":
+        if node.op == "placeholder" or not isinstance(value, torch.Tensor):
             continue
-        parts = [a.get(node.name) for a in alone]
-        same_rows = value.dim() > 0 and value.shape[0] == images.shape[0] and all(
-            isinstance(p, torch.Tensor) and p.shape == value[i:i + 1].shape and torch.allclose(p, value[i:i + 1],
-                                                                                             rtol=1e-4, atol=1e-5)
-            for i, p in enumerate(parts))
-        if not same_rows:
+        if not all(same_image(value, i, values.get(node.name)) for i, values in enumerate(alone)):
             raise ValueError(f"cannot fold the model: layer {describe(model, node)} mixes the images of a batch "
                              "(its output for one image depends on the others), so a folded model could not keep "
                              "them apart")
