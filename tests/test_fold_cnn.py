@@ -162,7 +162,7 @@ def test_infer_and_the_sweep_measure_a_users_model_and_its_folded_cnns(tmp_path)
     rows = [line.split(",") for line in csv.read_text().splitlines()[1:]]
     assert [(r[0], r[2], r[4]) for r in rows] == [("build", "1", "Original"), ("build", "4", "Folded")]
     report = run_cli(sys.executable, "util/inference_report.py", csv)
-    assert report.returncode == 0 and (tmp_path / "mine-report" / "throughput.png").exists(), report.stderr
+    assert report.returncode == 0 and (tmp_path / "mine-report" / "speedup.png").exists(), report.stderr
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -179,7 +180,10 @@ def test_sweep_and_report_keep_their_files_in_one_folder_beside_the_csv(tmp_path
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep-report", "sweep.csv"]
     assert sorted(p.name for p in (tmp_path / "sweep-report").iterdir()) == [
-        "machine.json", "report.md", "roofline.png", "throughput.png"]
+        "machine.json", "report.md", "roofline.png", "speedup.png"]
+    assert measured_columns(tmp_path / "sweep-report" / "report.md") == {
+        "FoldedCNNs": ["f=2 img/s (speed-up)", "% of peak (f=2)"]}  # --folds 2 measures f=2 alone
+    assert "(no f=1)" in (tmp_path / "sweep-report" / "report.md").read_text()
 
 
 def test_baselines_sweep_phi(tmp_path):
@@ -251,21 +255,68 @@ efficientnet-game_sot/timer3,0,2,1024,EfficientNet,900.00,8.0e+9,onnxruntime,fp3
 MACHINE = {"name": "Test CPU (2 cores)", "matmul_flops": {"fp32": 1.0e11}, "bandwidth_bytes_per_sec": 2.0e10}
 
 
+def measured_columns(report):
+    """{table title: its column titles after Model} of a report.md's tables."""
+    tables, title = {}, None
+    for line in Path(report).read_text().splitlines():
+        if line.startswith("### "):
+            title = line[4:]
+        elif line.startswith("| Model |") and title:
+            tables[title] = [cell.strip() for cell in line.strip("|").split("|")][1:]
+    return tables
+
+
+def png_size(path):
+    """(width, height) of a PNG, checking it is one."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def test_report_from_fixture(tmp_path):
     (tmp_path / "results.csv").write_text(FIXTURE)
     (tmp_path / "results-report").mkdir()
     (tmp_path / "results-report" / "machine.json").write_text(json.dumps(MACHINE))
     result = run_cli(sys.executable, "util/inference_report.py", tmp_path / "results.csv")
     assert result.returncode == 0, result.stderr
+    assert "4 configurations of 2 model(s), medians of 7 trials" in result.stdout
     out = tmp_path / "results-report"  # the default: beside the CSV, named after it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results-report", "results.csv"]
     report = (out / "report.md").read_text()
-    assert "Test CPU (2 cores)" in report and "100.0 GFLOP/s" in report
+    assert "- Machine: Test CPU (2 cores)" in report and "matmul peak: fp32 100.0 GFLOP/s" in report
+    # A quick sweep measures f=1 and f=4 (phi 1 and 2 for the baseline): only those columns, one table per kind.
+    assert measured_columns(out / "report.md") == {
+        "FoldedCNNs": ["f=1 img/s", "f=4 img/s (speed-up)", "% of peak (f=1 / f=4)"],
+        "Compound-scaled baselines": ["phi=1 img/s", "phi=2 img/s (speed-up)", "% of peak (phi=1 / phi=2)"]}
     # Medians: f=1 1100 img/s, 1.8e10 FLOP/s = 18% of peak; f=4 3250 img/s = 2.95x, 5.95e10 = 60%.
-    assert "| noscope_coral | 1,100 (1.00x, 18%) |  | 3,250 (2.95x, 60%) |" in report
-    assert "| efficientnet-game_sot/timer3 (phi) | 500 (1.00x, 7%) | 900 (1.80x, 8%) |" in report
-    for plot in ("throughput.png", "roofline.png"):
-        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| noscope_coral | 1,100 | 3,250 (2.95x) | 18 / 60 |" in report
+    assert "| efficientnet-game_sot/timer3 | 500 | 900 (1.80x) | 7 / 8 |" in report
+    width, height = png_size(out / "speedup.png")
+    assert width > height > 300
+    png_size(out / "roofline.png")
+
+
+def test_report_columns_are_the_folds_measured_and_a_panel_per_backend(tmp_path):
+    rows = ["noscope_coral,0,1,64,Original,100,1e9,eager,fp32,cpu,64",
+            "noscope_coral,0,2,64,Folded,150,1e9,eager,fp32,cpu,64",
+            "noscope_coral,0,3,64,Folded,180,1e9,eager,fp32,cpu,64",
+            "noscope_night,0,1,64,Original,100,1e9,eager,fp32,cpu,64",
+            "noscope_night,0,4,64,Folded,250,1e9,eager,fp32,cpu,64"]
+    (tmp_path / "one.csv").write_text(FIXTURE.splitlines()[0] + "\n" + "\n".join(rows) + "\n")
+    assert run_cli(sys.executable, "util/inference_report.py", tmp_path / "one.csv").returncode == 0
+    report = (tmp_path / "one-report" / "report.md").read_text()
+    assert measured_columns(tmp_path / "one-report" / "report.md") == {"FoldedCNNs": [
+        "f=1 img/s", "f=2 img/s (speed-up)", "f=3 img/s (speed-up)", "f=4 img/s (speed-up)"]}
+    assert "| noscope_coral | 100 | 150 (1.50x) | 180 (1.80x) | not measured |" in report
+    assert "| noscope_night | 100 | not measured | not measured | 250 (2.50x) |" in report
+    assert "Machine: not recorded" in report and "Compound-scaled" not in report
+    two = rows + [r.replace("eager", "compile") for r in rows]
+    (tmp_path / "two.csv").write_text(FIXTURE.splitlines()[0] + "\n" + "\n".join(two) + "\n")
+    assert run_cli(sys.executable, "util/inference_report.py", tmp_path / "two.csv").returncode == 0
+    assert "## compile, fp32, cpu, batch 64" in (tmp_path / "two-report" / "report.md").read_text()
+    one_height, two_height = png_size(tmp_path / "one-report" / "speedup.png")[1], \
+        png_size(tmp_path / "two-report" / "speedup.png")[1]
+    assert 1.8 * one_height < two_height < 2.2 * one_height  # one panel per backend, stacked
 
 
 def test_report_uses_the_peak_of_the_precision_measured(tmp_path):
@@ -278,14 +329,14 @@ def test_report_uses_the_peak_of_the_precision_measured(tmp_path):
     assert result.returncode == 0, result.stderr
     report = (tmp_path / "bf16-report" / "report.md").read_text()
     assert "## compile, bf16, cpu, batch 1024" in report
-    assert "| noscope_coral | 1,100 (1.00x, 9%) |  | 3,250 (2.95x, 30%) |" in report  # of the 200 GFLOP/s bf16 peak
+    assert "| noscope_coral | 1,100 | 3,250 (2.95x) | 9 / 30 |" in report  # of the 200 GFLOP/s bf16 peak
 
 
 def test_report_without_machine_file_and_errors(tmp_path):
     (tmp_path / "results.csv").write_text(FIXTURE)
     result = run_cli(sys.executable, "util/inference_report.py", tmp_path / "results.csv", "--out", tmp_path / "rep")
     assert result.returncode == 0, result.stderr
-    assert "| noscope_coral | 1,100 (1.00x) |" in (tmp_path / "rep" / "report.md").read_text()
+    assert "| noscope_coral | 1,100 | 3,250 (2.95x) |\n" in (tmp_path / "rep" / "report.md").read_text()
     assert not (tmp_path / "rep" / "roofline.png").exists()
     result = run_cli(sys.executable, "util/inference_report.py", tmp_path / "missing.csv")
     assert result.returncode == 2 and "run ./run_inference.sh" in result.stderr

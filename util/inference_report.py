@@ -1,13 +1,14 @@
-"""Summarise an inference sweep: a markdown table and PNG plots from run_inference.sh's CSV.
+"""Summarise an inference sweep: what folding buys, per model, from run_inference.sh's CSV.
 
 Writes, into --out (default: <csv name>-report/ beside the CSV, where the sweep keeps its machine.json):
-  report.md       per model x fold: median images/sec over trials, the speed-up over the same
-                  model's original (fold 1, or phi 1 for a baseline) and the achieved FLOP/s as a
-                  percentage of the machine's measured matmul peak at the precision measured
-                  (machine.json)
-  throughput.png  median images/sec vs fold, one line per model
-  roofline.png    achieved FLOP/s vs arithmetic intensity (ai.py) under the measured peak and
-                  memory bandwidth
+  report.md     the machine record in brief, then per backend/precision/device/batch size one table of
+                the FoldedCNNs (columns: the folds measured) and one of the compound-scaled baselines
+                (columns: the phis measured): median images/sec over trials, the speed-up over the
+                same model's f=1 (phi=1), and the achieved FLOP/s as % of the measured matmul peak
+  speedup.png   the headline: speed-up over f=1 per model, bars for each fold measured (baselines
+                hatched), a line at 1.0 and the paper's "up to 2.5x"
+  roofline.png  achieved FLOP/s against arithmetic intensity (ai.py), every point labelled, under the
+                measured compute and bandwidth ceilings of the precision measured
 Without a machine file the table leaves out "% of peak" and the roofline is not drawn.
 """
 import argparse
@@ -17,8 +18,285 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from util.common import write_text_atomic  # noqa: E402
-from util.results import load, machine_file, markdown, medians, plot_roofline, plot_throughput, report_dir  # noqa: E402
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from models.flops import arithmetic_intensity  # noqa: E402
+from util.common import markdown_table, write_text_atomic  # noqa: E402
+from util.inference import sweep_models  # noqa: E402
+from util.results import MODE_OF_NAME, load, machine_file, report_dir  # noqa: E402
+
+GROUP = ["Backend", "Precision", "Device", "Batch Size"]
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}
+PAPER_SPEEDUP = 2.5  # the paper: up to 2.5x the original's throughput (V100 and T4 GPUs, TensorRT fp16)
+FOLD_COLOURS = {1: "#9e9e9e", 2: "#9ecae1", 3: "#4292c6", 4: "#08519c"}
+BASELINE_COLOUR = "#e6550d"
+KINDS = (("folded", "FoldedCNNs", "f"), ("efficientnet", "Compound-scaled baselines", "phi"))
+
+
+def medians(frame):
+    """Median throughput and FLOP/s over trials, one row per configuration, with the speed-up over fold (phi) 1
+    of the same model, backend, precision, device and batch size; `Kind` is folded or efficientnet."""
+    keys = GROUP + ["Model", "Mode", "Fold"]
+    table = frame.groupby(keys, sort=False)[["Throughput", "FLOPs/sec"]].median().reset_index()
+    table["Trials"] = frame.groupby(keys, sort=False)["Trial"].count().to_numpy()
+    base = table[table["Fold"] == 1].set_index(GROUP + ["Model"])["Throughput"]
+    table["Speed-up"] = [row["Throughput"] / base.get(tuple(row[GROUP + ["Model"]]), float("nan"))
+                         for _, row in table.iterrows()]
+    table["Kind"] = ["efficientnet" if mode == "EfficientNet" else "folded" for mode in table["Mode"]]
+    return table
+
+
+def group_title(group):
+    backend, precision, device, batch = group
+    return f"{backend}, {precision}, {device}, batch {batch}"
+
+
+def machine_summary(machine):
+    """The machine record in a few lines: what ran the sweep and its measured ceilings."""
+    if not machine:
+        return ["Machine: not recorded (no machine.json beside the CSV), so no % of peak and no roofline."]
+    features = [name for name, present in machine.get("cpu_features", {}).items() if present]
+    software = ", ".join(f"{k} {machine[k]}" for k in ("python", "torch", "onnxruntime") if machine.get(k))
+    peaks = ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in machine["matmul_flops"].items())
+    host = ", ".join([machine.get("cpu", "CPU")] + [f"{machine[k]} {what}" for k, what in
+                                                    (("cpu_cores", "cores"), ("torch_threads", "torch threads"))
+                                                    if k in machine])
+    lines = [f"- Machine: {machine['gpu']} (host: {host})" if machine.get("gpu") else
+             f"- Machine: {host}" if "cpu" in machine else f"- Machine: {machine['name']}"]
+    if features:
+        lines.append("- CPU instruction sets: " + ", ".join(features))
+    if software:
+        lines.append(f"- Software: {software}")
+    lines.append(f"- Measured matmul peak: {peaks}; memory bandwidth "
+                 f"{machine['bandwidth_bytes_per_sec'] / 1e9:.1f} GB/s (util/peak.py)")
+    return lines
+
+
+def kind_table(rows, peak, letter):
+    """One markdown table: a row per model; images/sec and speed-up for each fold (phi) measured, % of peak."""
+    folds = sorted(rows["Fold"].unique())
+    header = ["Model"] + [f"{letter}={f} img/s" if f == 1 else f"{letter}={f} img/s (speed-up)" for f in folds]
+    if peak:
+        header.append("% of peak (" + " / ".join(f"{letter}={f}" for f in folds) + ")")
+    body = []
+    for model, part in rows.groupby("Model", sort=False):
+        by_fold = {r["Fold"]: r for _, r in part.iterrows()}
+        cells = [model]
+        for f in folds:
+            r = by_fold.get(f)
+            if r is None:
+                cells.append("not measured")
+            elif f == 1:
+                cells.append(f"{r['Throughput']:,.0f}")
+            elif r["Speed-up"] != r["Speed-up"]:  # NaN: no f=1 of this model measured
+                cells.append(f"{r['Throughput']:,.0f} (no {letter}=1)")
+            else:
+                cells.append(f"{r['Throughput']:,.0f} ({r['Speed-up']:.2f}x)")
+        if peak:
+            cells.append(" / ".join(f"{100 * by_fold[f]['FLOPs/sec'] / peak:.0f}" if f in by_fold else "-"
+                                    for f in folds))
+        body.append(cells)
+    return "\n".join(markdown_table(header, body))
+
+
+def markdown(table, machine):
+    """The report: the machine in brief, then per backend/precision/device/batch size a table per kind of model."""
+    lines = ["# Inference throughput", ""] + machine_summary(machine) + [
+        "", "Cells: median images/sec over trials; in brackets the speed-up over the same model's f=1 (phi=1 for a "
+        "baseline), same backend, precision, device and batch size. f = images per folded input; phi = the "
+        "compound-scaled baseline's scaling step. Only the folds measured have a column."
+        + (" % of peak: achieved FLOP/s over the measured matmul peak of the precision." if machine else ""), ""]
+    for group, part in table.groupby(GROUP, sort=False):
+        peak = machine["matmul_flops"].get(group[1]) if machine else None
+        lines += [f"## {group_title(group)}", ""]
+        for kind, title, letter in KINDS:
+            rows = part[part["Kind"] == kind]
+            if not rows.empty:
+                lines += [f"### {title}", "", kind_table(rows, peak, letter), ""]
+    return "\n".join(lines).rstrip()
+
+
+def short_name(model):
+    """A model's label on a figure: the task's last name part (the CSV's own name for a user's model)."""
+    task, _ = sweep_models().get(model, (None, None))
+    return (task.name if task else model).split("/")[-1]
+
+
+def speedup_bars(ax, part):
+    """Grouped bars on one axis: per FoldedCNN, one bar per fold > 1; its task's baseline (phi > 1) hatched beside it."""
+    models = sweep_models()
+    folded = part[(part["Kind"] == "folded") & (part["Fold"] > 1)]
+    baselines = part[(part["Kind"] == "efficientnet") & (part["Fold"] > 1)]
+    folds, phis = sorted(folded["Fold"].unique()), sorted(baselines["Fold"].unique())
+    task_of = {m: models[m][0].name for m in part["Model"].unique() if m in models}
+    slots = []  # x positions: one group per FoldedCNN model, its baseline joins the group of the same task
+    for model in dict.fromkeys(folded["Model"]):
+        slots.append((short_name(model), [("folded", model)]))
+    for model in dict.fromkeys(baselines["Model"]):
+        group = next((s for s in slots if any(m in task_of and task_of.get(m) == task_of.get(model)
+                                              for _, m in s[1])), None)
+        if group:
+            group[1].append(("efficientnet", model))
+        else:
+            slots.append((short_name(model), [("efficientnet", model)]))
+    width = min(0.25, 0.8 / max(1, len(folds) + len(phis)))
+    drawn = set()
+    for x, (_, members) in enumerate(slots):
+        bars = [(kind, model, f) for kind, model in members
+                for f in (folds if kind == "folded" else phis)]
+        for i, (kind, model, f) in enumerate(bars):
+            source = folded if kind == "folded" else baselines
+            hit = source[(source["Model"] == model) & (source["Fold"] == f)]
+            if hit.empty:
+                continue
+            value = hit["Speed-up"].iloc[0]
+            if value != value:  # NaN: no f=1 to compare with
+                continue
+            label = f"FoldedCNN f={f}" if kind == "folded" else f"compound-scaled baseline phi={f}"
+            style = ({"color": FOLD_COLOURS.get(f, "#6a51a3")} if kind == "folded" else
+                     {"color": "white", "edgecolor": BASELINE_COLOUR, "hatch": "///"})
+            xpos = x - 0.4 + width * (i + 0.5)
+            ax.bar(xpos, value, width, label=None if label in drawn else label, **style)
+            drawn.add(label)
+            ax.text(xpos, value, f"{value:.2f}", ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.axhline(1.0, color="black", linewidth=1, label="f=1: the original CNN")
+    ax.axhline(PAPER_SPEEDUP, color="#31a354", linewidth=1, linestyle="--",
+               label=f"paper: up to {PAPER_SPEEDUP}x (GPUs, TensorRT fp16)")
+    ax.set_xticks(range(len(slots)), [name for name, _ in slots], rotation=30, ha="right", fontsize=8)
+    if not drawn:
+        ax.text(0.5, 0.5, "no speed-up to draw: no fold > 1 with its f=1 measured", transform=ax.transAxes,
+                ha="center")
+    top = max([PAPER_SPEEDUP] + list(part["Speed-up"].dropna()))
+    ax.set_ylim(0, top * 1.4)  # room for the legend above the paper's line
+    ax.set_ylabel("speed-up over f=1 (ratio of median images/sec)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", ncol=3)
+
+
+def plot_speedup(table, machine, path):
+    """One panel per backend/precision/device/batch size, stacked, the models in registry order in each."""
+    order = {name: i for i, name in enumerate(sweep_models())}
+    table = table.sort_values("Model", key=lambda names: names.map(lambda n: order.get(n, len(order))), kind="stable")
+    groups = list(table.groupby(GROUP, sort=False))
+    width = max(7.0, 0.95 * table["Model"].nunique())
+    fig, axes = plt.subplots(len(groups), 1, figsize=(width, 4.8 * len(groups)), squeeze=False)
+    where = machine["name"] if machine else groups[0][0][2]
+    for ax, (group, part) in zip(axes[:, 0], groups):
+        speedup_bars(ax, part)
+        ax.set_title(f"What folding buys on {where}: {group_title(group)}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def intensity(model, mode, fold, batch_size, precision):
+    task, _ = sweep_models()[model]
+    mode = MODE_OF_NAME[mode]
+    inputs = batch_size // fold if mode == "folded" else batch_size
+    return arithmetic_intensity(task, fold, mode, inputs, BYTES_PER_ELEMENT[precision])
+
+
+def place_labels(ax, xy, labels, fontsize=5.5):
+    """Label every point where its text overlaps no other label or point: the nearest free spot of a few rings
+    around it (a thin line leads to labels set further out)."""
+    ax.figure.tight_layout()  # the final geometry, so the pixel boxes below hold in the saved figure
+    to_pixels = ax.transData.transform
+    scale = ax.figure.dpi / 72  # points to pixels
+    centres = [tuple(to_pixels(p)) for p in xy]
+    taken = [(x - 4 * scale, y - 4 * scale, x + 4 * scale, y + 4 * scale) for x, y in centres]  # the markers
+    directions = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1)]
+    for (x, y), (px, py), text in sorted(zip(xy, centres, labels), key=lambda item: item[1]):
+        w, h = 0.58 * fontsize * len(text) * scale, 1.25 * fontsize * scale
+        best = None
+        for radius in (5, 11, 18, 27, 38, 52):
+            for dx, dy in directions:
+                cx, cy = px + dx * radius * scale, py + dy * radius * scale
+                box = (cx - (0 if dx > 0 else w if dx < 0 else w / 2), cy - (0 if dy > 0 else h if dy < 0 else h / 2))
+                box = box + (box[0] + w, box[1] + h)
+                if not any(box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3] for t in taken):
+                    best = (box, radius, dx, dy)
+                    break
+            if best:
+                break
+        if best is None:  # nowhere free: the first spot, overlapping
+            box = (px + 5 * scale, py, px + 5 * scale + w, py + h)
+            best = (box, 5, 1, 1)
+        box, radius, dx, dy = best
+        taken.append(box)
+        anchor = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        ax.annotate(text, (x, y), xytext=ax.transData.inverted().transform(anchor), textcoords="data",
+                    fontsize=fontsize, ha="center", va="center", color="#333333",
+                    arrowprops={"arrowstyle": "-", "color": "#999999", "linewidth": 0.4} if radius > 11 else None)
+
+
+def roofline_axis(ax, part, peak, bandwidth, precision):
+    """Every registry model's point under the ceilings; FoldedCNNs and baselines in legends of their own."""
+    points = [(intensity(r["Model"], r["Mode"], r["Fold"], r["Batch Size"], precision), r["FLOPs/sec"], r)
+              for _, r in part.iterrows()]
+    ais = [a for a, _, _ in points]
+    lo, hi = min(ais + [peak / bandwidth]) / 1.5, max(ais + [peak / bandwidth]) * 1.5
+    xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    roof_handles = [
+        ax.plot(xs, [min(peak, x * bandwidth) for x in xs], "k-", linewidth=1.5,
+                label=f"{precision} matmul peak {peak / 1e9:.0f} GFLOP/s (measured)")[0],
+        ax.plot(xs, [x * bandwidth for x in xs], "k:", linewidth=1,
+                label=f"memory bandwidth {bandwidth / 1e9:.1f} GB/s (measured)")[0]]
+    markers = {1: "o", 2: "s", 3: "^", 4: "D"}
+    handles = {"folded": {}, "efficientnet": {}}
+    for a, flops, r in points:
+        kind, f = r["Kind"], r["Fold"]
+        if kind == "folded":
+            style = {"color": FOLD_COLOURS.get(f, "#6a51a3"), "edgecolors": "black", "linewidths": 0.4}
+        else:
+            style = {"facecolors": "none", "edgecolors": BASELINE_COLOUR, "linewidths": 1.2}
+        handles[kind][f] = ax.scatter([a], [flops], marker=markers.get(f, "x"), s=36, zorder=3, **style)
+    flops_all = [f for _, f, _ in points]
+    ax.set(xscale="log", yscale="log", xlabel=f"arithmetic intensity (FLOPs/byte, ai.py, {precision})",
+           ylabel="achieved GFLOP/s (median)", xlim=(lo, hi),
+           ylim=(min(flops_all + [peak]) / 1.6, max(flops_all + [peak]) * 1.6))
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    giga = FuncFormatter(lambda v, _: f"{v / 1e9:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.yaxis.set_major_formatter(giga)
+    ax.yaxis.set_minor_formatter(giga)
+    ax.tick_params(which="minor", labelsize=6)
+    labels = [f"{short_name(r['Model'])} {'f' if r['Kind'] == 'folded' else 'phi'}{r['Fold']}" for _, _, r in points]
+    place_labels(ax, [(a, f) for a, f, _ in points], labels)
+    ax.grid(True, which="both", alpha=0.25)
+    first = ax.legend(handles=roof_handles, fontsize=7, loc="lower right", title="ceilings", title_fontsize=7)
+    ax.add_artist(first)
+    legend_at = {"folded": "upper left", "efficientnet": "lower left"}
+    for kind, title, letter in KINDS:
+        if handles[kind]:
+            legend = ax.legend([handles[kind][f] for f in sorted(handles[kind])],
+                               [f"{letter}={f}" for f in sorted(handles[kind])], fontsize=7, title=title,
+                               title_fontsize=7, loc=legend_at[kind], ncol=len(handles[kind]))
+            ax.add_artist(legend)
+
+
+def plot_roofline(table, machine, path):
+    groups = list(table.groupby(GROUP, sort=False))
+    fig, axes = plt.subplots(len(groups), 1, figsize=(10, 7 * len(groups)), squeeze=False)
+    bandwidth = machine["bandwidth_bytes_per_sec"]
+    for ax, (group, part) in zip(axes[:, 0], groups):
+        precision = group[1]
+        peak = machine["matmul_flops"].get(precision)
+        part = part[part["Model"].isin(sweep_models())]  # ai.py's intensity exists for the registry's models only
+        if peak is None:  # a machine record without this precision's peak: no roof to draw
+            ax.set_title(f"no {precision} peak in the machine record: {group_title(group)}")
+        elif part.empty:
+            ax.set_title(f"no model of the registry (ai.py has no intensity for the others): {group_title(group)}")
+        else:
+            roofline_axis(ax, part, peak, bandwidth, precision)
+            ax.set_title(f"Roofline on {machine['name']}: {group_title(group)}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
 
 
 def main(argv=None):
@@ -43,12 +321,14 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         parser.exit(2, f"error: {e}\n")
     write_text_atomic(out / "report.md", markdown(table, machine) + "\n")
-    plot_throughput(table, out / "throughput.png")
-    written = ["report.md", "throughput.png"]
+    plot_speedup(table, machine, out / "speedup.png")
+    written = ["report.md", "speedup.png"]
     if machine:
         plot_roofline(table, machine, out / "roofline.png")
         written.append("roofline.png")
-    print("wrote " + ", ".join(str(out / w) for w in written))
+    models = table["Model"].nunique()
+    print(f"wrote {', '.join(str(out / w) for w in written)}: {len(table)} configurations of {models} model(s), "
+          f"medians of {int(table['Trials'].sum())} trials")
 
 
 if __name__ == "__main__":
