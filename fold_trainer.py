@@ -30,7 +30,7 @@ from datasets import (DATA_DIR, CurriculumDataset, DataMissing, DistillationData
                       load_splits)
 from datasets.loaders import split_targets
 from models import build_classifier
-from models.fold import check_fold, check_multiplier
+from models.fold import check_align, check_fold, check_multiplier
 from util import distributed
 from util.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
                              set_rng_state)
@@ -87,9 +87,14 @@ def _shape(args):
         baselines = " ".join(n for n, t in all_tasks().items() if t.compound_scaling_baseline)
         raise ValueError(f"--mode efficientnet trains the compound-scaled game CNN; {args.dataset} is a "
                          f"{task.family} task: choose game tasks (--datasets {baselines})")
-    if args.multiplier is not None:
-        raise ValueError("--mode efficientnet scales by phi (the fold): drop --multiplier")
+    if args.multiplier is not None or getattr(args, "align", 1) != 1:
+        raise ValueError("--mode efficientnet scales by phi (the fold): drop --multiplier and --align")
     return task, fold, None, paper_protocol(task, 1), 1
+
+
+def run_align(args, fold):
+    """The --align of a run: widened layers rounded up to a multiple of it (a FoldedCNN, f > 1); 1 otherwise."""
+    return check_align(getattr(args, "align", 1)) if args.mode != "efficientnet" and fold > 1 else 1
 
 
 def run_recipe(args, group):
@@ -455,7 +460,8 @@ def setup_run(args):
     per_rank_batch(args.batch_size, group, world)
     state = None  # checked before anything is written or loaded
     if args.continue_from_file:
-        state = read_training_state(args.continue_from_file, args.dataset, fold, multiplier, device, args.mode)
+        state = read_training_state(args.continue_from_file, args.dataset, fold, multiplier, device, args.mode,
+                                    run_align(args, fold))
         if state.get("recipe", "paper") != run_recipe(args, group):
             raise ValueError(f"checkpoint {args.continue_from_file} was trained with --recipe {state.get('recipe', 'paper')}"
                              f": resume it with that recipe, or start a new --savedir")
@@ -466,7 +472,7 @@ def setup_run(args):
     distributed.on_main(prepare_savedir, savedir, state["epoch"] if state else 0)
     seed_everything(args.seed)
     splits = build_splits(args, task, group, protocol, epochs, device, savedir)
-    model = build_classifier(task, fold, multiplier, args.mode).to(device)
+    model = build_classifier(task, fold, multiplier, args.mode, run_align(args, fold)).to(device)
     optimizer = make_optimizer(model, protocol)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, protocol.lr_step, 0.5) if protocol.schedule == "step" else None
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")  # bf16 needs no loss scaling
@@ -494,7 +500,8 @@ def restore(run, state):
 
 def checkpoint(run, progress):
     """Everything a resume needs, in util/checkpoint.py's format."""
-    return {"model_args": model_args(run.task, run.fold, run.multiplier, run.args.mode), "model": run.model.state_dict(),
+    return {"model_args": model_args(run.task, run.fold, run.multiplier, run.args.mode, run_align(run.args, run.fold)),
+            "model": run.model.state_dict(),
             "dataset": run.args.dataset, "recipe": run_recipe(run.args, run.group), "epoch": progress.epoch, "best": progress.best,
             "authors_best": progress.authors_best,
             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
@@ -565,7 +572,7 @@ def batch_lr_setter(run, epoch):
 def write_result(run, progress):
     result = {"dataset": run.args.dataset, "fold": run.fold, "mode": run.args.mode, "recipe": run_recipe(run.args, run.group),
               "multiplier": None if run.multiplier is None else round(run.multiplier, 6),
-              "epochs": run.epochs, "best_epoch": progress.best["epoch"], "best_val_top1": progress.best["val_top1"],
+              "align": run_align(run.args, run.fold), "epochs": run.epochs, "best_epoch": progress.best["epoch"], "best_val_top1": progress.best["val_top1"],
               "test_top1": progress.best["test_top1"],
               "val_slot_top1": progress.best.get("val_slot_top1"), "test_slot_top1": progress.best.get("test_slot_top1"),
               "worst_slot_test_top1": min(progress.best.get("test_slot_top1") or [progress.best["test_top1"]]),
@@ -629,7 +636,8 @@ def resolved_protocol(args):
     schedules = {"step": f"StepLR(step_size={protocol.lr_step}, gamma=0.5)", "onecycle": "one-cycle (per batch)",
                  "cosine": "cosine (per batch)"}
     return {"dataset": args.dataset, "fold": fold, "mode": mode, "recipe": run_recipe(args, group),
-            "multiplier": None if multiplier is None else round(multiplier, 6), "epochs": epochs, "optimizer": protocol.optimizer,
+            "multiplier": None if multiplier is None else round(multiplier, 6), "align": run_align(args, fold),
+            "epochs": epochs, "optimizer": protocol.optimizer,
             "lr": protocol.lr, "weight_decay": protocol.weight_decay,
             "lr_schedule": schedules.get(protocol.schedule, protocol.schedule), "loss": LOSS_NAMES[protocol.loss],
             "temperature": protocol.temperature if protocol.loss.startswith("kl") else None,
@@ -666,6 +674,9 @@ def get_args_parser(add_help=True, one_run=True):
                         help="folded (the FoldedCNN; fold 1 = the original CNN) or efficientnet (the compound-scaled "
                              "game baseline of the paper's comparison, fold = phi); default folded")
     parser.add_argument("--multiplier", type=float, default=None, help="internal multiplier (default sqrt(f))")
+    parser.add_argument("--align", type=positive_int, default=1,
+                        help="round every widened layer of a FoldedCNN (f > 1) up to a multiple of N, beyond the "
+                             "paper (8 or 16 suit vector units and tensor cores); default 1: the paper's widths")
     parser.add_argument("--epochs", type=positive_int, default=None, help="default: the paper's for the task")
     parser.add_argument("--batch_size", type=positive_int, default=32,
                         help="images per mini-batch, rounded down to a multiple of f (default 32); under "

@@ -5,17 +5,27 @@ efficientnet baseline), a batch size in images, a precision, a device and a back
 says what each backend is and how a batch runs. Before timing, the backend's logits are checked
 against eager fp32 PyTorch. Each trial prints one `key=value` line (or a JSON object with --json).
 
+`--fold auto` measures f = 1..4 (or --folds) on this device with the chosen backend and precision,
+trials interleaved, and names the fastest. `--align N` (beyond the paper) rounds every widened layer
+of a FoldedCNN up to a multiple of N.
+
 Your own CNN instead of a task's: `--model_file my_models.py:build --input_shape 3 64 64` (build()
 returns the original model; f > 1 measures its FoldedCNN, made by models.fold_cnn).
 """
 import argparse
 import json
+import statistics
 from dataclasses import asdict
 
 from config.tasks import task_names
 from models import MODES
 from util.common import pick_device, positive_int
 from util.inference import Benchmark, Config, add_measurement_args, add_user_model_args, fill_protocol
+
+
+def fold_arg(text):
+    """argparse type for --fold: a positive integer or auto."""
+    return text if text == "auto" else positive_int(text)
 
 
 def get_args_parser(add_help=True):
@@ -27,7 +37,14 @@ def get_args_parser(add_help=True):
     parser.add_argument("--mode", choices=MODES, default="folded",
                         help="folded (fold 1 = the original CNN), original, or efficientnet (fold = phi); "
                              "default folded")
-    parser.add_argument("--fold", type=positive_int, default=1, help="fold f, or phi for efficientnet; default 1")
+    parser.add_argument("--fold", type=fold_arg, default=1,
+                        help="fold f, or phi for efficientnet, or auto: measure --folds and name the fastest; "
+                             "default 1")
+    parser.add_argument("--folds", type=positive_int, nargs="+", default=[1, 2, 3, 4],
+                        help="the folds --fold auto measures; default 1 2 3 4")
+    parser.add_argument("--align", type=positive_int, default=1,
+                        help="round every widened layer of a FoldedCNN up to a multiple of N (beyond the paper; "
+                             "8 or 16 suit vector units and tensor cores); default 1: the paper's widths")
     parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch; default 1024")
     add_measurement_args(parser)
     parser.add_argument("--trials", type=positive_int, default=1, help="timed trials; default 1")
@@ -36,23 +53,45 @@ def get_args_parser(add_help=True):
     return parser
 
 
+def config_for(args, fold):
+    mode = ("original" if fold == 1 else "folded") if args.model_file or args.fold == "auto" else args.mode
+    return Config(args.task or args.model_file, mode, fold, args.batch_size, args.backend, args.precision,
+                  args.device, args.chunk, not args.nchw, args.compile_mode, args.model_file,
+                  args.input_shape and tuple(args.input_shape), args.align)
+
+
 def main(argv=None):
     parser = get_args_parser()
     args = parser.parse_args(argv)
     if (args.task is None) == (args.model_file is None):
         parser.error("name a TASK or a --model_file, not both")
-    mode = ("original" if args.fold == 1 else "folded") if args.model_file else args.mode
+    if args.fold == "auto" and args.mode == "efficientnet":
+        parser.error("--fold auto measures FoldedCNNs: drop --mode efficientnet (its phi is a --fold number)")
+    if args.align > 1 and args.mode == "efficientnet":
+        parser.error("--align widens FoldedCNNs: drop it for --mode efficientnet")
+    folds = sorted(set(args.folds)) if args.fold == "auto" else [args.fold]
     try:
         fill_protocol(args, pick_device(args.device))
-        config = Config(args.task or args.model_file, mode, args.fold, args.batch_size, args.backend, args.precision,
-                        args.device, args.chunk, not args.nchw, args.compile_mode, args.model_file,
-                        args.input_shape and tuple(args.input_shape))
-        bench = Benchmark(config, args.warmup, args.seed)
+        benches = {fold: Benchmark(config_for(args, fold), args.warmup, args.seed) for fold in folds}
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
-    for trial in range(args.trials):
-        result = bench.trial(trial, args.iters, args.min_time)
-        print(json.dumps(asdict(result)) if args.json else result.line(), flush=True)
+    speeds = {fold: [] for fold in folds}
+    for trial in range(args.trials):  # interleaved, so that drift in the machine's speed hits every fold alike
+        for fold, bench in benches.items():
+            result = bench.trial(trial, args.iters, args.min_time)
+            speeds[fold].append(result.images_per_sec)
+            print(json.dumps(asdict(result)) if args.json else result.line(), flush=True)
+    if args.fold == "auto":
+        medians = {fold: statistics.median(v) for fold, v in speeds.items()}
+        best = max(medians, key=medians.get)
+        base = (" (the original)" if best == 1 else
+                f", {medians[best] / medians[1]:.2f}x f=1's {medians[1]:,.0f}" if 1 in medians else "")
+        bench = benches[best]
+        summary = {"fastest_fold": best, "images_per_sec": medians, "backend": bench.backend,
+                   "precision": args.precision, "device": str(bench.device)}
+        print(json.dumps(summary) if args.json else
+              f"fastest: f={best}{base if best == 1 else ''} at {medians[best]:,.0f} images/sec{'' if best == 1 else base} (median of {args.trials} trial(s); "
+              f"{bench.backend}, {args.precision}, {bench.device}, batch {args.batch_size})")
 
 
 if __name__ == "__main__":

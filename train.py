@@ -46,14 +46,15 @@ DEMO = {"datasets": [SYNTHETIC + "sot/coin_count-digits_3_4-v2", SYNTHETIC + "no
         "noscope": {"epochs": {1: 10, 4: 10}, "lr": None}}
 
 
-def run_dir(savedir, dataset, fold, multiplier, mode="folded", recipe="paper"):
-    """Where one (dataset, fold) run writes: savedir/<dataset>/fold<f>/multiplier<m>/<none|fold|distill> (none: the
-    original, shared by both recipes; distill: a folded run of --recipe distill), or for the compound-scaled
-    baseline savedir/<dataset>/efficientnet/phi<phi>."""
+def run_dir(savedir, dataset, fold, multiplier, mode="folded", recipe="paper", align=1):
+    """Where one (dataset, fold) run writes: savedir/<dataset>/fold<f>/multiplier<m>[-align<N>]/<none|fold|distill>
+    (none: the original, shared by both recipes; distill: a folded run of --recipe distill; -align<N>: --align), or
+    for the compound-scaled baseline savedir/<dataset>/efficientnet/phi<phi>."""
     if mode == "efficientnet":
         return Path(savedir) / dataset / "efficientnet" / f"phi{fold}"
     leaf = "none" if fold == 1 else "distill" if recipe == "distill" else "fold"
-    return Path(savedir) / dataset / f"fold{fold}" / f"multiplier{multiplier:.4g}" / leaf
+    widths = f"multiplier{multiplier:.4g}" + (f"-align{align}" if align > 1 else "")
+    return Path(savedir) / dataset / f"fold{fold}" / widths / leaf
 
 
 def folding_gains(summary, device, batch_size=1024):
@@ -162,7 +163,8 @@ def run_args(dataset, fold, args, need_teacher=True):
         epochs = epochs or setting["epochs"].get(fold, max(setting["epochs"].values()))
         if not lr and not (args.recipe == "distill" and fold > 1):
             lr = setting["lr"]
-    savedir = run_dir(args.savedir, dataset, fold, multiplier, args.mode, args.recipe)
+    savedir = run_dir(args.savedir, dataset, fold, multiplier, args.mode, args.recipe,
+                      fold_trainer.run_align(argparse.Namespace(**{**vars(args), "fold": fold}), fold))
     teacher = args.teacher
     if protocol.distill:
         try:

@@ -3,7 +3,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from config.tasks import get_task
-from models.fold import FoldedClassifier, check_fold, check_multiplier, fold_input, unfold_output
+from models.fold import FoldedClassifier, check_align, check_fold, check_multiplier, fold_input, unfold_output
 from models.fold_cnn import fold_cnn
 from models.game import GameCNN, compound_scaled_game_cnn
 from models.noscope import NoScopeCNN
@@ -15,13 +15,15 @@ __all__ = ["MODES", "build_model", "build_classifier", "fold_cnn", "model_key", 
            "unfold_output"]
 
 
-def build_model(task, fold=1, mode="folded", multiplier=None):
+def build_model(task, fold=1, mode="folded", multiplier=None, align=1):
     """Return `(model, input_shape)` for `task` at fold `fold`; `input_shape` is one input's (C, H, W).
 
     mode "folded": the FoldedCNN with fold f (f=1 is the original) and internal multiplier
     `multiplier` (default sqrt(f)); it takes f*C channels and returns f*K logits per input.
     mode "original": the unfolded CNN (fold must be 1).
     mode "efficientnet": the compound-scaled game baseline; `fold` is its coefficient phi.
+    `align` > 1 (beyond the paper) rounds every widened layer of a FoldedCNN (f > 1) up to a multiple of it;
+    the original keeps its widths, so speed-ups still compare with it.
     """
     task = get_task(task)
     fold = check_fold(fold)
@@ -34,20 +36,20 @@ def build_model(task, fold=1, mode="folded", multiplier=None):
     if mode == "efficientnet":
         if task.family != "game":
             raise ValueError(f"mode 'efficientnet' exists only for game tasks, not {task.name!r}")
-        if multiplier is not None:
-            raise ValueError("mode 'efficientnet' scales by phi (given as fold): drop the multiplier")
+        if multiplier is not None or check_align(align) != 1:
+            raise ValueError("mode 'efficientnet' scales by phi (given as fold): drop the multiplier and align")
         model, hw = compound_scaled_game_cnn(hw, arch["conv_units"], arch["first_channels"],
                                              arch["unit_channels"], arch["last_channels"], k, phi=fold)
         return model, (c, *hw)
 
-    m = check_multiplier(multiplier, fold)
+    m, align = check_multiplier(multiplier, fold), check_align(align) if fold > 1 else 1
     if task.family == "noscope":
-        model = NoScopeCNN(arch["filters"], arch["layers"], arch["dense"], k, fold, m, hw, c)
+        model = NoScopeCNN(arch["filters"], arch["layers"], arch["dense"], k, fold, m, hw, c, align=align)
     elif task.family == "game":
         model = GameCNN(hw, arch["conv_units"], arch["first_channels"], arch["unit_channels"],
-                        arch["last_channels"], k, fold, m, c)
+                        arch["last_channels"], k, fold, m, c, align=align)
     else:
-        model = ResNet18(k, fold, m, c)
+        model = ResNet18(k, fold, m, c, align=align)
     return model, (c * fold, *hw)
 
 
@@ -66,13 +68,13 @@ class ResizedClassifier(nn.Module):
         return self.net(x)
 
 
-def build_classifier(task, fold=1, multiplier=None, mode="folded"):
+def build_classifier(task, fold=1, multiplier=None, mode="folded", align=1):
     """The model wrapped to take plain (N, C, H, W) image batches and return (N, K) logits: the FoldedCNN
     (mode "folded", fold 1 = the original) or the compound-scaled baseline (mode "efficientnet", fold = phi)."""
     if mode == "efficientnet":
-        model, shape = build_model(task, fold, "efficientnet", multiplier)
+        model, shape = build_model(task, fold, "efficientnet", multiplier, align)
         return ResizedClassifier(model, shape[1:])
-    model, _ = build_model(task, fold, "folded", multiplier)
+    model, _ = build_model(task, fold, "folded", multiplier, align)
     return FoldedClassifier(model, fold)
 
 

@@ -91,18 +91,21 @@ def count_model_flops(model, input_shape):
     return int(round(2 * sum(layer.macs for layer in layer_costs(model, input_shape))))
 
 
-def count_flops(task, fold=1, mode="folded"):
-    """FLOPs of one forward pass on one input of `task`'s model."""
-    return count_model_flops(*build_model(task, fold, mode))
+def count_flops(task, fold=1, mode="folded", align=1):
+    """FLOPs of one forward pass on one input of `task`'s model (`align`: build_model's)."""
+    return count_model_flops(*build_model(task, fold, mode, align=align))
 
 
-def model_map():
-    """`{key: {"og_ops": N, "fold2_ops": N, ...}}` for every model the paper measures."""
+def model_map(align=1):
+    """`{key: {"og_ops": N, "fold2_ops": N, ...}}` for every model the paper measures; with `align` > 1 the
+    FoldedCNNs' widened layers are aligned (beyond the paper) and the compound-scaled baselines are left out."""
     tasks = all_tasks().values()
     result = {}
     for task in tasks:
         result[task.model_map_key] = {"og_ops": count_flops(task, 1, "original")}
-        result[task.model_map_key].update({f"fold{f}_ops": count_flops(task, f) for f in FOLDS[1:]})
+        result[task.model_map_key].update({f"fold{f}_ops": count_flops(task, f, align=align) for f in FOLDS[1:]})
+    if align > 1:
+        return result
     for task in tasks:
         if task.compound_scaling_baseline:
             result[task.efficientnet_key] = {"og_ops": count_flops(task, 1, "efficientnet"),
@@ -133,10 +136,10 @@ def flops_per_image(task, mode="folded", fold=1, counts=None):
     return counts[key][ops_key] / (fold if mode == "folded" else 1)
 
 
-def arithmetic_intensity(task, fold, mode, inputs, bytes_per_elt):
+def arithmetic_intensity(task, fold, mode, inputs, bytes_per_elt, align=1):
     """AI of `task`'s model at `inputs` inputs per batch (each holding `fold` images when folded)."""
     ops = elements = 0
-    for layer in layer_costs(*build_model(task, fold, mode)):
+    for layer in layer_costs(*build_model(task, fold, mode, align=align)):
         if isinstance(layer.module, (nn.Conv2d, nn.Linear)):
             ops += inputs * layer.ops
             elements += layer.params + inputs * layer.activations

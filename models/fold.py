@@ -29,9 +29,18 @@ def check_multiplier(multiplier, fold):
     return float(multiplier)
 
 
-def widen(channels, multiplier):
-    """An intermediate layer's width in a FoldedCNN: truncated with int(), as in the paper."""
-    return max(1, int(channels * multiplier))
+def check_align(align):
+    """`align` if it is a positive integer (1: the paper's widths); a ValueError otherwise."""
+    if isinstance(align, bool) or not isinstance(align, numbers.Integral) or align < 1:
+        raise ValueError(f"align must be a positive integer (1 keeps the paper's widths; try 8 or 16), got {align!r}")
+    return int(align)
+
+
+def widen(channels, multiplier, align=1):
+    """An intermediate layer's width in a FoldedCNN: truncated with int(), as in the paper; with `align` > 1
+    rounded up to a multiple of it (an option beyond the paper: vector units and tensor cores favour such widths)."""
+    width = max(1, int(channels * multiplier))
+    return -(-width // align) * align
 
 
 def fold_input(x, fold):

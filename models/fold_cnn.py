@@ -4,7 +4,8 @@ The model is traced with torch.fx and its graph replayed on a folded example inp
 each layer that sets a width is rebuilt, freshly initialised, at its folded width:
 
 - the input has f*C channels; every Conv2d and Linear emits int(width * multiplier) (default
-  sqrt(f)), except the layers that produce the logits, which emit f*K;
+  sqrt(f); with `align` N rounded up to a multiple of N), except the layers that produce the logits,
+  which emit f*K;
 - a layer's input width is whatever reaches it (so a Linear after a flatten, a concatenation or a
   residual addition inherits its width); BatchNorm and GroupNorm follow their input;
 - a depthwise Conv2d (groups == in channels) stays depthwise; other groups are kept, with the
@@ -23,20 +24,22 @@ import copy
 import torch
 from torch import fx, nn
 
-from models.fold import FoldedClassifier, check_fold, check_multiplier, widen
+from models.fold import FoldedClassifier, check_align, check_fold, check_multiplier, widen
 
 WIDTH_SETTERS = (nn.Conv2d, nn.Linear)  # layers whose output width the transform chooses
 WIDTH_FOLLOWERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)  # layers whose width is their input's
 
 
-def fold_cnn(model, fold, multiplier=None, example_input=None):
+def fold_cnn(model, fold, multiplier=None, example_input=None, align=1):
     """The FoldedCNN of `model` (an (N, C, H, W) -> (N, K) classifier) at fold `fold`, wrapped to take and
     return plain image batches (a FoldedClassifier; its `.net` takes (N/f, f*C, H, W)).
 
     `example_input`: a batch of images the model accepts (at least 2); default: 2 random images of the first
-    convolution's channels at 64x64.
+    convolution's channels at 64x64. `align` > 1 rounds every widened layer up to a multiple of it (beyond
+    the paper; fold 1 keeps the original's widths).
     """
-    fold, multiplier = check_fold(fold), check_multiplier(multiplier, fold)
+    fold, multiplier, align = check_fold(fold), check_multiplier(multiplier, fold), check_align(align)
+    align = align if fold > 1 else 1
     try:
         graph_module = fx.symbolic_trace(model)
     except Exception as e:  # fx raises many kinds; the message says which construct it could not trace
@@ -46,7 +49,8 @@ def fold_cnn(model, fold, multiplier=None, example_input=None):
     values = check_independent(graph_module, example)
     heads = logit_layers(graph_module)
     modules = {}
-    folded = replay(graph_module, fold_example(example, fold), fold, multiplier, heads, modules)
+    folded = replay(graph_module, fold_example(example, fold), fold, lambda c: widen(c, multiplier, align), heads,
+                    modules)
     logits = values[output_node(graph_module).args[0].name]
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         raise ValueError("fold_cnn folds classifiers that return (N, K) logits; this model returns "
@@ -157,14 +161,15 @@ def logit_layers(graph_module):
     return heads
 
 
-def rebuilt(module, name, x, fold, multiplier, head):
-    """`module` rebuilt for the folded input `x` (freshly initialised), or a ValueError naming `name`."""
+def rebuilt(module, name, x, fold, widened, head):
+    """`module` rebuilt for the folded input `x` (freshly initialised), or a ValueError naming `name`;
+    `widened(width)` is an inner layer's folded width."""
     width = x.shape[1] if x.dim() > 1 else x.shape[-1]
     if isinstance(module, nn.Linear):
-        out = fold * module.out_features if head else widen(module.out_features, multiplier)
+        out = fold * module.out_features if head else widened(module.out_features)
         return nn.Linear(x.shape[-1], out, bias=module.bias is not None)
     if isinstance(module, nn.Conv2d):
-        out = fold * module.out_channels if head else widen(module.out_channels, multiplier)
+        out = fold * module.out_channels if head else widened(module.out_channels)
         groups = module.groups
         if groups > 1 and groups == module.in_channels:  # depthwise (possibly with a channel multiplier)
             groups, out = width, width * (module.out_channels // module.in_channels)
@@ -189,7 +194,7 @@ def rebuilt(module, name, x, fold, multiplier, head):
 
 
 @torch.no_grad()
-def replay(graph_module, folded_input, fold, multiplier, heads, modules):
+def replay(graph_module, folded_input, fold, widened, heads, modules):
     """Run the graph on `folded_input`, rebuilding each layer for the width that reaches it (into `modules`,
     by target); returns the folded output."""
     env = {}
@@ -211,7 +216,7 @@ def replay(graph_module, folded_input, fold, multiplier, heads, modules):
                 if node.op == "call_module":
                     module = graph_module.get_submodule(node.target)
                     if node.target not in modules:
-                        modules[node.target] = rebuilt(module, node.target, args[0], fold, multiplier,
+                        modules[node.target] = rebuilt(module, node.target, args[0], fold, widened,
                                                        node.target in heads)
                     env[node.name] = modules[node.target].eval()(*args, **kwargs)
                 elif node.op == "call_method":

@@ -10,12 +10,12 @@ class GameCNN(nn.Module):
     """conv-pool(k3 s2), `conv_units` x [3 convs, pool(k3 s1)], conv-pool(k3 s2), linear.
 
     With fold f the input has 3f channels, every conv width is scaled by `multiplier` and
-    truncated, and the output has f*K logits. `max_convs` keeps only the first convs, in order:
+    truncated (then rounded up to a multiple of `align`), and the output has f*K logits. `max_convs` keeps only the first convs, in order:
     a block left without convs loses its pool too (the compound-scaled baseline's depth scaling).
     """
 
     def __init__(self, image_hw, conv_units, first_channels, unit_channels, last_channels, num_classes,
-                 fold=1, multiplier=1.0, in_channels=3, max_convs=None):
+                 fold=1, multiplier=1.0, in_channels=3, max_convs=None, align=1):
         super().__init__()
         blocks = [(1, first_channels, 2)] + [(3, unit_channels, 1)] * conv_units + [(1, last_channels, 2)]
         budget = sum(n for n, _, _ in blocks) if max_convs is None else max_convs
@@ -25,7 +25,7 @@ class GameCNN(nn.Module):
             if kept == 0:
                 break
             budget -= kept
-            cout = widen(channels, multiplier)
+            cout = widen(channels, multiplier, align)
             for _ in range(kept):
                 layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
                 cin = cout

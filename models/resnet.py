@@ -31,9 +31,9 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """The CIFAR ResNet-18 (3x3 stem, no max-pool); widths int(64m) .. int(512m), f*K outputs."""
 
-    def __init__(self, num_classes, fold=1, multiplier=1.0, in_channels=3):
+    def __init__(self, num_classes, fold=1, multiplier=1.0, in_channels=3, align=1):
         super().__init__()
-        widths = [widen(w, multiplier) for w in (64, 128, 256, 512)]
+        widths = [widen(w, multiplier, align) for w in (64, 128, 256, 512)]
         self.conv1, self.bn1 = conv3x3(in_channels * fold, widths[0]), nn.BatchNorm2d(widths[0])
         blocks, cin = [], widths[0]
         for width, stride in zip(widths, (1, 2, 2, 2)):

@@ -19,7 +19,7 @@ import torch
 
 from config.tasks import get_task
 from models import build_classifier
-from models.fold import check_fold, check_multiplier
+from models.fold import check_align, check_fold, check_multiplier
 from util.common import save_atomic
 
 FIX = "pass a best.pth or current.pth written by fold_trainer.py"
@@ -32,9 +32,9 @@ def checkpoint_path(path):
     return path / "best.pth" if path.is_dir() else path
 
 
-def model_args(task, fold, multiplier, mode="folded"):
+def model_args(task, fold, multiplier, mode="folded", align=1):
     """The constructor arguments saved with the weights (mode "efficientnet": fold is phi, no multiplier)."""
-    return {"task": get_task(task).name, "fold": fold, "multiplier": multiplier, "mode": mode}
+    return {"task": get_task(task).name, "fold": fold, "multiplier": multiplier, "mode": mode, "align": align}
 
 
 def save_checkpoint(path, **contents):
@@ -97,17 +97,18 @@ def load_classifier(path, device="cpu", task=None, what="checkpoint", fix=FIX):
             args = state["model_args"]
             task, fold, mode = get_task(args["task"]), check_fold(args["fold"]), args.get("mode", "folded")
             multiplier = None if mode == "efficientnet" else check_multiplier(args["multiplier"], fold)
+            align = check_align(args.get("align", 1))  # files written before --align have the paper's widths
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{what} {path}: its model_args do not describe a model ({e}); {fix}") from None
         weights = state["model"]
     elif task is not None and "model" not in state and all(torch.is_tensor(v) for v in state.values()):
-        task, fold, multiplier, mode = get_task(task), 1, 1.0, "folded"
+        task, fold, multiplier, mode, align = get_task(task), 1, 1.0, "folded", 1
         weights = from_authors_resnet(state, path, what) if is_authors_resnet(state) else state
         state = {"model": weights}
     else:
         raise ValueError(f"{what} {path} is not a FoldedCNN checkpoint of this repository (no model_args); {fix}")
     try:
-        classifier = build_classifier(task, fold, multiplier, mode)
+        classifier = build_classifier(task, fold, multiplier, mode, align)
     except ValueError as e:
         raise ValueError(f"{what} {path}: its model_args do not describe a model ({e}); {fix}") from None
     for key, tensor in classifier.state_dict().items():  # files of older PyTorch versions lack this counter
@@ -123,18 +124,19 @@ def load_classifier(path, device="cpu", task=None, what="checkpoint", fix=FIX):
     return classifier.to(device).eval(), state
 
 
-def read_training_state(path, dataset, fold, multiplier, device="cpu", mode="folded"):
+def read_training_state(path, dataset, fold, multiplier, device="cpu", mode="folded", align=1):
     """The checkpoint at `path` to resume training from; a ValueError unless it is this run's."""
     fix = "pass a current.pth or best.pth written by fold_trainer.py"
     state = read_checkpoint(path, device, fix=fix)
     if "model_args" not in state or not set(TRAINING_KEYS) <= state.keys():
         raise ValueError(f"{path} is not a training checkpoint; {fix}")
     args = state["model_args"]
-    found = (state.get("dataset"), args.get("fold"), args.get("multiplier"), args.get("mode", "folded"))
-    if found != (dataset, fold, multiplier, mode):
+    found = (state.get("dataset"), args.get("fold"), args.get("multiplier"), args.get("mode", "folded"),
+             args.get("align", 1))
+    if found != (dataset, fold, multiplier, mode, align):
         raise ValueError(f"checkpoint {path} is for dataset {found[0]}, fold {found[1]}, multiplier {found[2]}, "
-                         f"mode {found[3]}, not {dataset}, fold {fold}, multiplier {multiplier}, mode {mode}: "
-                         "pass that run's checkpoint")
+                         f"mode {found[3]}, align {found[4]}, not {dataset}, fold {fold}, multiplier {multiplier}, "
+                         f"mode {mode}, align {align}: pass that run's checkpoint")
     return state
 
 

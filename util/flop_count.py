@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 from models.flops import MODEL_MAP, model_map  # noqa: E402
-from util.common import print_json  # noqa: E402
+from util.common import positive_int, print_json  # noqa: E402
 
 
 def main(argv=None):
@@ -19,8 +19,14 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", nargs="?", const=str(MODEL_MAP), metavar="PATH",
                         help="also write the JSON to PATH (default: config/model_map.json, the committed copy)")
+    parser.add_argument("--align", type=positive_int, default=1,
+                        help="count FoldedCNNs whose widened layers are rounded up to a multiple of N (beyond the "
+                             "paper; the baselines are left out); default 1: the paper's table")
     args = parser.parse_args(argv)
-    counts = model_map()
+    if args.align > 1 and args.write and Path(args.write).resolve() == MODEL_MAP.resolve():
+        parser.error(f"--align {args.align} counts other models than the paper's: give --write another PATH "
+                     f"({MODEL_MAP.name} keeps the paper's table)")
+    counts = model_map(args.align)
     print_json(parser, counts, args.write, "--write")
     if args.write:
         print(f"wrote {len(counts)} models' FLOP counts to {args.write}", file=sys.stderr)

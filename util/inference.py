@@ -37,7 +37,7 @@ from config.tasks import all_tasks, get_task
 from models import build_model, model_key
 from models.flops import count_model_flops, flops_per_image
 from models.fold_cnn import fold_cnn
-from models.fold import check_fold
+from models.fold import check_align, check_fold
 from util.common import cpu_bf16_problem, pick_device, positive_int
 
 BACKENDS = ("eager", "compile", "cudagraph", "onnxruntime", "tensorrt")
@@ -73,6 +73,7 @@ class Config:
     compile_mode: str = "auto"  # backend compile only: one of COMPILE_MODES, auto = DEFAULT_COMPILE_MODE
     model_file: str = None  # a user's model instead of the task's: "path.py:function" (see user_model)
     input_shape: tuple = None  # the user's model's (C, H, W)
+    align: int = 1  # > 1: the FoldedCNN's widened layers rounded up to a multiple of it (models.build_model)
 
 
 def load_model_file(spec):
@@ -99,16 +100,18 @@ def load_model_file(spec):
     return model
 
 
-def user_model(spec, input_shape, fold):
+def user_model(spec, input_shape, fold, align=1):
     """(model, one input's shape, FLOPs per image, name) of a user's model at fold `fold`: the original as built
-    by `spec` for f=1, its FoldedCNN (models.fold_cnn) otherwise; the name is the function's."""
+    by `spec` for f=1, its FoldedCNN (models.fold_cnn, widths aligned to `align`) otherwise; the name is the
+    function's."""
     if not input_shape or len(input_shape) != 3:
         raise ValueError("a --model_file model needs --input_shape C H W (one image's channels, height, width)")
     original = load_model_file(spec).eval()
     c, h, w = input_shape
     net, shape = original, (c, h, w)
     if fold > 1:
-        net, shape = fold_cnn(original, fold, example_input=torch.rand(2, c, h, w)).net.eval(), (fold * c, h, w)
+        net = fold_cnn(original, fold, example_input=torch.rand(2, c, h, w), align=align).net.eval()
+        shape = (fold * c, h, w)
     return net, shape, count_model_flops(net, shape) / fold, spec.rpartition(":")[2]
 
 
@@ -362,6 +365,7 @@ class Measurement:
     images_per_sec: float
     flops_per_sec: float
     max_abs_error: float
+    align: int = 1
 
     def line(self):
         """One machine-readable `key=value` line."""
@@ -376,6 +380,7 @@ class Benchmark:
         self.config = config
         task = None if config.model_file else get_task(config.task)
         mode, fold = config.mode, check_fold(config.fold)
+        self.align = check_align(config.align) if mode == "folded" and fold > 1 else 1  # f=1: the original
         if config.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {config.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         self.device = pick_device(config.device)
@@ -384,10 +389,13 @@ class Benchmark:
         self.images = n * (fold if mode == "folded" else 1)
         torch.manual_seed(seed)
         if config.model_file:
-            model, shape, self.flops_per_image, self.key = user_model(config.model_file, config.input_shape, fold)
+            model, shape, self.flops_per_image, self.key = user_model(config.model_file, config.input_shape, fold,
+                                                                      self.align)
         else:
-            model, shape = build_model(task, fold, mode)
-            self.flops_per_image, self.key = flops_per_image(task, mode, fold), model_key(task, mode)
+            model, shape = build_model(task, fold, mode, align=self.align)
+            self.key = model_key(task, mode)
+            self.flops_per_image = (count_model_flops(model, shape) / fold if self.align > 1 else
+                                    flops_per_image(task, mode, fold))  # model_map.json has the paper's widths
         model.eval()
         x = torch.randn(n, *shape)
         dtype = PRECISIONS[config.precision]
@@ -419,7 +427,7 @@ class Benchmark:
         return Measurement(self.key, c.task if c.model_file else get_task(c.task).name, c.mode, c.fold,
                            c.batch_size, self.backend,
                            c.precision, str(self.device), self.chunk or self.x.shape[0], trial,
-                           images_per_sec, images_per_sec * self.flops_per_image, self.max_abs_error)
+                           images_per_sec, images_per_sec * self.flops_per_image, self.max_abs_error, self.align)
 
 
 

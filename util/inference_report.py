@@ -39,12 +39,15 @@ KINDS = (("folded", "FoldedCNNs", "f"), ("efficientnet", "Compound-scaled baseli
 
 def medians(frame):
     """Median throughput and FLOP/s over trials, one row per configuration, with the speed-up over fold (phi) 1
-    of the same model, backend, precision, device and batch size; `Kind` is folded or efficientnet."""
-    keys = GROUP + ["Model", "Mode", "Fold"]
+    of the same model, backend, precision, device and batch size; `Kind` is folded or efficientnet, `Key` the
+    model's name in the CSV and `Model` its name in the report (aligned FoldedCNNs: "<name> (align N)")."""
+    keys = GROUP + ["Model", "Mode", "Fold", "Align"]
     table = frame.groupby(keys, sort=False)[["Throughput", "FLOPs/sec"]].median().reset_index()
     table["Trials"] = frame.groupby(keys, sort=False)["Trial"].count().to_numpy()
-    base = table[table["Fold"] == 1].set_index(GROUP + ["Model"])["Throughput"]
-    table["Speed-up"] = [row["Throughput"] / base.get(tuple(row[GROUP + ["Model"]]), float("nan"))
+    table["Key"] = table["Model"]
+    table["Model"] = [key if align == 1 else f"{key} (align {align})" for key, align in zip(table["Key"], table["Align"])]
+    base = table[table["Fold"] == 1].drop_duplicates(GROUP + ["Key"]).set_index(GROUP + ["Key"])["Throughput"]
+    table["Speed-up"] = [row["Throughput"] / base.get(tuple(row[GROUP + ["Key"]]), float("nan"))
                          for _, row in table.iterrows()]
     table["Kind"] = ["efficientnet" if mode == "EfficientNet" else "folded" for mode in table["Mode"]]
     return table
@@ -120,10 +123,10 @@ def markdown(table, machine):
     return "\n".join(lines).rstrip()
 
 
-def short_name(model):
+def short_name(key, align=1):
     """A model's label on a figure: the task's last name part (the CSV's own name for a user's model)."""
-    task, _ = sweep_models().get(model, (None, None))
-    return (task.name if task else model).split("/")[-1]
+    task, _ = sweep_models().get(key, (None, None))
+    return (task.name if task else key).split("/")[-1] + (f" align{align}" if align > 1 else "")
 
 
 def speedup_bars(ax, part):
@@ -132,17 +135,18 @@ def speedup_bars(ax, part):
     folded = part[(part["Kind"] == "folded") & (part["Fold"] > 1)]
     baselines = part[(part["Kind"] == "efficientnet") & (part["Fold"] > 1)]
     folds, phis = sorted(folded["Fold"].unique()), sorted(baselines["Fold"].unique())
-    task_of = {m: models[m][0].name for m in part["Model"].unique() if m in models}
+    keys = dict(zip(part["Model"], zip(part["Key"], part["Align"])))
+    task_of = {m: models[key][0].name for m, (key, align) in keys.items() if key in models and align == 1}
     slots = []  # x positions: one group per FoldedCNN model, its baseline joins the group of the same task
     for model in dict.fromkeys(folded["Model"]):
-        slots.append((short_name(model), [("folded", model)]))
+        slots.append((short_name(*keys[model]), [("folded", model)]))
     for model in dict.fromkeys(baselines["Model"]):
         group = next((s for s in slots if any(m in task_of and task_of.get(m) == task_of.get(model)
                                               for _, m in s[1])), None)
         if group:
             group[1].append(("efficientnet", model))
         else:
-            slots.append((short_name(model), [("efficientnet", model)]))
+            slots.append((short_name(*keys[model]), [("efficientnet", model)]))
     width = min(0.25, 0.8 / max(1, len(folds) + len(phis)))
     drawn = set()
     for x, (_, members) in enumerate(slots):
@@ -180,7 +184,7 @@ def speedup_bars(ax, part):
 def plot_speedup(table, machine, path):
     """One panel per backend/precision/device/batch size, stacked, the models in registry order in each."""
     order = {name: i for i, name in enumerate(sweep_models())}
-    table = table.sort_values("Model", key=lambda names: names.map(lambda n: order.get(n, len(order))), kind="stable")
+    table = table.sort_values("Key", key=lambda names: names.map(lambda n: order.get(n, len(order))), kind="stable")
     groups = list(table.groupby(GROUP, sort=False))
     width = max(7.0, 0.95 * table["Model"].nunique())
     fig, axes = plt.subplots(len(groups), 1, figsize=(width, 4.8 * len(groups)), squeeze=False)
@@ -193,11 +197,11 @@ def plot_speedup(table, machine, path):
     plt.close(fig)
 
 
-def intensity(model, mode, fold, batch_size, precision):
-    task, _ = sweep_models()[model]
+def intensity(key, mode, fold, batch_size, precision, align=1):
+    task, _ = sweep_models()[key]
     mode = MODE_OF_NAME[mode]
     inputs = batch_size // fold if mode == "folded" else batch_size
-    return arithmetic_intensity(task, fold, mode, inputs, BYTES_PER_ELEMENT[precision])
+    return arithmetic_intensity(task, fold, mode, inputs, BYTES_PER_ELEMENT[precision], align)
 
 
 def place_labels(ax, xy, labels, fontsize=5.5):
@@ -235,7 +239,7 @@ def place_labels(ax, xy, labels, fontsize=5.5):
 
 def roofline_axis(ax, part, peak, bandwidth, precision):
     """Every registry model's point under the ceilings; FoldedCNNs and baselines in legends of their own."""
-    points = [(intensity(r["Model"], r["Mode"], r["Fold"], r["Batch Size"], precision), r["FLOPs/sec"], r)
+    points = [(intensity(r["Key"], r["Mode"], r["Fold"], r["Batch Size"], precision, r["Align"]), r["FLOPs/sec"], r)
               for _, r in part.iterrows()]
     ais = [a for a, _, _ in points]
     lo, hi = min(ais + [peak / bandwidth]) / 1.5, max(ais + [peak / bandwidth]) * 1.5
@@ -265,7 +269,8 @@ def roofline_axis(ax, part, peak, bandwidth, precision):
     ax.yaxis.set_major_formatter(giga)
     ax.yaxis.set_minor_formatter(giga)
     ax.tick_params(which="minor", labelsize=6)
-    labels = [f"{short_name(r['Model'])} {'f' if r['Kind'] == 'folded' else 'phi'}{r['Fold']}" for _, _, r in points]
+    labels = [f"{short_name(r['Key'], r['Align'])} {'f' if r['Kind'] == 'folded' else 'phi'}{r['Fold']}"
+              for _, _, r in points]
     place_labels(ax, [(a, f) for a, f, _ in points], labels)
     ax.grid(True, which="both", alpha=0.25)
     first = ax.legend(handles=roof_handles, fontsize=7, loc="lower right", title="ceilings", title_fontsize=7)
@@ -286,7 +291,7 @@ def plot_roofline(table, machine, path):
     for ax, (group, part) in zip(axes[:, 0], groups):
         precision = group[1]
         peak = machine["matmul_flops"].get(precision)
-        part = part[part["Model"].isin(sweep_models())]  # ai.py's intensity exists for the registry's models only
+        part = part[part["Key"].isin(sweep_models())]  # ai.py's intensity exists for the registry's models only
         if peak is None:  # a machine record without this precision's peak: no roof to draw
             ax.set_title(f"no {precision} peak in the machine record: {group_title(group)}")
         elif part.empty:

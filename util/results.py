@@ -1,7 +1,7 @@
 """Results of the inference sweep: the CSV schema, crash-safe appends and resume, reading it back.
 
 The CSV's rows are `Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec` (docs/protocol.md,
-section 5) followed by `Backend,Precision,Device,Chunk`. Rows are appended one at a time and
+section 5) followed by `Backend,Precision,Device,Chunk,Align`. Rows are appended one at a time and
 flushed to disk; a row torn by a crash (a last line without its newline) is dropped on resume.
 The machine's measured peak (util/machine.py) and the report live in the folder `<name>-report/` beside
 the CSV, so a sweep in any folder adds one CSV and one folder to it (util/inference_report.py writes the
@@ -16,8 +16,9 @@ import pandas as pd
 from util.common import complete_lines, keep_lines, write_text_atomic
 
 HEADER = ["Model", "Trial", "Fold", "Batch Size", "Mode", "Throughput", "FLOPs/sec",
-          "Backend", "Precision", "Device", "Chunk"]
-KEY_COLUMNS = ("Model", "Trial", "Fold", "Batch Size", "Mode", "Backend", "Precision", "Device")
+          "Backend", "Precision", "Device", "Chunk", "Align"]
+BEFORE_ALIGN = HEADER[:-1]  # the header of sweeps written before --align: their widths are the paper's (Align 1)
+KEY_COLUMNS = ("Model", "Trial", "Fold", "Batch Size", "Mode", "Backend", "Precision", "Device", "Align")
 MODE_NAMES = {"original": "Original", "folded": "Folded", "efficientnet": "EfficientNet"}
 MODE_OF_NAME = {name: mode for mode, name in MODE_NAMES.items()}
 
@@ -29,21 +30,25 @@ def read_rows(path):
         return []
     reader = csv.reader(io.StringIO("\n".join(lines) + "\n"))
     header = next(reader)
-    if header != HEADER:
+    if header not in (HEADER, BEFORE_ALIGN):
         raise ValueError(f"{path} has the header {','.join(header)!r}, not this sweep's {','.join(HEADER)!r}: "
                          "give a new CSV path (the existing file is left as it is)")
-    return [dict(zip(HEADER, row)) for row in reader]
+    return [{"Align": "1", **dict(zip(header, row))} for row in reader]
 
 
 def open_results(path):
     """Ready `path` for appending: created with the header if missing, a torn last row dropped.
 
-    Returns the keys (see `row_key`) of the rows already measured.
+    A sweep written before the Align column is rewritten (crash-safely, every value kept) with the column
+    added, Align 1. Returns the keys (see `row_key`) of the rows already measured.
     """
     path = Path(path)
     rows = read_rows(path)
     if complete_lines(path):
         keep_lines(path, len(rows) + 1)
+        if complete_lines(path)[0] != format_row(HEADER):
+            write_text_atomic(path, "".join(format_row([row[k] for k in HEADER]) + "\n" for row in [
+                dict(zip(HEADER, HEADER))] + rows))
         return {row_key(row) for row in rows}
     header = format_row(HEADER) + "\n"
     text = path.read_text() if path.exists() else ""
@@ -70,7 +75,7 @@ def measurement_row(name, measurement):
     """The CSV row of one trial (a util.inference.Measurement of the model called `name` in the CSV)."""
     m = measurement
     return format_row([name, m.trial, m.fold, m.batch_size, MODE_NAMES[m.mode], f"{m.images_per_sec:.2f}",
-                       f"{m.flops_per_sec:.6g}", m.backend, m.precision, m.device, m.chunk])
+                       f"{m.flops_per_sec:.6g}", m.backend, m.precision, m.device, m.chunk, m.align])
 
 
 def report_dir(csv_path):
@@ -90,7 +95,7 @@ def load(csv_path):
     if not rows:
         raise ValueError(f"{csv_path} has no results: run ./run_inference.sh {csv_path} first")
     frame = pd.DataFrame(rows, columns=HEADER)
-    for column in ("Trial", "Fold", "Batch Size", "Chunk"):
+    for column in ("Trial", "Fold", "Batch Size", "Chunk", "Align"):
         frame[column] = frame[column].astype(int)
     for column in ("Throughput", "FLOPs/sec"):
         frame[column] = frame[column].astype(float)

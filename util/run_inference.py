@@ -24,7 +24,7 @@ from util.common import append_line, pick_device, positive_int, write_json_atomi
 from util.inference import (Benchmark, BackendError, Config, add_measurement_args, add_user_model_args,  # noqa: E402
                             configurations, default_models, fill_protocol, resolve_backend, resolve_models)
 from util.machine import measure_peak  # noqa: E402
-from util.results import HEADER, MODE_NAMES, format_row, machine_file, measurement_row, open_results  # noqa: E402
+from util.results import HEADER, MODE_NAMES, format_row, load, machine_file, measurement_row, open_results  # noqa: E402
 
 
 def get_args_parser(add_help=True):
@@ -47,6 +47,9 @@ def get_args_parser(add_help=True):
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: folds 1 and 4, one short trial each (on the CPU in chunks of 32 inputs)")
     parser.add_argument("--no_peak", action="store_true", help="do not measure the machine's peak")
+    parser.add_argument("--align", type=positive_int, default=1,
+                        help="FoldedCNNs with every widened layer rounded up to a multiple of N (beyond the paper; "
+                             "the CSV's Align column); default 1: the paper's widths")
     add_user_model_args(parser)
     return parser
 
@@ -66,12 +69,31 @@ def todo_list(args, configs, backend, device, done):
     """The configurations with trials still to measure: (name, task, mode, fold, batch size, missing trials)."""
     todo = []
     for name, task, mode, fold, batch_size in configs:
-        keys = [(name, str(t), str(fold), str(batch_size), MODE_NAMES[mode], backend, args.precision, str(device))
-                for t in range(args.trials)]
+        align = args.align if mode == "folded" else 1  # the original and the baselines keep their widths
+        keys = [(name, str(t), str(fold), str(batch_size), MODE_NAMES[mode], backend, args.precision, str(device),
+                 str(align)) for t in range(args.trials)]
         missing = [t for t, key in enumerate(keys) if key not in done]
         if missing:
             todo.append((name, task, mode, fold, batch_size, missing))
     return todo
+
+
+def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, align):
+    """'model f=F (S x f=1)' for each FoldedCNN model in `names` measured in the CSV at two folds or more at this
+    backend, precision, device and align: the fold with the highest median images/sec (per batch size)."""
+    frame = load(csv_path)
+    frame = frame[(frame["Backend"] == backend) & (frame["Precision"] == precision) & (frame["Device"] == str(device))
+                  & frame["Mode"].isin(["Original", "Folded"]) & frame["Model"].isin(names)
+                  & frame["Batch Size"].isin(batch_sizes) & ((frame["Align"] == align) | (frame["Fold"] == 1))]
+    found = []
+    for (name, batch), part in frame.groupby(["Model", "Batch Size"], sort=False):
+        speeds = part.groupby("Fold")["Throughput"].median()
+        if len(speeds) < 2:
+            continue
+        best = int(speeds.idxmax())
+        ratio = f" ({speeds[best] / speeds[1]:.2f}x f=1)" if best != 1 and 1 in speeds else ""
+        found.append(f"{name} f={best}{ratio}" + (f" at batch {batch}" if len(batch_sizes) > 1 else ""))
+    return found
 
 
 def main(argv=None):
@@ -106,7 +128,8 @@ def main(argv=None):
     for name, task, mode, fold, batch_size, missing in tqdm(todo, desc="inference sweep", unit="config",
                                                              file=sys.stderr, disable=not sys.stderr.isatty()):
         config = Config(task, mode, fold, batch_size, backend, args.precision, str(device), args.chunk,
-                        not args.nchw, args.compile_mode, args.model_file, args.input_shape and tuple(args.input_shape))
+                        not args.nchw, args.compile_mode, args.model_file, args.input_shape and tuple(args.input_shape),
+                        args.align)
         torch._dynamo.reset()  # forget the last configuration's graphs: each model class may hold only so many
         try:
             bench = Benchmark(config, args.warmup)
@@ -120,6 +143,10 @@ def main(argv=None):
             print(line, flush=True)
     if failures:
         parser.exit(1, f"error: {failures} configuration(s) could not be measured (see above)\n")
+    fastest = fastest_folds(args.csv, [c[0] for c in configs], args.batch_sizes, backend, args.precision, device, args.align)
+    if fastest:
+        print(f"fastest fold ({backend}, {args.precision}, {device}, median images/sec): " + ", ".join(fastest),
+              file=sys.stderr)
     print(f"measured {sum(len(t[-1]) for t in todo)} trial(s) of {len(todo)} configuration(s); "
           f"{args.csv} holds every row", file=sys.stderr)
 

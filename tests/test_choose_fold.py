@@ -1,0 +1,222 @@
+"""Which fold to deploy: hardware-aligned widths (--align), --fold auto, and util/choose_fold.py."""
+import csv
+import json
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import fold_trainer
+from config.tasks import task_names
+from models import build_model, fold_cnn
+from models.flops import count_flops, count_model_flops
+from util.checkpoint import load_classifier
+from helpers import run_cli, trainer_args, write_image_folder
+
+HEADER = "Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align"
+
+
+def widths(model):
+    """Output widths of every Conv2d and Linear, in order (the last is the logits layer)."""
+    return [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+            for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+@pytest.mark.parametrize("task", task_names())
+@pytest.mark.parametrize("fold", [2, 3])
+@pytest.mark.parametrize("align", [8, 16])
+def test_aligned_widths_are_multiples_of_n_and_never_narrower(task, fold, align):
+    paper, _ = build_model(task, fold)
+    aligned, shape = build_model(task, fold, align=align)
+    assert shape == build_model(task, fold)[1]  # the input is f*C channels either way
+    *inner_paper, head_paper = widths(paper)
+    *inner, head = widths(aligned)
+    assert head == head_paper  # the logits stay f*K
+    assert all(w % align == 0 and w >= p for w, p in zip(inner, inner_paper))
+    aligned(torch.rand(2, *shape))  # the widths fit together
+
+
+def test_align_leaves_the_original_and_is_refused_where_it_means_nothing():
+    assert widths(build_model("sot/timer3", 1, align=16)[0]) == widths(build_model("sot/timer3", 1)[0])
+    assert count_flops("sot/timer3", 2, align=16) > count_flops("sot/timer3", 2)
+    with pytest.raises(ValueError, match="drop the multiplier and align"):
+        build_model("sot/timer3", 2, "efficientnet", align=8)
+    with pytest.raises(ValueError, match="align must be a positive integer"):
+        build_model("sot/timer3", 2, align=0)
+
+
+def test_fold_cnn_aligns_a_users_model():
+    model = nn.Sequential(nn.Conv2d(3, 10, 3), nn.ReLU(), nn.Conv2d(10, 20, 3), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(20, 5))
+    folded = fold_cnn(model, 2, example_input=torch.rand(2, 3, 16, 16), align=16)
+    assert widths(folded.net) == [16, 32, 10]
+    assert folded(torch.rand(4, 3, 16, 16)).shape == (4, 5)
+
+
+def test_flop_count_with_align_and_the_paper_table_kept(tmp_path):
+    done = run_cli("./flop_count.sh", "--align", "16")
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout)
+    assert counts["noscope_coral"]["fold2_ops"] == count_flops("noscope-coral", 2, align=16)
+    assert counts["noscope_coral"]["og_ops"] == count_flops("noscope-coral", 1, "original")
+    assert "efficientnet-game_sot/timer3" not in counts
+    refused = run_cli("./flop_count.sh", "--align", "16", "--write")
+    assert refused.returncode == 2 and "keeps the paper's table" in refused.stderr
+    written = run_cli("./flop_count.sh", "--align", "8", "--write", tmp_path / "aligned.json")
+    assert written.returncode == 0 and json.loads((tmp_path / "aligned.json").read_text())["noscope_coral"]
+
+
+def test_fold_auto_measures_every_fold_and_names_the_fastest():
+    done = run_cli(sys.executable, "infer.py", "noscope-coral", "--fold", "auto", "--folds", "1", "2", "--align", "8",
+                   "--batch_size", "8", "--min_time", "0", "--warmup", "0", "--backend", "eager", "--device", "cpu",
+                   "--json", "--trials", "2")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    trials, summary = lines[:-1], lines[-1]
+    assert [(t["fold"], t["align"], t["trial"]) for t in trials] == [(1, 1, 0), (2, 8, 0), (1, 1, 1), (2, 8, 1)]
+    assert trials[1]["flops_per_sec"] / trials[1]["images_per_sec"] == pytest.approx(
+        count_flops("noscope-coral", 2, align=8) / 2, rel=1e-6)  # counted from the aligned model
+    speeds = summary["images_per_sec"]
+    assert summary["fastest_fold"] == max((1, 2), key=lambda f: speeds[str(f)])
+    text = run_cli(sys.executable, "infer.py", "noscope-coral", "--fold", "auto", "--folds", "1", "2",
+                   "--batch_size", "8", "--min_time", "0", "--warmup", "0", "--backend", "eager", "--device", "cpu")
+    assert text.returncode == 0 and text.stdout.splitlines()[-1].startswith("fastest: f=")
+    bad = run_cli(sys.executable, "infer.py", "sot/timer3", "--fold", "auto", "--mode", "efficientnet")
+    assert bad.returncode == 2 and "drop --mode efficientnet" in bad.stderr
+
+
+def test_an_aligned_run_trains_into_its_own_folder_and_reloads(tmp_path):
+    plan = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", "noscope-coral", "--folds", "2",
+                   "--align", "16", "--dry_run")
+    assert plan.returncode == 0, plan.stderr
+    resolved = json.loads(plan.stdout)
+    assert resolved["align"] == 16 and resolved["savedir"].endswith("fold2/multiplier1.414-align16/fold")
+    write_image_folder(tmp_path / "data" / "noscope-coral-subset", ["0", "1"], (50, 50), per_split=(8, 4, 4))
+    result = fold_trainer.main(trainer_args(tmp_path / "run", "noscope-coral", 2, 1, data_dir=tmp_path / "data",
+                                            align=16))
+    assert result["align"] == 16
+    classifier, _ = load_classifier(tmp_path / "run" / "best.pth")
+    assert widths(classifier.net) == widths(build_model("noscope-coral", 2, align=16)[0])
+    with pytest.raises(ValueError, match="align 16, not noscope-coral, fold 2, multiplier .*align 1"):
+        fold_trainer.main(trainer_args(tmp_path / "other", "noscope-coral", 2, 1, data_dir=tmp_path / "data",
+                                       continue_from_file=tmp_path / "run" / "current.pth"))
+
+
+def test_a_sweep_before_the_align_column_resumes_with_it_added(tmp_path):
+    old = tmp_path / "old.csv"
+    rows = ["noscope_coral,0,1,8,Original,100.00,1.6e+09,eager,fp32,cpu,8",
+            "noscope_coral,0,2,8,Folded,150.00,2.4e+09,eager,fp32,cpu,4"]
+    old.write_text(HEADER.rpartition(",")[0] + "\n" + "\n".join(rows) + "\n")
+    command = ["./run_inference.sh", old, "--models", "noscope-coral", "--folds", "1", "2", "--trials", "1",
+               "--batch_sizes", "8", "--min_time", "0", "--warmup", "0", "--device", "cpu", "--no_peak",
+               "--backend", "eager", "--chunk", "full"]
+    again = run_cli(*command)
+    assert again.returncode == 0, again.stderr
+    assert old.read_text().splitlines() == [HEADER] + [r + ",1" for r in rows]  # nothing measured again, kept
+    aligned = run_cli(*command, "--align", "16")
+    assert aligned.returncode == 0, aligned.stderr
+    new = old.read_text().splitlines()
+    assert len(new) == 4 and new[-1].startswith("noscope_coral,0,2,8,Folded,") and new[-1].endswith(",16")
+    assert "fastest fold (eager, fp32, cpu, median images/sec): noscope_coral f=" in aligned.stderr
+    report = run_cli(sys.executable, "util/inference_report.py", old)
+    assert report.returncode == 0, report.stderr
+    assert "| noscope_coral (align 16) | not measured |" in (tmp_path / "old-report" / "report.md").read_text()
+
+
+def write_run(savedir, dataset, fold, top1, worst=None, recipe="paper"):
+    """A finished run's result.json in train.py's layout."""
+    leaf = "none" if fold == 1 else "distill" if recipe == "distill" else "fold"
+    folder = savedir / dataset / f"fold{fold}" / f"multiplier{fold ** 0.5:.4g}" / leaf
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({
+        "dataset": dataset, "fold": fold, "mode": "folded", "recipe": "paper" if fold == 1 else recipe,
+        "test_top1": top1, "worst_slot_test_top1": top1 if worst is None else worst}))
+
+
+def write_speeds(path, speeds, backend="onnxruntime"):
+    """A sweep CSV with one trial per (model, fold): {model: {fold: images/sec}}."""
+    lines = [HEADER]
+    for model, folds in speeds.items():
+        for fold, ips in folds.items():
+            mode = "Original" if fold == 1 else "Folded"
+            lines.append(f"{model},0,{fold},1024,{mode},{ips},1e9,{backend},fp32,cpu,32,1")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def choose(*argv):
+    return run_cli(sys.executable, "util/choose_fold.py", *argv)
+
+
+def rows_of(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_chooser_recommends_the_fastest_fold_within_the_drop(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "synthetic-noscope-coral", 1, 0.990)
+    write_run(runs, "synthetic-noscope-coral", 2, 0.985)                     # 0.5 points
+    write_run(runs, "synthetic-noscope-coral", 3, 0.970)                     # 2.0 points
+    write_run(runs, "synthetic-noscope-coral", 4, 0.950, worst=0.90)         # 4.0 points
+    write_run(runs, "synthetic-noscope-coral", 4, 0.982, recipe="distill")   # 0.8 points: the better f=4 run
+    write_run(runs, "synthetic-noscope-night", 1, 0.95)
+    write_run(runs, "synthetic-noscope-night", 2, 0.95)
+    write_run(runs, "synthetic-noscope-night", 3, 0.949)
+    write_run(runs, "synthetic-noscope-taipei", 2, 0.9)                      # no f=1 run
+    csv_path = tmp_path / "r.csv"
+    write_speeds(csv_path, {"noscope_coral": {1: 1000, 2: 1500, 3: 3000, 4: 2000},
+                            "noscope_night": {1: 1000, 2: 2000, 3: 2000, 4: 2500},  # equal speeds at f=2, f=3
+                            "noscope_taipei": {1: 100, 2: 150}})
+    done = choose(runs, csv_path, "--out", tmp_path / "out" / "choice")
+    assert done.returncode == 0, done.stderr
+    table = {(r["task"], int(r["fold"])): r for r in rows_of(tmp_path / "out" / "choice.csv")}
+    recommended = {task: fold for (task, fold), r in table.items() if r["recommended"] == "True"}
+    # coral: f=3 is fastest but 2 points down; f=4 (distill, 0.8 points) beats f=2.
+    # night: f=2 and f=3 tie on speed (f=4 has no trained run): the more accurate, f=2.
+    # taipei: no f=1 run, so no gap and no recommendation.
+    assert recommended == {"noscope-coral": 4, "noscope-night": 2}
+    assert table[("noscope-coral", 4)]["recipe"] == "distill"
+    assert float(table[("noscope-coral", 4)]["gap_points"]) == pytest.approx(0.8)
+    assert float(table[("noscope-coral", 4)]["speedup"]) == pytest.approx(2.0)
+    assert table[("noscope-night", 4)]["note"] == "no trained run"
+    assert table[("noscope-taipei", 2)]["note"] == "no f=1 run: gap unknown"
+    assert "## noscope-taipei: no recommendation" in done.stdout
+    assert "recommended for 2 of 3 task(s)" in done.stderr
+    assert (tmp_path / "out" / "choice.md").read_text() == done.stdout
+    assert (tmp_path / "out" / "choice.png").read_bytes()[:4] == b"\x89PNG"
+    strict = choose(runs, csv_path, "--max_drop", "0.5")
+    assert "## noscope-coral: deploy f=2" in strict.stdout
+    none_at_all = choose(runs, csv_path, "--max_drop", "0")
+    assert "## noscope-coral: deploy f=1" in none_at_all.stdout and "## noscope-night: deploy f=2" in none_at_all.stdout
+
+
+def test_the_chooser_reports_missing_throughput_and_bad_input(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "synthetic-noscope-coral", 1, 0.99)
+    write_run(runs, "synthetic-noscope-coral", 2, 0.99)
+    csv_path = tmp_path / "r.csv"
+    write_speeds(csv_path, {"noscope_coral": {1: 1000}})
+    done = choose(runs, csv_path)
+    assert done.returncode == 0 and "no throughput" in done.stdout and "deploy f=1" in done.stdout
+    two = tmp_path / "two.csv"
+    write_speeds(two, {"noscope_coral": {1: 1000, 2: 900}})
+    two.write_text(two.read_text() + "noscope_coral,0,1,1024,Original,10,1e9,eager,fp32,cpu,32,1\n")
+    mixed = choose(runs, two)
+    assert mixed.returncode == 2 and "--backend eager" in mixed.stderr and "--backend onnxruntime" in mixed.stderr
+    assert "deploy f=1" in choose(runs, two, "--backend", "onnxruntime").stdout
+    assert choose(tmp_path / "nothing", csv_path).returncode == 2
+    empty = choose(runs, tmp_path / "missing.csv")
+    assert empty.returncode == 2 and "run ./run_inference.sh" in empty.stderr
+    both = choose(runs, csv_path, "--measure")
+    assert both.returncode == 2 and "one of them" in both.stderr
+
+
+def test_the_chooser_measures_now(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "synthetic-noscope-coral", 1, 0.99)
+    write_run(runs, "synthetic-noscope-coral", 2, 0.99)
+    done = choose(runs, "--measure", "--device", "cpu", "--backend", "eager", "--batch_size", "8", "--trials", "1",
+                  "--min_time", "0", "--warmup", "0")
+    assert done.returncode == 0, done.stderr
+    assert "(measured now)" in done.stdout and "measured noscope-coral: f=1" in done.stderr

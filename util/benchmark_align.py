@@ -1,0 +1,87 @@
+"""Hardware-aligned widths against the paper's: images/sec and FLOPs/image of each FoldedCNN with every widened
+layer rounded up to a multiple of N (`--align N`, beyond the paper) and at the paper's int(c*sqrt(f)).
+
+Per task, f=1 (the original) and every (fold, align) are set up once on the default inference path of
+this device (util/inference.py; logits checked against eager fp32), then their trials are interleaved so
+that drift in the machine's speed hits them alike. The table gives the median images/sec, the speed over
+the paper's widths at the same fold and over f=1, the FLOPs per image (counted from the model) and the
+first layer's width.
+
+    python3 util/benchmark_align.py --out results/cpu/NAME/align.md
+"""
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from config.tasks import all_tasks  # noqa: E402
+from models import build_model  # noqa: E402
+from util.common import cpu_name, markdown_table, pick_device, positive_int, print_text  # noqa: E402
+from util.inference import SWEEP_FAMILIES, Benchmark, Config, timing_protocol  # noqa: E402
+
+
+def first_width(task, fold, align):
+    model, _ = build_model(task, fold, align=align)
+    return next(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def measure(task, folds, aligns, batch_size, device, precision, trials, min_time):
+    """{(fold, align): (median images/sec, FLOPs/image)} with (1, 1) the original, trials interleaved."""
+    path = dict(precision=precision, device=device)
+    configs = {(1, 1): Config(task, "original", 1, batch_size, **path)}
+    configs.update({(f, a): Config(task, "folded", f, batch_size, **path, align=a) for f in folds for a in aligns})
+    benches = {key: Benchmark(config) for key, config in configs.items()}
+    speeds = {key: [] for key in benches}
+    for trial in range(trials):
+        for key, bench in benches.items():
+            speeds[key].append(bench.trial(trial, 1, min_time).images_per_sec)
+    return {key: (statistics.median(v), benches[key].flops_per_image) for key, v in speeds.items()}, \
+        benches[(1, 1)].backend
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=None, help="default: the game and NoScope tasks")
+    parser.add_argument("--folds", nargs="+", type=positive_int, default=[2, 3], help="default 2 3")
+    parser.add_argument("--aligns", nargs="+", type=positive_int, default=[8, 16],
+                        help="alignments compared with the paper's widths; default 8 16")
+    parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch; default 1024")
+    parser.add_argument("--trials", type=positive_int, default=3, help="interleaved trials; default 3")
+    parser.add_argument("--min_time", type=float, default=None, help="seconds per trial; default the protocol's")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    args = parser.parse_args(argv)
+    device = pick_device(args.device)
+    tasks = args.tasks or [name for name, t in all_tasks().items() if t.family in SWEEP_FAMILIES]
+    protocol = timing_protocol(device)
+    min_time = protocol["min_time"] if args.min_time is None else args.min_time
+    aligns = [1] + [a for a in args.aligns if a != 1]
+    rows, backend = [], None
+    for task in tqdm(tasks, desc="aligned widths", unit="task", file=sys.stderr, disable=not sys.stderr.isatty()):
+        results, backend = measure(task, args.folds, aligns, args.batch_size, str(device), protocol["precision"],
+                                   args.trials, min_time)
+        base = results[(1, 1)][0]
+        rows.append([task, 1, "-", first_width(task, 1, 1), f"{results[(1, 1)][1] / 1e6:.2f}",
+                     f"{base:,.0f}", "-", "1.00x"])
+        for f in args.folds:
+            paper = results[(f, 1)][0]
+            for a in aligns:
+                ips, flops = results[(f, a)]
+                rows.append([task, f, "paper" if a == 1 else a, first_width(task, f, a), f"{flops / 1e6:.2f}",
+                             f"{ips:,.0f}", f"{ips / paper:.2f}x", f"{ips / base:.2f}x"])
+    where = cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device)
+    lines = [f"# Aligned widths against the paper's ({where}, {backend}, {protocol['precision']}, batch {args.batch_size})", "",
+             f"Command: `python3 util/benchmark_align.py {' '.join(sys.argv[1:])}`. Median images/sec of "
+             f"{args.trials} interleaved trials; FLOPs per image counted from the model (MFLOPs).", ""]
+    lines += markdown_table(["task", "f", "align", "first width", "MFLOPs/image", "images/sec", "vs paper widths",
+                             "vs f=1"], rows)
+    print_text(parser, lines, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Which fold to deploy: the trained runs' accuracy beside the measured throughput, and a recommendation.
+
+    python3 util/choose_fold.py SAVEDIR results.csv          # throughput from a sweep's CSV
+    python3 util/choose_fold.py SAVEDIR --measure             # or measured now, on this device
+
+SAVEDIR is a train.py savedir: every finished run's result.json (test top-1, worst slot) is read.
+Throughput is the median images/sec over trials of each task's model at each fold, from the CSV
+(`--backend`/`--precision`/`--batch_size` pick the rows when it holds several) or measured now with
+`--measure` (util/inference.py's protocol for this device, trials interleaved over the folds).
+
+Per task it prints: f, the recipe of the most accurate run at that f, test top-1, the worst slot, the
+gap to f=1 in points, images/sec and the speed-up over f=1. The recommended f is the fastest whose gap
+is at most --max_drop points (f=1 always qualifies; equal speeds: the more accurate, then the smaller
+f). A fold with a trained run but no throughput, or throughput but no trained run, is listed as such
+and never recommended; a task without a trained f=1 gets no recommendation. --out PREFIX writes
+PREFIX.md, PREFIX.csv and PREFIX.png (test top-1 against images/sec, one panel per task).
+"""
+import argparse
+import csv
+import io
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from config.tasks import resolve_dataset  # noqa: E402
+from models import model_key  # noqa: E402
+from util.common import markdown_table, pick_device, write_text_atomic  # noqa: E402
+from util.inference import Benchmark, Config, add_measurement_args, fill_protocol  # noqa: E402
+from util.results import load  # noqa: E402
+
+COLUMNS = ["task", "fold", "recipe", "test_top1", "worst_slot_top1", "gap_points", "images_per_sec", "speedup",
+           "recommended", "note"]
+
+
+def trained_runs(savedir):
+    """{task name: {fold: result}}: the most accurate finished FoldedCNN run (mode folded) per task and fold."""
+    runs = {}
+    for path in sorted(Path(savedir).rglob("result.json")):
+        result = json.loads(path.read_text())
+        if result.get("mode", "folded") != "folded" or "test_top1" not in result:
+            continue  # the compound-scaled baseline, or not a training result
+        task, _ = resolve_dataset(result["dataset"])
+        folds = runs.setdefault(task.name, {})
+        fold = int(result["fold"])
+        if fold not in folds or result["test_top1"] > folds[fold]["test_top1"]:
+            folds[fold] = result
+    return runs
+
+
+def csv_throughput(path, tasks, backend=None, precision=None, batch_size=None):
+    """{task name: {fold: median images/sec}} of the FoldedCNN rows of a sweep CSV, and the group they come from;
+    ValueError when the CSV holds several backend/precision/device/batch groups and the flags pick none."""
+    frame = load(path)
+    frame = frame[frame["Mode"].isin(["Original", "Folded"])]
+    for column, value in (("Backend", backend), ("Precision", precision), ("Batch Size", batch_size)):
+        if value is not None:
+            frame = frame[frame[column] == value]
+    groups = frame.groupby(["Backend", "Precision", "Device", "Batch Size"]).size().index.tolist()
+    if len(groups) > 1:
+        listed = "; ".join(f"--backend {b} --precision {p} --batch_size {n} ({d})" for b, p, d, n in groups)
+        raise ValueError(f"{path} holds {len(groups)} kinds of measurement: pick one with {listed}")
+    if not groups:
+        raise ValueError(f"{path} has no FoldedCNN rows for these flags: run ./run_inference.sh {path} first")
+    speeds = {}
+    for name in tasks:
+        rows = frame[frame["Model"] == model_key(name)]
+        speeds[name] = {int(f): float(part["Throughput"].median()) for f, part in rows.groupby("Fold")}
+    backend, precision, device, batch = groups[0]
+    return speeds, f"{backend}, {precision}, {device}, batch {batch} (from {path})"
+
+
+def measured_throughput(tasks, runs, args):
+    """{task name: {fold: median images/sec}} measured now at every trained fold, trials interleaved."""
+    device = pick_device(args.device)
+    fill_protocol(args, device)
+    speeds, backend = {}, None
+    for name in tasks:
+        benches = {}
+        for fold in sorted(runs[name]):
+            mode = "original" if fold == 1 else "folded"
+            benches[fold] = Benchmark(Config(name, mode, fold, args.batch_size or 1024, args.backend, args.precision,
+                                             str(device), args.chunk, not args.nchw, args.compile_mode), args.warmup)
+            backend = benches[fold].backend
+        trials = {fold: [] for fold in benches}
+        for trial in range(args.trials):
+            for fold, bench in benches.items():
+                trials[fold].append(bench.trial(trial, args.iters, args.min_time).images_per_sec)
+        speeds[name] = {fold: statistics.median(v) for fold, v in trials.items()}
+        print(f"measured {name}: " + ", ".join(f"f={f} {v:,.0f} images/sec" for f, v in speeds[name].items()),
+              file=sys.stderr)
+    return speeds, f"{backend}, {args.precision}, {device}, batch {args.batch_size or 1024} (measured now)"
+
+
+def choose(runs, speeds, max_drop):
+    """The table's rows (COLUMNS) for every task: one per fold with a run or a throughput, the recommended one
+    marked."""
+    rows = []
+    for name in runs:
+        folds, speed = runs[name], speeds.get(name, {})
+        base = folds.get(1)
+        task_rows = []
+        for fold in sorted(set(folds) | set(speed)):
+            result, ips = folds.get(fold), speed.get(fold)
+            gap = None if result is None or base is None else 100 * (base["test_top1"] - result["test_top1"])
+            note = ("no trained run" if result is None else "no throughput" if ips is None else
+                    "no f=1 run: gap unknown" if base is None else "")
+            task_rows.append({
+                "task": name, "fold": fold, "recipe": result and result.get("recipe", "paper"),
+                "test_top1": result and result["test_top1"],
+                "worst_slot_top1": result and result.get("worst_slot_test_top1", result["test_top1"]),
+                "gap_points": gap, "images_per_sec": ips,
+                "speedup": ips / speed[1] if ips is not None and speed.get(1) else None,
+                "recommended": False, "note": note})
+        eligible = [r for r in task_rows if not r["note"] and r["gap_points"] <= max_drop + 1e-9]
+        if eligible:
+            best = max(eligible, key=lambda r: (r["images_per_sec"], r["test_top1"], -r["fold"]))
+            best["recommended"] = True
+        rows += task_rows
+    return rows
+
+
+def fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(rows, source, max_drop):
+    lines = [f"# Which fold to deploy", "", f"Throughput: {source}. Recommended (**bold**): the fastest fold whose "
+             f"test top-1 is at most {max_drop:g} points below f=1's.", ""]
+    for name in dict.fromkeys(r["task"] for r in rows):
+        table = []
+        for r in (r for r in rows if r["task"] == name):
+            cells = [f"**{r['fold']}**" if r["recommended"] else str(r["fold"]), r["recipe"] or "-",
+                     fmt(r["test_top1"], ".4f"), fmt(r["worst_slot_top1"], ".4f"), fmt(r["gap_points"], ".1f"),
+                     fmt(r["images_per_sec"], ",.0f"), fmt(r["speedup"], ".2f") + ("x" if r["speedup"] else ""),
+                     r["note"]]
+            table.append(cells)
+        chosen = [r["fold"] for r in rows if r["task"] == name and r["recommended"]]
+        lines += [f"## {name}: " + (f"deploy f={chosen[0]}" if chosen else "no recommendation"), ""]
+        lines += markdown_table(["f", "recipe", "test top-1", "worst slot", "gap (pts)", "images/sec", "speed-up",
+                                 "note"], table) + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_csv(rows, path):
+    out = io.StringIO()
+    writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if r[k] is None else f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]
+                         for k in COLUMNS})
+    write_text_atomic(path, out.getvalue())
+
+
+def plot(rows, source, path):
+    """Test top-1 against images/sec, one panel per task; the recommended fold starred."""
+    names = list(dict.fromkeys(r["task"] for r in rows))
+    cols = min(3, len(names))
+    nrows = -(-len(names) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.6 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        points = [r for r in rows if r["task"] == name and r["test_top1"] is not None and r["images_per_sec"]]
+        ax.plot([r["images_per_sec"] for r in points], [r["test_top1"] for r in points], "-", color="#bbbbbb")
+        for r in points:
+            ax.scatter(r["images_per_sec"], r["test_top1"], marker="*" if r["recommended"] else "o",
+                       s=160 if r["recommended"] else 40, color="#d62728" if r["recommended"] else "#1f77b4",
+                       zorder=3)
+            ax.annotate(f"f={r['fold']}", (r["images_per_sec"], r["test_top1"]), xytext=(5, 4),
+                        textcoords="offset points", fontsize=8)
+        ax.set(title=name, xlabel="images/sec (median)", ylabel="test top-1")
+        ax.grid(True, alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"Accuracy against throughput (red star: recommended); {source}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("savedir", help="a train.py savedir (its finished runs' result.json are read)")
+    parser.add_argument("csv", nargs="?", help="a results CSV of ./run_inference.sh (or use --measure)")
+    parser.add_argument("--measure", action="store_true", help="measure the throughput now, on this device")
+    parser.add_argument("--max_drop", type=float, default=1.0,
+                        help="largest accepted loss of test top-1 against f=1, in points; default 1.0")
+    parser.add_argument("--batch_size", type=int, default=None, help="the CSV rows (or the measurement's) batch size")
+    parser.add_argument("--trials", type=int, default=3, help="--measure: trials per fold; default 3")
+    parser.add_argument("--out", metavar="PREFIX", help="write PREFIX.md, PREFIX.csv and PREFIX.png")
+    add_measurement_args(parser)
+    args = parser.parse_args(argv)
+    if (args.csv is None) == (not args.measure):
+        parser.error("give a results CSV or --measure (one of them)")
+    try:
+        if not Path(args.savedir).is_dir():
+            raise ValueError(f"no savedir {args.savedir}: train first (python3 train.py {args.savedir})")
+        runs = trained_runs(args.savedir)
+        if not runs:
+            raise ValueError(f"{args.savedir} has no finished runs (no result.json): train first")
+        if args.measure:
+            speeds, source = measured_throughput(list(runs), runs, args)
+        else:
+            if not Path(args.csv).is_file():
+                raise ValueError(f"no results CSV {args.csv}: run ./run_inference.sh {args.csv} first")
+            backend = None if args.backend == "auto" else args.backend
+            speeds, source = csv_throughput(args.csv, list(runs), backend, args.precision, args.batch_size)
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
+    rows = choose(runs, speeds, args.max_drop)
+    text = markdown(rows, source, args.max_drop)
+    print(text, end="")
+    if args.out:
+        md, table_csv, png = (Path(f"{args.out}{suffix}") for suffix in (".md", ".csv", ".png"))
+        md.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(md, text)
+        write_csv(rows, table_csv)
+        plot(rows, source, png)
+        print(f"wrote {md}, {table_csv}, {png}", file=sys.stderr)
+    chosen = {r["task"]: r["fold"] for r in rows if r["recommended"]}
+    print(f"recommended for {len(chosen)} of {len(runs)} task(s): "
+          + (", ".join(f"{t} f={f}" for t, f in chosen.items()) or "none"), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
