@@ -54,6 +54,7 @@ class Protocol:
     temperature: float = 1.0  # of the "kl" losses
     curriculum: bool = False
     slow_curriculum: bool = False
+    slot_balance: bool = False  # weigh each slot's loss by its size: a slot that lags behind learns faster
 
     @property
     def distill(self):
@@ -126,8 +127,9 @@ def paper_protocol(task, fold):
 # The distill recipe's settings for folded runs, per family, chosen by results/accuracy/choices.md (CIFAR's
 # were not measured: they are the game tasks').
 _ONECYCLE = {"loss": "kl", "temperature": 4.0, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
-             "curriculum": False}
-DISTILL = {"game": _ONECYCLE, "cifar": _ONECYCLE, "noscope": {**_ONECYCLE, "schedule": "constant"}}
+             "curriculum": False, "slot_balance": True}
+DISTILL = {"game": _ONECYCLE, "cifar": _ONECYCLE,
+           "noscope": {**_ONECYCLE, "schedule": "constant", "slot_balance": False}}
 
 
 def distill_protocol(task, fold):
@@ -140,7 +142,7 @@ def distill_protocol(task, fold):
     return Protocol(epochs=paper.epochs, optimizer=recipe["optimizer"], lr=recipe["lr"],
                     weight_decay=paper.weight_decay, schedule=recipe["schedule"], loss=recipe["loss"],
                     temperature=recipe["temperature"], curriculum=recipe["curriculum"],
-                    slow_curriculum=paper.slow_curriculum)
+                    slow_curriculum=paper.slow_curriculum, slot_balance=recipe["slot_balance"])
 
 
 def with_overrides(protocol, args, group):
@@ -160,6 +162,8 @@ def with_overrides(protocol, args, group):
             changes["temperature"] = args.temperature
         if args.curriculum:
             changes["curriculum"] = args.curriculum == "on"
+        if getattr(args, "slot_balance", None):
+            changes["slot_balance"] = args.slot_balance == "on"
     return dataclasses.replace(protocol, **changes)
 
 
@@ -260,21 +264,32 @@ def distillation_targets(args, task, fold, device, savedir):
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def training_loss(logits, labels, teacher, protocol):
-    """The loss of `protocol` for fp32 `logits`: cross-entropy to `labels`, or a distillation loss to the teacher's
-    logits: "mse" regresses them (the paper's CIFAR-10 students), "kl" matches the softened distributions
-    (KL divergence at the temperature, times its square), "+ce" averages either with cross-entropy."""
+def training_loss(logits, labels, teacher, protocol, fold=1):
+    """The loss of `protocol` for fp32 `logits` (one row per image, folded groups of `fold` consecutive rows):
+    cross-entropy to `labels`, or a distillation loss to the teacher's logits: "mse" regresses them (the paper's
+    CIFAR-10 students), "kl" matches the softened distributions (KL divergence at the temperature, times its
+    square), "+ce" averages either with cross-entropy. With `slot_balance`, the mean of each slot's loss (position
+    j of every group) is weighted by its share (detached, mean weight 1), so a lagging slot gets more gradient."""
+    balance = protocol.slot_balance and fold > 1
+    reduction = "none" if balance else "mean"  # unbalanced: PyTorch's own reductions, the same numbers as before
     if protocol.loss == "ce":
-        return F.cross_entropy(logits, labels)
-    if protocol.loss.startswith("mse"):
-        loss = F.mse_loss(logits, teacher)
+        loss = F.cross_entropy(logits, labels, reduction=reduction)
     else:
-        t = protocol.temperature
-        loss = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher / t, dim=1), log_target=True,
-                        reduction="batchmean") * t * t
-    if protocol.loss.endswith("+ce"):
-        loss = (loss + F.cross_entropy(logits, labels)) / 2
-    return loss
+        if protocol.loss.startswith("mse"):
+            loss = F.mse_loss(logits, teacher, reduction=reduction)
+            loss = loss.mean(dim=1) if balance else loss
+        else:
+            t = protocol.temperature
+            loss = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher / t, dim=1), log_target=True,
+                            reduction="none" if balance else "batchmean")
+            loss = (loss.sum(dim=1) if balance else loss) * t * t
+        if protocol.loss.endswith("+ce"):
+            loss = (loss + F.cross_entropy(logits, labels, reduction=reduction)) / 2
+    if not balance:
+        return loss
+    slots = loss.reshape(-1, fold).mean(dim=0)
+    weights = (slots / slots.mean().clamp_min(1e-12)).detach()
+    return (weights * slots).mean()
 
 
 def lr_factor(schedule, progress):
@@ -303,7 +318,7 @@ def batch_step(model, batch, fold, device, ks, protocol, amp=None):
     with torch.autocast(device.type, AMP_DTYPES.get(amp, torch.float16), enabled=amp is not None):
         logits = model(images)
     teacher = batch[2][:n].to(device) if len(batch) > 2 else None
-    loss = training_loss(logits.float(), labels, teacher, protocol)
+    loss = training_loss(logits.float(), labels, teacher, protocol, fold)
     ranked = logits.detach().topk(max(ks), dim=1).indices == labels[:, None]
     hits = {f"top{k}": ranked[:, :k].any(dim=1).sum().item() for k in ks}
     if fold > 1:
@@ -641,6 +656,7 @@ def resolved_protocol(args):
             "lr": protocol.lr, "weight_decay": protocol.weight_decay,
             "lr_schedule": schedules.get(protocol.schedule, protocol.schedule), "loss": LOSS_NAMES[protocol.loss],
             "temperature": protocol.temperature if protocol.loss.startswith("kl") else None,
+            "slot_balance": protocol.slot_balance,
             "curriculum": curriculum, "precision": f"amp {args.amp}" if args.amp else "fp32", "seed": args.seed,
             "batch_size": (args.batch_size // group) * group, "teacher": args.teacher if protocol.distill else None,
             "savedir": args.savedir}
@@ -688,7 +704,8 @@ def get_args_parser(add_help=True, one_run=True):
                         help="resume from this checkpoint" + ("" if one_run else " (select one dataset and one fold)"))
     parser.add_argument("--recipe", choices=RECIPES, default="paper",
                         help="paper (default: the paper's protocol, exactly) or distill (folded runs learn the "
-                             "trained original's logits: KL divergence at temperature 4, Adam at lr 1e-3, one-cycle "
+                             "trained original's logits: KL divergence at temperature 4 (slots balanced, game and "
+                             "CIFAR), Adam at lr 1e-3, one-cycle "
                              "schedule (constant for NoScope), no curriculum; docs/protocol.md, section 8)")
     parser.add_argument("--teacher", default=None, metavar="PATH",
                         help="trained original model for distillation (folded runs of --recipe distill and of "
@@ -698,6 +715,9 @@ def get_args_parser(add_help=True, one_run=True):
     parser.add_argument("--temperature", type=float, default=None, help="folded runs: temperature of the kl losses")
     parser.add_argument("--curriculum", choices=("on", "off"), default=None,
                         help="folded runs: the paper's class curriculum on or off (default: the recipe's)")
+    parser.add_argument("--slot_balance", choices=("on", "off"), default=None,
+                        help="folded runs: weigh each slot's loss by its size, so a lagging slot learns faster "
+                             "(default: the recipe's)")
     parser.add_argument("--optimizer", choices=("adam", "rmsprop"), default=None,
                         help="optimizer instead of the recipe's (weight decay stays the recipe's)")
     parser.add_argument("--lr_schedule", choices=SCHEDULES, default=None,

@@ -1,4 +1,5 @@
 """The distill recipe: its losses and schedule, the cached teacher logits, resume, torchrun and a user's own task."""
+import dataclasses
 import json
 import shutil
 import sys
@@ -36,6 +37,27 @@ def test_the_distillation_losses():
     assert mixed.item() == pytest.approx((mse.item() + ce.item()) / 2)
 
 
+def test_slot_balance_weighs_each_slot_by_its_loss():
+    torch.manual_seed(1)
+    teacher = torch.randn(8, 5)
+    student = teacher.clone()
+    student[3::4] += 3 * torch.randn(2, 5)  # slot 3 of both groups of 4 lags behind
+    student.requires_grad_(True)
+    kl = protocol(loss="kl", temperature=4)
+    per_image = F.kl_div(F.log_softmax(student / 4, dim=1), F.log_softmax(teacher / 4, dim=1), log_target=True,
+                         reduction="none").sum(1) * 16
+    slots = per_image.reshape(2, 4).mean(0)
+    balanced = fold_trainer.training_loss(student, None, teacher, dataclasses.replace(kl, slot_balance=True), fold=4)
+    assert balanced.item() == pytest.approx(((slots / slots.mean()) * slots).mean().item(), rel=1e-5)
+    assert fold_trainer.training_loss(student, None, teacher, kl, fold=4).item() == \
+        pytest.approx(per_image.mean().item(), rel=1e-5)  # off: the plain mean, as before
+    lagging = torch.autograd.grad(balanced, student)[0][3::4].norm() / \
+        torch.autograd.grad(fold_trainer.training_loss(student, None, teacher, kl, fold=4), student)[0][3::4].norm()
+    assert lagging > 2  # the lagging slot gets more of the gradient than under the plain mean
+    assert fold_trainer.training_loss(student, None, teacher, dataclasses.replace(kl, slot_balance=True),
+                                      fold=1).item() == pytest.approx(per_image.mean().item(), rel=1e-5)
+
+
 def test_the_learning_rate_curves():
     onecycle = [fold_trainer.lr_factor("onecycle", p) for p in (0, 0.15, 0.3, 0.65, 1)]
     assert onecycle == pytest.approx([1 / 25, (1 + 1 / 25) / 2, 1, 0.5, 0], abs=1e-9)
@@ -54,6 +76,7 @@ def test_the_recipe_resolves_and_the_paper_stays_exact(tmp_path):
         assert folded["loss"] == "kl to the teacher's softened outputs" and folded["temperature"] == 4.0
         assert (folded["optimizer"], folded["lr"], folded["lr_schedule"], folded["curriculum"]) == \
             ("adam", 1e-3, schedule, None)
+        assert folded["slot_balance"] == (task == "sot/timer3") and not original["slot_balance"]
     paper = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", "sot/timer3", "--folds", "3",
                     "--dry_run")
     plan = json.loads(paper.stdout)
