@@ -167,7 +167,6 @@ def plot(rows, source, path):
     fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.6 * nrows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         points = [r for r in rows if r["task"] == name and r["test_top1"] is not None and r["images_per_sec"]]
-        ax.plot([r["images_per_sec"] for r in points], [r["test_top1"] for r in points], "-", color="#bbbbbb")
         for r in points:
             ax.scatter(r["images_per_sec"], r["test_top1"], marker="*" if r["recommended"] else "o",
                        s=160 if r["recommended"] else 40, color="#d62728" if r["recommended"] else "#1f77b4",
