@@ -75,7 +75,8 @@ def main(argv=None):
                 rows.append([task, f, "paper" if a == 1 else a, first_width(task, f, a), f"{flops / 1e6:.2f}",
                              f"{ips:,.0f}", f"{ips / paper:.2f}x", f"{ips / base:.2f}x"])
     where = cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device)
-    lines = [f"# Aligned widths against the paper's ({where}, {backend}, {protocol['precision']}, batch {args.batch_size})", "",
+    setting = f"{where}, {backend}, {protocol['precision']}, batch {args.batch_size}"
+    lines = [f"# Aligned widths against the paper's ({setting})", "",
              f"Command: `python3 util/benchmark_align.py {' '.join(sys.argv[1:])}`. Median images/sec of "
              f"{args.trials} interleaved trials; FLOPs per image counted from the model (MFLOPs).", ""]
     lines += markdown_table(["task", "f", "align", "first width", "MFLOPs/image", "images/sec", "vs paper widths",

@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from config.tasks import resolve_dataset  # noqa: E402
 from models import model_key  # noqa: E402
-from util.common import markdown_table, pick_device, write_text_atomic  # noqa: E402
+from util.common import markdown_table, pick_device, positive_int, write_text_atomic  # noqa: E402
 from util.inference import Benchmark, Config, add_measurement_args, fill_protocol  # noqa: E402
 from util.results import load  # noqa: E402
 
@@ -190,8 +190,9 @@ def main(argv=None):
     parser.add_argument("--measure", action="store_true", help="measure the throughput now, on this device")
     parser.add_argument("--max_drop", type=float, default=1.0,
                         help="largest accepted loss of test top-1 against f=1, in points; default 1.0")
-    parser.add_argument("--batch_size", type=int, default=None, help="the CSV rows (or the measurement's) batch size")
-    parser.add_argument("--trials", type=int, default=3, help="--measure: trials per fold; default 3")
+    parser.add_argument("--batch_size", type=positive_int, default=None,
+                        help="the batch size of the CSV rows to read (of --measure: default 1024)")
+    parser.add_argument("--trials", type=positive_int, default=3, help="--measure: trials per fold; default 3")
     parser.add_argument("--out", metavar="PREFIX", help="write PREFIX.md, PREFIX.csv and PREFIX.png")
     add_measurement_args(parser)
     args = parser.parse_args(argv)

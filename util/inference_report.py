@@ -45,7 +45,8 @@ def medians(frame):
     table = frame.groupby(keys, sort=False)[["Throughput", "FLOPs/sec"]].median().reset_index()
     table["Trials"] = frame.groupby(keys, sort=False)["Trial"].count().to_numpy()
     table["Key"] = table["Model"]
-    table["Model"] = [key if align == 1 else f"{key} (align {align})" for key, align in zip(table["Key"], table["Align"])]
+    table["Model"] = [key if align == 1 else f"{key} (align {align})"
+                      for key, align in zip(table["Key"], table["Align"])]
     base = table[table["Fold"] == 1].drop_duplicates(GROUP + ["Key"]).set_index(GROUP + ["Key"])["Throughput"]
     table["Speed-up"] = [row["Throughput"] / base.get(tuple(row[GROUP + ["Key"]]), float("nan"))
                          for _, row in table.iterrows()]
@@ -130,7 +131,8 @@ def short_name(key, align=1):
 
 
 def speedup_bars(ax, part):
-    """Grouped bars on one axis: per FoldedCNN, one bar per fold > 1; its task's baseline (phi > 1) hatched beside it."""
+    """Grouped bars on one axis: per FoldedCNN, one bar per fold > 1; its task's baseline (phi > 1) hatched
+    beside it."""
     models = sweep_models()
     folded = part[(part["Kind"] == "folded") & (part["Fold"] > 1)]
     baselines = part[(part["Kind"] == "efficientnet") & (part["Fold"] > 1)]

@@ -143,7 +143,8 @@ def main(argv=None):
             print(line, flush=True)
     if failures:
         parser.exit(1, f"error: {failures} configuration(s) could not be measured (see above)\n")
-    fastest = fastest_folds(args.csv, [c[0] for c in configs], args.batch_sizes, backend, args.precision, device, args.align)
+    fastest = fastest_folds(args.csv, [c[0] for c in configs], args.batch_sizes, backend, args.precision, device,
+                            args.align)
     if fastest:
         print(f"fastest fold ({backend}, {args.precision}, {device}, median images/sec): " + ", ".join(fastest),
               file=sys.stderr)
