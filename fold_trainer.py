@@ -480,6 +480,10 @@ def setup_run(args):
         if state.get("recipe", "paper") != run_recipe(args, group):
             raise ValueError(f"checkpoint {args.continue_from_file} was trained with --recipe {state.get('recipe', 'paper')}"
                              f": resume it with that recipe, or start a new --savedir")
+        if state.get("slot_balance", False) != protocol.slot_balance:  # checkpoints before it: balance off
+            was = "on" if state.get("slot_balance", False) else "off"
+            raise ValueError(f"checkpoint {args.continue_from_file} was trained with --slot_balance {was}: resume it "
+                             f"with --slot_balance {was}, or start a new --savedir")
     savedir = Path(args.savedir)
     if not state and (savedir / "current.pth").exists():
         raise ValueError(f"{savedir} already holds a run: resume it with --continue_from_file "
@@ -517,7 +521,8 @@ def checkpoint(run, progress):
     """Everything a resume needs, in util/checkpoint.py's format."""
     return {"model_args": model_args(run.task, run.fold, run.multiplier, run.args.mode, run_align(run.args, run.fold)),
             "model": run.model.state_dict(),
-            "dataset": run.args.dataset, "recipe": run_recipe(run.args, run.group), "epoch": progress.epoch, "best": progress.best,
+            "dataset": run.args.dataset, "recipe": run_recipe(run.args, run.group),
+            "slot_balance": run.protocol.slot_balance, "epoch": progress.epoch, "best": progress.best,
             "authors_best": progress.authors_best,
             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
             "scheduler": run.scheduler.state_dict() if run.scheduler else None,
@@ -546,8 +551,9 @@ def end_epoch(run, loaders, progress, train_metrics, classes):
     metrics = {"train": train_metrics}
     for s in ("val", "test"):
         desc = f"Epoch {progress.epoch}. {s}"
+        unbalanced = dataclasses.replace(run.protocol, slot_balance=False)  # losses comparable across settings
         metrics[s] = averages(evaluate(run.model, loaders[s], run.group, run.device, run.task.num_classes, desc,
-                                       run.protocol), run.group, desc)
+                                       unbalanced), run.group, desc)
     append_stats(run.savedir / "stats", metrics)
     best = progress.best
     if classes > best["classes"]:  # a curriculum step makes validation harder: compare like with like
@@ -587,7 +593,7 @@ def batch_lr_setter(run, epoch):
 def write_result(run, progress):
     result = {"dataset": run.args.dataset, "fold": run.fold, "mode": run.args.mode, "recipe": run_recipe(run.args, run.group),
               "multiplier": None if run.multiplier is None else round(run.multiplier, 6),
-              "align": run_align(run.args, run.fold), "epochs": run.epochs, "best_epoch": progress.best["epoch"], "best_val_top1": progress.best["val_top1"],
+              "align": run_align(run.args, run.fold), "slot_balance": run.protocol.slot_balance, "epochs": run.epochs, "best_epoch": progress.best["epoch"], "best_val_top1": progress.best["val_top1"],
               "test_top1": progress.best["test_top1"],
               "val_slot_top1": progress.best.get("val_slot_top1"), "test_slot_top1": progress.best.get("test_slot_top1"),
               "worst_slot_test_top1": min(progress.best.get("test_slot_top1") or [progress.best["test_top1"]]),

@@ -14,13 +14,13 @@ returns the original model; f > 1 measures its FoldedCNN, made by models.fold_cn
 """
 import argparse
 import json
-import statistics
 from dataclasses import asdict
 
 from config.tasks import task_names
 from models import MODES
 from util.common import pick_device, positive_int
-from util.inference import Benchmark, Config, add_measurement_args, add_user_model_args, fill_protocol
+from util.inference import (Benchmark, Config, add_measurement_args, add_user_model_args, fill_protocol,
+                            interleaved_medians)
 
 
 def fold_arg(text):
@@ -65,32 +65,33 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if (args.task is None) == (args.model_file is None):
         parser.error("name a TASK or a --model_file, not both")
-    if args.fold == "auto" and args.mode == "efficientnet":
-        parser.error("--fold auto measures FoldedCNNs: drop --mode efficientnet (its phi is a --fold number)")
-    if args.align > 1 and args.mode == "efficientnet":
-        parser.error("--align widens FoldedCNNs: drop it for --mode efficientnet")
+    if args.fold == "auto" and args.mode != "folded":
+        parser.error(f"--fold auto measures the original and its FoldedCNNs: drop --mode {args.mode}")
+    if args.fold != "auto" and args.folds != parser.get_default("folds"):
+        parser.error("--folds goes with --fold auto: add --fold auto, or drop --folds")
+    if args.align > 1 and args.mode != "folded":
+        parser.error(f"--align widens FoldedCNNs: drop it for --mode {args.mode}")
     folds = sorted(set(args.folds)) if args.fold == "auto" else [args.fold]
     try:
         fill_protocol(args, pick_device(args.device))
         benches = {fold: Benchmark(config_for(args, fold), args.warmup, args.seed) for fold in folds}
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
-    speeds = {fold: [] for fold in folds}
-    for trial in range(args.trials):  # interleaved, so that drift in the machine's speed hits every fold alike
-        for fold, bench in benches.items():
-            result = bench.trial(trial, args.iters, args.min_time)
-            speeds[fold].append(result.images_per_sec)
-            print(json.dumps(asdict(result)) if args.json else result.line(), flush=True)
+    def show(_, result):
+        print(json.dumps(asdict(result)) if args.json else result.line(), flush=True)
+
+    medians = interleaved_medians(benches, args.trials, args.iters, args.min_time, show)
     if args.fold == "auto":
-        medians = {fold: statistics.median(v) for fold, v in speeds.items()}
         best = max(medians, key=medians.get)
-        base = (" (the original)" if best == 1 else
-                f", {medians[best] / medians[1]:.2f}x f=1's {medians[1]:,.0f}" if 1 in medians else "")
         bench = benches[best]
         summary = {"fastest_fold": best, "images_per_sec": medians, "backend": bench.backend,
                    "precision": args.precision, "device": str(bench.device)}
+        if best == 1:
+            name = "f=1 (the original)"
+        else:
+            name = f"f={best}" + (f" ({medians[best] / medians[1]:.2f}x f=1's {medians[1]:,.0f})" if 1 in medians else "")
         print(json.dumps(summary) if args.json else
-              f"fastest: f={best}{base if best == 1 else ''} at {medians[best]:,.0f} images/sec{'' if best == 1 else base} (median of {args.trials} trial(s); "
+              f"fastest: {name} at {medians[best]:,.0f} images/sec (median of {args.trials} trial(s); "
               f"{bench.backend}, {args.precision}, {bench.device}, batch {args.batch_size})")
 
 

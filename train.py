@@ -163,8 +163,7 @@ def run_args(dataset, fold, args, need_teacher=True):
         epochs = epochs or setting["epochs"].get(fold, max(setting["epochs"].values()))
         if not lr and not (args.recipe == "distill" and fold > 1):
             lr = setting["lr"]
-    savedir = run_dir(args.savedir, dataset, fold, multiplier, args.mode, args.recipe,
-                      fold_trainer.run_align(argparse.Namespace(**{**vars(args), "fold": fold}), fold))
+    savedir = run_dir(args.savedir, dataset, fold, multiplier, args.mode, args.recipe, fold_trainer.run_align(args, fold))
     teacher = args.teacher
     if protocol.distill:
         try:

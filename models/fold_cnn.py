@@ -20,6 +20,7 @@ the others), that uses a layer it cannot rebuild, or whose graph fixes a size th
 is refused with a ValueError naming the layer.
 """
 import copy
+import math
 
 import torch
 from torch import fx, nn
@@ -50,7 +51,7 @@ def fold_cnn(model, fold, multiplier=None, example_input=None, align=1):
     heads = logit_layers(graph_module)
     modules = {}
     folded = replay(graph_module, fold_example(example, fold), fold, lambda c: widen(c, multiplier, align), heads,
-                    modules)
+                    modules, align)
     logits = values[output_node(graph_module).args[0].name]
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         raise ValueError("fold_cnn folds classifiers that return (N, K) logits; this model returns "
@@ -161,7 +162,7 @@ def logit_layers(graph_module):
     return heads
 
 
-def rebuilt(module, name, x, fold, widened, head):
+def rebuilt(module, name, x, fold, widened, head, align=1):
     """`module` rebuilt for the folded input `x` (freshly initialised), or a ValueError naming `name`;
     `widened(width)` is an inner layer's folded width."""
     width = x.shape[1] if x.dim() > 1 else x.shape[-1]
@@ -177,7 +178,8 @@ def rebuilt(module, name, x, fold, widened, head):
             if width % groups:
                 raise ValueError(f"cannot fold layer {name} (Conv2d, groups={groups}): its folded input has {width} "
                                  f"channels, not a multiple of its groups")
-            out = max(groups, out // groups * groups)
+            step = math.lcm(groups, align)  # aligned: up to a multiple of both; else down to the groups'
+            out = -(-out // step) * step if align > 1 else max(groups, out // groups * groups)
         return nn.Conv2d(width, out, module.kernel_size, module.stride, module.padding, module.dilation, groups,
                          module.bias is not None, module.padding_mode)
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -194,7 +196,7 @@ def rebuilt(module, name, x, fold, widened, head):
 
 
 @torch.no_grad()
-def replay(graph_module, folded_input, fold, widened, heads, modules):
+def replay(graph_module, folded_input, fold, widened, heads, modules, align=1):
     """Run the graph on `folded_input`, rebuilding each layer for the width that reaches it (into `modules`,
     by target); returns the folded output."""
     env = {}
@@ -217,7 +219,7 @@ def replay(graph_module, folded_input, fold, widened, heads, modules):
                     module = graph_module.get_submodule(node.target)
                     if node.target not in modules:
                         modules[node.target] = rebuilt(module, node.target, args[0], fold, widened,
-                                                       node.target in heads)
+                                                       node.target in heads, align)
                     env[node.name] = modules[node.target].eval()(*args, **kwargs)
                 elif node.op == "call_method":
                     env[node.name] = getattr(args[0], node.target)(*args[1:], **kwargs)

@@ -54,6 +54,14 @@ def test_fold_cnn_aligns_a_users_model():
     assert folded(torch.rand(4, 3, 16, 16)).shape == (4, 5)
 
 
+def test_fold_cnn_aligns_a_grouped_conv_to_both():
+    model = nn.Sequential(nn.Conv2d(3, 12, 3), nn.ReLU(), nn.Conv2d(12, 20, 3, groups=2), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(20, 5))
+    folded = fold_cnn(model, 2, example_input=torch.rand(2, 3, 16, 16), align=8)
+    grouped = [m for m in folded.net.modules() if isinstance(m, nn.Conv2d)][1]
+    assert (grouped.groups, grouped.in_channels, grouped.out_channels) == (2, 16, 32)  # int(20 sqrt 2) = 28 -> 32
+
+
 def test_flop_count_with_align_and_the_paper_table_kept(tmp_path):
     done = run_cli("./flop_count.sh", "--align", "16")
     assert done.returncode == 0, done.stderr
@@ -84,6 +92,8 @@ def test_fold_auto_measures_every_fold_and_names_the_fastest():
     assert text.returncode == 0 and text.stdout.splitlines()[-1].startswith("fastest: f=")
     bad = run_cli(sys.executable, "infer.py", "sot/timer3", "--fold", "auto", "--mode", "efficientnet")
     assert bad.returncode == 2 and "drop --mode efficientnet" in bad.stderr
+    alone = run_cli(sys.executable, "infer.py", "sot/timer3", "--folds", "1", "2")
+    assert alone.returncode == 2 and "--folds goes with --fold auto" in alone.stderr
 
 
 def test_an_aligned_run_trains_into_its_own_folder_and_reloads(tmp_path):
@@ -100,6 +110,10 @@ def test_an_aligned_run_trains_into_its_own_folder_and_reloads(tmp_path):
     assert widths(classifier.net) == widths(build_model("noscope-coral", 2, align=16)[0])
     with pytest.raises(ValueError, match="align 16, not noscope-coral, fold 2, multiplier .*align 1"):
         fold_trainer.main(trainer_args(tmp_path / "other", "noscope-coral", 2, 1, data_dir=tmp_path / "data",
+                                       continue_from_file=tmp_path / "run" / "current.pth"))
+    with pytest.raises(ValueError, match="trained with --slot_balance off: resume it with --slot_balance off"):
+        fold_trainer.main(trainer_args(tmp_path / "other", "noscope-coral", 2, 2, data_dir=tmp_path / "data",
+                                       align=16, slot_balance="on",
                                        continue_from_file=tmp_path / "run" / "current.pth"))
 
 
@@ -119,28 +133,33 @@ def test_a_sweep_before_the_align_column_resumes_with_it_added(tmp_path):
     new = old.read_text().splitlines()
     assert len(new) == 4 and new[-1].startswith("noscope_coral,0,2,8,Folded,") and new[-1].endswith(",16")
     assert "fastest fold (eager, fp32, cpu, median images/sec): noscope_coral f=" in aligned.stderr
+    torn = tmp_path / "short.csv"
+    torn.write_text(HEADER + "\nnoscope_coral,0,1,8\n" + "noscope_coral,0,2,8,Folded,150.00,2.4e+09,eager,fp32,cpu,4,1\n")
+    refused = run_cli(*command[:1], torn, *command[2:])
+    assert refused.returncode == 2 and "line 2 has 4 fields" in refused.stderr and torn.read_text().count("\n") == 3
     report = run_cli(sys.executable, "util/inference_report.py", old)
     assert report.returncode == 0, report.stderr
-    assert "| noscope_coral (align 16) | not measured |" in (tmp_path / "old-report" / "report.md").read_text()
+    assert "| noscope_coral (align 16) | 100 (the original's) |" in (tmp_path / "old-report" / "report.md").read_text()
 
 
-def write_run(savedir, dataset, fold, top1, worst=None, recipe="paper"):
+def write_run(savedir, dataset, fold, top1, worst=None, recipe="paper", align=1):
     """A finished run's result.json in train.py's layout."""
     leaf = "none" if fold == 1 else "distill" if recipe == "distill" else "fold"
-    folder = savedir / dataset / f"fold{fold}" / f"multiplier{fold ** 0.5:.4g}" / leaf
+    widths = f"multiplier{fold ** 0.5:.4g}" + (f"-align{align}" if align > 1 else "")
+    folder = savedir / dataset / f"fold{fold}" / widths / leaf
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps({
         "dataset": dataset, "fold": fold, "mode": "folded", "recipe": "paper" if fold == 1 else recipe,
-        "test_top1": top1, "worst_slot_test_top1": top1 if worst is None else worst}))
+        "align": align, "test_top1": top1, "worst_slot_test_top1": top1 if worst is None else worst}))
 
 
-def write_speeds(path, speeds, backend="onnxruntime"):
+def write_speeds(path, speeds, backend="onnxruntime", align=1):
     """A sweep CSV with one trial per (model, fold): {model: {fold: images/sec}}."""
     lines = [HEADER]
     for model, folds in speeds.items():
         for fold, ips in folds.items():
             mode = "Original" if fold == 1 else "Folded"
-            lines.append(f"{model},0,{fold},1024,{mode},{ips},1e9,{backend},fp32,cpu,32,1")
+            lines.append(f"{model},0,{fold},1024,{mode},{ips},1e9,{backend},fp32,cpu,32,{align if fold > 1 else 1}")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -210,6 +229,26 @@ def test_the_chooser_reports_missing_throughput_and_bad_input(tmp_path):
     assert empty.returncode == 2 and "run ./run_inference.sh" in empty.stderr
     both = choose(runs, csv_path, "--measure")
     assert both.returncode == 2 and "one of them" in both.stderr
+
+
+def test_the_chooser_keeps_aligned_runs_and_rows_apart(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "synthetic-noscope-coral", 1, 0.99)
+    write_run(runs, "synthetic-noscope-coral", 2, 0.80)             # the paper's widths: 19 points down
+    write_run(runs, "synthetic-noscope-coral", 2, 0.99, align=16)   # aligned: no loss
+    paper, aligned = tmp_path / "paper.csv", tmp_path / "aligned.csv"
+    write_speeds(paper, {"noscope_coral": {1: 1000, 2: 500}})
+    write_speeds(aligned, {"noscope_coral": {1: 1000, 2: 1500}}, align=16)
+    both = tmp_path / "both.csv"
+    both.write_text(paper.read_text() + "".join(aligned.read_text().splitlines(True)[2:]))  # one f=1 row
+    default = choose(runs, both, "--out", tmp_path / "paper")
+    row = next(r for r in rows_of(tmp_path / "paper.csv") if r["fold"] == "2")
+    assert (float(row["test_top1"]), float(row["images_per_sec"])) == (0.80, 500) and "deploy f=1" in default.stdout
+    choose(runs, both, "--align", "16", "--out", tmp_path / "al")
+    row = next(r for r in rows_of(tmp_path / "al.csv") if r["fold"] == "2")
+    assert (float(row["test_top1"]), float(row["images_per_sec"]), row["recommended"]) == (0.99, 1500, "True")
+    bad = choose(runs, both, "--max_drop", "nan")
+    assert bad.returncode == 2 and "--max_drop" in bad.stderr
 
 
 def test_the_chooser_measures_now(tmp_path):

@@ -10,7 +10,6 @@ first layer's width.
     python3 util/benchmark_align.py --out results/cpu/NAME/align.md
 """
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from tqdm import tqdm  # noqa: E402
 from config.tasks import all_tasks  # noqa: E402
 from models import build_model  # noqa: E402
 from util.common import cpu_name, markdown_table, pick_device, positive_int, print_text  # noqa: E402
-from util.inference import SWEEP_FAMILIES, Benchmark, Config, timing_protocol  # noqa: E402
+from util.inference import SWEEP_FAMILIES, Benchmark, Config, interleaved_medians, timing_protocol  # noqa: E402
 
 
 def first_width(task, fold, align):
@@ -30,23 +29,20 @@ def first_width(task, fold, align):
     return next(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d))
 
 
-def measure(task, folds, aligns, batch_size, device, precision, trials, min_time):
+def measure(task, folds, aligns, batch_size, device, protocol, trials, min_time):
     """{(fold, align): (median images/sec, FLOPs/image)} with (1, 1) the original, trials interleaved."""
-    path = dict(precision=precision, device=device)
+    path = dict(precision=protocol["precision"], device=device)
     configs = {(1, 1): Config(task, "original", 1, batch_size, **path)}
     configs.update({(f, a): Config(task, "folded", f, batch_size, **path, align=a) for f in folds for a in aligns})
-    benches = {key: Benchmark(config) for key, config in configs.items()}
-    speeds = {key: [] for key in benches}
-    for trial in range(trials):
-        for key, bench in benches.items():
-            speeds[key].append(bench.trial(trial, 1, min_time).images_per_sec)
-    return {key: (statistics.median(v), benches[key].flops_per_image) for key, v in speeds.items()}, \
-        benches[(1, 1)].backend
+    benches = {key: Benchmark(config, protocol["warmup"]) for key, config in configs.items()}
+    speeds = interleaved_medians(benches, trials, protocol["iters"], min_time)
+    return {key: (speeds[key], benches[key].flops_per_image) for key in benches}, benches[(1, 1)].backend
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=None, help="default: the game and NoScope tasks")
+    parser.add_argument("--tasks", nargs="+", default=None, choices=list(all_tasks()), metavar="TASK",
+                        help="default: the game and NoScope tasks")
     parser.add_argument("--folds", nargs="+", type=positive_int, default=[2, 3], help="default 2 3")
     parser.add_argument("--aligns", nargs="+", type=positive_int, default=[8, 16],
                         help="alignments compared with the paper's widths; default 8 16")
@@ -63,8 +59,11 @@ def main(argv=None):
     aligns = [1] + [a for a in args.aligns if a != 1]
     rows, backend = [], None
     for task in tqdm(tasks, desc="aligned widths", unit="task", file=sys.stderr, disable=not sys.stderr.isatty()):
-        results, backend = measure(task, args.folds, aligns, args.batch_size, str(device), protocol["precision"],
-                                   args.trials, min_time)
+        try:
+            results, backend = measure(task, args.folds, aligns, args.batch_size, str(device), protocol, args.trials,
+                                       min_time)
+        except ValueError as e:
+            parser.exit(2, f"error: {e}\n")
         base = results[(1, 1)][0]
         rows.append([task, 1, "-", first_width(task, 1, 1), f"{results[(1, 1)][1] / 1e6:.2f}",
                      f"{base:,.0f}", "-", "1.00x"])

@@ -1,10 +1,11 @@
 """The one checkpoint format: what fold_trainer.py saves and what every tool loads.
 
 A checkpoint is a dict of tensors and plain Python values (it loads with `weights_only=True`):
-  model_args  {"task", "fold", "multiplier", "mode"}: `build_classifier(**model_args)` rebuilds the model
+  model_args  {"task", "fold", "multiplier", "mode", "align"}: `build_classifier(**model_args)` rebuilds the
+              model (files written before --align have no "align": the paper's widths)
   model       the FoldedClassifier's state dict
   dataset     the dataset it was trained on (a task, or synthetic-<task>)
-  and, for resuming training: epoch, best, optimizer, scaler, scheduler, curriculum, rng,
+  and, for resuming training: recipe, slot_balance, epoch, best, optimizer, scaler, scheduler, curriculum, rng,
   train_images, train_seconds.
 `load_classifier(path)` rebuilds the model of any checkpoint, for a resume, a distillation teacher,
 ONNX export or video classification. A teacher may also be a plain state dict: of this project's

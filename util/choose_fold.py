@@ -19,7 +19,7 @@ import argparse
 import csv
 import io
 import json
-import statistics
+import math
 import sys
 from pathlib import Path
 
@@ -33,20 +33,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 from config.tasks import resolve_dataset  # noqa: E402
 from models import model_key  # noqa: E402
 from util.common import markdown_table, pick_device, positive_int, write_text_atomic  # noqa: E402
-from util.inference import Benchmark, Config, add_measurement_args, fill_protocol  # noqa: E402
+from util.inference import Benchmark, Config, add_measurement_args, fill_protocol, interleaved_medians  # noqa: E402
 from util.results import load  # noqa: E402
 
 COLUMNS = ["task", "fold", "recipe", "test_top1", "worst_slot_top1", "gap_points", "images_per_sec", "speedup",
            "recommended", "note"]
 
 
-def trained_runs(savedir):
-    """{task name: {fold: result}}: the most accurate finished FoldedCNN run (mode folded) per task and fold."""
+def trained_runs(savedir, align=1):
+    """{task name: {fold: result}}: the most accurate finished FoldedCNN run (mode folded) per task and fold, of
+    the runs at `align` (f=1 has the original's widths whatever the align)."""
     runs = {}
     for path in sorted(Path(savedir).rglob("result.json")):
         result = json.loads(path.read_text())
-        if result.get("mode", "folded") != "folded" or "test_top1" not in result:
+        if result.get("mode", "folded") != "folded" or result.get("test_top1") is None:
             continue  # the compound-scaled baseline, or not a training result
+        if int(result["fold"]) > 1 and result.get("align", 1) != align:
+            continue
         task, _ = resolve_dataset(result["dataset"])
         folds = runs.setdefault(task.name, {})
         fold = int(result["fold"])
@@ -55,17 +58,18 @@ def trained_runs(savedir):
     return runs
 
 
-def csv_throughput(path, tasks, backend=None, precision=None, batch_size=None):
-    """{task name: {fold: median images/sec}} of the FoldedCNN rows of a sweep CSV, and the group they come from;
-    ValueError when the CSV holds several backend/precision/device/batch groups and the flags pick none."""
+def csv_throughput(path, tasks, backend=None, precision=None, batch_size=None, device=None, align=1):
+    """{task name: {fold: median images/sec}} of the FoldedCNN rows of a sweep CSV at `align`, and the group they
+    come from; ValueError when the CSV holds several backend/precision/device/batch groups and the flags pick none."""
     frame = load(path)
-    frame = frame[frame["Mode"].isin(["Original", "Folded"])]
-    for column, value in (("Backend", backend), ("Precision", precision), ("Batch Size", batch_size)):
+    frame = frame[frame["Mode"].isin(["Original", "Folded"]) & ((frame["Align"] == align) | (frame["Fold"] == 1))]
+    for column, value in (("Backend", backend), ("Precision", precision), ("Batch Size", batch_size),
+                          ("Device", device)):
         if value is not None:
             frame = frame[frame[column] == value]
     groups = frame.groupby(["Backend", "Precision", "Device", "Batch Size"]).size().index.tolist()
     if len(groups) > 1:
-        listed = "; ".join(f"--backend {b} --precision {p} --batch_size {n} ({d})" for b, p, d, n in groups)
+        listed = "; ".join(f"--backend {b} --precision {p} --batch_size {n} --device {d}" for b, p, d, n in groups)
         raise ValueError(f"{path} holds {len(groups)} kinds of measurement: pick one with {listed}")
     if not groups:
         raise ValueError(f"{path} has no FoldedCNN rows for these flags: run ./run_inference.sh {path} first")
@@ -87,13 +91,10 @@ def measured_throughput(tasks, runs, args):
         for fold in sorted(runs[name]):
             mode = "original" if fold == 1 else "folded"
             benches[fold] = Benchmark(Config(name, mode, fold, args.batch_size or 1024, args.backend, args.precision,
-                                             str(device), args.chunk, not args.nchw, args.compile_mode), args.warmup)
+                                             str(device), args.chunk, not args.nchw, args.compile_mode,
+                                             align=args.align), args.warmup)
             backend = benches[fold].backend
-        trials = {fold: [] for fold in benches}
-        for trial in range(args.trials):
-            for fold, bench in benches.items():
-                trials[fold].append(bench.trial(trial, args.iters, args.min_time).images_per_sec)
-        speeds[name] = {fold: statistics.median(v) for fold, v in trials.items()}
+        speeds[name] = interleaved_medians(benches, args.trials, args.iters, args.min_time)
         print(f"measured {name}: " + ", ".join(f"f={f} {v:,.0f} images/sec" for f, v in speeds[name].items()),
               file=sys.stderr)
     return speeds, f"{backend}, {args.precision}, {device}, batch {args.batch_size or 1024} (measured now)"
@@ -183,13 +184,23 @@ def plot(rows, source, path):
     plt.close(fig)
 
 
+def points(text):
+    """argparse type for --max_drop: a finite number of points, at least 0."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"give a number of points >= 0, not {text}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("savedir", help="a train.py savedir (its finished runs' result.json are read)")
     parser.add_argument("csv", nargs="?", help="a results CSV of ./run_inference.sh (or use --measure)")
     parser.add_argument("--measure", action="store_true", help="measure the throughput now, on this device")
-    parser.add_argument("--max_drop", type=float, default=1.0,
+    parser.add_argument("--max_drop", type=points, default=1.0,
                         help="largest accepted loss of test top-1 against f=1, in points; default 1.0")
+    parser.add_argument("--align", type=positive_int, default=1,
+                        help="the FoldedCNNs trained and measured with this --align; default 1: the paper's widths")
     parser.add_argument("--batch_size", type=positive_int, default=None,
                         help="the batch size of the CSV rows to read (of --measure: default 1024)")
     parser.add_argument("--trials", type=positive_int, default=3, help="--measure: trials per fold; default 3")
@@ -201,7 +212,7 @@ def main(argv=None):
     try:
         if not Path(args.savedir).is_dir():
             raise ValueError(f"no savedir {args.savedir}: train first (python3 train.py {args.savedir})")
-        runs = trained_runs(args.savedir)
+        runs = trained_runs(args.savedir, args.align)
         if not runs:
             raise ValueError(f"{args.savedir} has no finished runs (no result.json): train first")
         if args.measure:
@@ -210,7 +221,9 @@ def main(argv=None):
             if not Path(args.csv).is_file():
                 raise ValueError(f"no results CSV {args.csv}: run ./run_inference.sh {args.csv} first")
             backend = None if args.backend == "auto" else args.backend
-            speeds, source = csv_throughput(args.csv, list(runs), backend, args.precision, args.batch_size)
+            device = None if args.device == "auto" else args.device
+            speeds, source = csv_throughput(args.csv, list(runs), backend, args.precision, args.batch_size, device,
+                                            args.align)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
     rows = choose(runs, speeds, args.max_drop)

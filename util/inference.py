@@ -492,6 +492,20 @@ def add_user_model_args(parser):
                         help="one image's shape for --model_file")
 
 
+def interleaved_medians(benches, trials, iters, min_time, report=None):
+    """{key: median images/sec} of `benches` ({key: Benchmark}) over `trials` interleaved trials (each trial runs
+    every benchmark once, so that drift in the machine's speed hits all alike); `report(key, measurement)` sees
+    every trial as it ends."""
+    speeds = {key: [] for key in benches}
+    for trial in range(trials):
+        for key, bench in benches.items():
+            measurement = bench.trial(trial, iters, min_time)
+            speeds[key].append(measurement.images_per_sec)
+            if report:
+                report(key, measurement)
+    return {key: statistics.median(values) for key, values in speeds.items()}
+
+
 def compare_with_plain_eager(task, folds, batch_size, device, trials, min_time, precision="fp32", backend="auto"):
     """Median images/sec of plain eager PyTorch (original CNN, fp32, NCHW, whole batch) and the default path
     (`backend` at `precision`, chunks tuned) at f=1 and each of `folds`, trials interleaved so that drift in the
@@ -501,11 +515,7 @@ def compare_with_plain_eager(task, folds, batch_size, device, trials, min_time, 
                 "default f=1": Config(task, "original", 1, batch_size, **path)}
     variants.update({f"default f={f}": Config(task, "folded", f, batch_size, **path) for f in folds})
     benches = {name: Benchmark(config) for name, config in variants.items()}
-    speeds = {name: [] for name in benches}
-    for trial in range(trials):
-        for name, bench in benches.items():
-            speeds[name].append(bench.trial(trial, 1, min_time).images_per_sec)
-    return {name: statistics.median(v) for name, v in speeds.items()}, benches["default f=1"].backend
+    return interleaved_medians(benches, trials, 1, min_time), benches["default f=1"].backend
 
 
 SWEEP_FAMILIES = ("game", "noscope")  # the paper's inference models; the CIFAR ResNet-18s on request

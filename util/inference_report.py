@@ -89,10 +89,14 @@ def kind_table(rows, peak, letter):
     body = []
     for model, part in rows.groupby("Model", sort=False):
         by_fold = {r["Fold"]: r for _, r in part.iterrows()}
+        key, align = part["Key"].iloc[0], part["Align"].iloc[0]
+        original = rows[(rows["Key"] == key) & (rows["Fold"] == 1)]
         cells = [model]
         for f in folds:
             r = by_fold.get(f)
-            if r is None:
+            if r is None and f == 1 and align > 1 and not original.empty:  # f=1 is the original: no widths to align
+                cells.append(f"{original['Throughput'].iloc[0]:,.0f} (the original's)")
+            elif r is None:
                 cells.append("not measured")
             elif f == 1:
                 cells.append(f"{r['Throughput']:,.0f}")

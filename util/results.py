@@ -33,7 +33,13 @@ def read_rows(path):
     if header not in (HEADER, BEFORE_ALIGN):
         raise ValueError(f"{path} has the header {','.join(header)!r}, not this sweep's {','.join(HEADER)!r}: "
                          "give a new CSV path (the existing file is left as it is)")
-    return [{"Align": "1", **dict(zip(header, row))} for row in reader]
+    rows = []
+    for number, row in enumerate(reader, start=2):
+        if len(row) != len(header):
+            raise ValueError(f"{path} line {number} has {len(row)} fields, not the header's {len(header)}: "
+                             "repair or remove that line (the file is left as it is)")
+        rows.append({"Align": "1", **dict(zip(header, row))})
+    return rows
 
 
 def open_results(path):
