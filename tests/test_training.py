@@ -419,7 +419,7 @@ def test_the_compound_scaled_baseline_trains_reloads_and_exports(tmp_path):
     assert (result["mode"], result["fold"], result["multiplier"]) == ("efficientnet", 2, None)
     assert lines(tmp_path / "runs" / "summary.csv")[1].split(",")[:3] == [GAME, "2", "efficientnet"]
     state = torch.load(run / "best.pth", weights_only=True)
-    assert state["model_args"] == {"task": GAME, "fold": 2, "multiplier": None, "mode": "efficientnet"}
+    assert state["model_args"] == {"task": GAME, "fold": 2, "multiplier": None, "mode": "efficientnet", "align": 1}
     classifier, _ = load_classifier(run)
     _, shape = build_model(GAME, 2, "efficientnet")
     assert classifier.hw == shape[1:] == (int(17 / 1.15), int(40 / 1.15))  # its own smaller resolution
