@@ -8,7 +8,7 @@ import csv
 import sys
 
 from models.flops import FOLDS, ai_table
-from util.common import positive_int
+from util.core.cli import positive_int
 
 HEADER = ["model", "batch_size", "original_AI", "tformed_AI_2", "tformed_AI_3", "tformed_AI_4"]
 

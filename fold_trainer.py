@@ -31,11 +31,12 @@ from datasets import (DATA_DIR, CurriculumDataset, DataMissing, DistillationData
 from datasets.loaders import split_targets
 from models import build_classifier
 from models.fold import check_align, check_fold, check_multiplier
-from util import distributed
-from util.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
+from util.train import distributed
+from util.train.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
                              set_rng_state)
-from util.common import (append_line, cpu_bf16_problem, keep_lines, positive_int, save_atomic, seed_everything,
-                         write_json_atomic)
+from util.core.cli import positive_int
+from util.core.device import cpu_bf16_problem, seed_everything
+from util.core.files import append_line, keep_lines, save_atomic, write_json_atomic
 
 TOPK = (1, 2, 5, 10)
 
@@ -518,7 +519,7 @@ def restore(run, state):
 
 
 def checkpoint(run, progress):
-    """Everything a resume needs, in util/checkpoint.py's format."""
+    """Everything a resume needs, in util/train/checkpoint.py's format."""
     return {"model_args": model_args(run.task, run.fold, run.multiplier, run.args.mode, run_align(run.args, run.fold)),
             "model": run.model.state_dict(),
             "dataset": run.args.dataset, "recipe": run_recipe(run.args, run.group),

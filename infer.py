@@ -1,7 +1,7 @@
 """Measure the inference throughput of one model configuration (docs/protocol.md, section 5).
 
 One configuration is a task, a mode (original / folded / efficientnet), a fold (phi for the
-efficientnet baseline), a batch size in images, a precision, a device and a backend; util/inference.py
+efficientnet baseline), a batch size in images, a precision, a device and a backend; util/measure/benchmark.py
 says what each backend is and how a batch runs. Before timing, the backend's logits are checked
 against eager fp32 PyTorch. Each trial prints one `key=value` line (or a JSON object with --json).
 
@@ -18,8 +18,9 @@ from dataclasses import asdict
 
 from config.tasks import task_names
 from models import MODES
-from util.common import pick_device, positive_int
-from util.inference import (Benchmark, Config, add_measurement_args, add_user_model_args, fill_protocol,
+from util.core.cli import positive_int
+from util.core.device import pick_device
+from util.measure.benchmark import (Benchmark, Config, add_measurement_args, add_user_model_args, fill_protocol,
                             interleaved_medians)
 
 

@@ -23,9 +23,11 @@ from config.tasks import SPLITS, SYNTHETIC, get_task, resolve_dataset, task_name
 from datasets import DataMissing, data_location
 from datasets.loaders import how_to_get
 from datasets.synthetic import make_game_dataset, make_noscope_video
-from util import distributed
-from util.common import REPO, pick_device, positive_int, write_text_atomic
-from util.inference import compare_with_plain_eager
+from util.train import distributed
+from util.core.cli import positive_int
+from util.core.device import REPO, pick_device
+from util.core.files import write_text_atomic
+from util.measure.benchmark import compare_with_plain_eager
 from datasets.noscope import split_from_video
 
 MODEL_FILES = REPO / "model_files"

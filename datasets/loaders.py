@@ -24,7 +24,7 @@ from torchvision import datasets as tv_datasets
 from torchvision import transforms
 
 from config.tasks import SPLITS, resolve_dataset
-from util.common import REPO
+from util.core.device import REPO
 
 DATA_DIR = REPO / "data"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)

@@ -11,7 +11,7 @@ import fold_trainer
 from config.tasks import task_names
 from models import build_model, fold_cnn
 from models.flops import count_flops, count_model_flops
-from util.checkpoint import load_classifier
+from util.train.checkpoint import load_classifier
 from helpers import run_cli, trainer_args, write_image_folder
 
 HEADER = "Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align"

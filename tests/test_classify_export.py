@@ -15,7 +15,7 @@ from datasets.synthetic import make_noscope_video
 from helpers import run_cli
 from models import build_classifier
 from util import classify_video, export, onnx_export, video as video_lib
-from util.checkpoint import load_classifier
+from util.train.checkpoint import load_classifier
 from datasets.noscope import split_from_video
 
 FOLD = 4

@@ -13,7 +13,7 @@ from config.tasks import get_task, task_names
 from datasets import load_splits
 from helpers import run_cli, write_image_folder
 from models import build_classifier
-from util.distributed import ShardSampler
+from util.train.distributed import ShardSampler
 
 TASK, FOLD, EPOCHS = "noscope-coral", 2, 3
 TRAIN_PER_CLASS = 24  # 48 training images: 24 per rank, batches of 4 per rank, multiples of f

@@ -11,9 +11,9 @@ from config.tasks import task_names
 from models import build_model, fold_cnn
 from models.flops import count_model_flops
 from helpers import run_cli
-from util.common import REPO
-from util.inference import load_model_file, onnx_model
-from util.onnx_export import onnx_difference
+from util.core.device import REPO
+from util.measure.benchmark import load_model_file, onnx_model
+from util.deploy.onnx import onnx_difference
 
 
 def leaf_layers(model):

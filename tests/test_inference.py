@@ -15,9 +15,9 @@ import torch
 from helpers import REPO, run_cli
 from models.flops import flops_per_image
 from util import common, inference
-from util.common import cpu_bf16_problem
-from util.inference import BackendError, Benchmark, Config, available_backends
-from util.results import HEADER
+from util.core.device import cpu_bf16_problem
+from util.measure.benchmark import BackendError, Benchmark, Config, available_backends
+from util.measure.results_csv import HEADER
 
 CPU_BACKENDS = available_backends("cpu")
 SMALL = dict(task="noscope-coral", mode="folded", fold=2, batch_size=16, device="cpu")
@@ -343,7 +343,7 @@ def test_report_without_machine_file_and_errors(tmp_path):
 
 
 def test_peak_probe():
-    from util.machine import measure_peak
+    from util.measure.machine import measure_peak
     peak = measure_peak("cpu", min_time=0.01)
     assert peak["matmul_flops"]["fp32"] > 1e8 and peak["bandwidth_bytes_per_sec"] > 1e7
     assert peak["matmul_flops"]["fp32"] == max(peak["matmul_flops_by_library"]["fp32"].values())

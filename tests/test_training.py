@@ -11,10 +11,10 @@ import fold_trainer
 from config.tasks import get_task
 from models import build_classifier, build_model
 from util import onnx_export
-from util.checkpoint import load_classifier
+from util.train.checkpoint import load_classifier
 from datasets import CurriculumDataset, DataMissing, curriculum_schedule, load_splits
 from datasets.loaders import cifar_split_indices
-from util.common import cpu_bf16_problem
+from util.core.device import cpu_bf16_problem
 from torchvision.datasets import ImageFolder
 from helpers import run_cli, trainer_args, write_image_folder
 

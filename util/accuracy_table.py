@@ -21,7 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 
 import train  # noqa: E402
 from config.tasks import SYNTHETIC, task_names  # noqa: E402
-from util.common import cpu_name, markdown_table, positive_int, write_text_atomic  # noqa: E402
+from util.core.cli import markdown_table, positive_int  # noqa: E402
+from util.core.device import cpu_name  # noqa: E402
+from util.core.files import write_text_atomic  # noqa: E402
 
 FAMILIES = ("game", "noscope")
 FOLDS = (2, 3, 4)

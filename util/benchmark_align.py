@@ -2,12 +2,12 @@
 layer rounded up to a multiple of N (`--align N`, beyond the paper) and at the paper's int(c*sqrt(f)).
 
 Per task, f=1 (the original) and every (fold, align) are set up once on the default inference path of
-this device (util/inference.py; logits checked against eager fp32), then their trials are interleaved so
+this device (util/measure/benchmark.py; logits checked against eager fp32), then their trials are interleaved so
 that drift in the machine's speed hits them alike. The table gives the median images/sec, the speed over
 the paper's widths at the same fold and over f=1, the FLOPs per image (counted from the model) and the
 first layer's width.
 
-    python3 util/benchmark_align.py --out results/cpu/NAME/align.md
+    python3 util/benchmark_align.py --out results/NAME/align.md
 """
 import argparse
 import sys
@@ -20,8 +20,9 @@ from tqdm import tqdm  # noqa: E402
 
 from config.tasks import all_tasks  # noqa: E402
 from models import build_model  # noqa: E402
-from util.common import cpu_name, markdown_table, pick_device, positive_int, print_text  # noqa: E402
-from util.inference import SWEEP_FAMILIES, Benchmark, Config, interleaved_medians, timing_protocol  # noqa: E402
+from util.core.cli import markdown_table, positive_int, print_text  # noqa: E402
+from util.core.device import cpu_name, pick_device  # noqa: E402
+from util.measure.benchmark import SWEEP_FAMILIES, Benchmark, Config, interleaved_medians, timing_protocol  # noqa: E402
 
 
 def first_width(task, fold, align):

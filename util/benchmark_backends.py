@@ -4,7 +4,7 @@ For each task and fold, every variant is set up once (built, compiled, warmed up
 against eager fp32), then the variants' trials are interleaved so that drift in the machine's speed
 hits them alike. The table gives the median images/sec, each variant's speed over eager NCHW, and
 the seconds its set-up took (compilation, autotuning): the figures behind DEFAULT_COMPILE_MODE and
-the channels-last default in util/inference.py.
+the channels-last default in util/measure/benchmark.py.
 """
 import argparse
 import statistics
@@ -18,8 +18,9 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from config.tasks import all_tasks  # noqa: E402
-from util.common import pick_device, positive_int, print_text  # noqa: E402
-from util.inference import (COMPILE_MODES, PRECISIONS, SWEEP_FAMILIES, Benchmark, BackendError, Config,  # noqa: E402
+from util.core.cli import positive_int, print_text  # noqa: E402
+from util.core.device import pick_device  # noqa: E402
+from util.measure.benchmark import (COMPILE_MODES, PRECISIONS, SWEEP_FAMILIES, Benchmark, BackendError, Config,  # noqa: E402
                             backend_problem, timing_protocol)
 
 

@@ -16,9 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 
 from tqdm import tqdm  # noqa: E402
 
-from util.common import pick_device, positive_int, print_text  # noqa: E402
+from util.core.cli import positive_int, print_text  # noqa: E402
+from util.core.device import pick_device  # noqa: E402
 from config.tasks import all_tasks  # noqa: E402
-from util.inference import BACKENDS, PRECISIONS, SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
+from util.measure.benchmark import BACKENDS, PRECISIONS, SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
 
 
 def main(argv=None):

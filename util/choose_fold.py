@@ -6,7 +6,7 @@
 SAVEDIR is a train.py savedir: every finished run's result.json (test top-1, worst slot) is read.
 Throughput is the median images/sec over trials of each task's model at each fold, from the CSV
 (`--backend`/`--precision`/`--batch_size` pick the rows when it holds several) or measured now with
-`--measure` (util/inference.py's protocol for this device, trials interleaved over the folds).
+`--measure` (util/measure/benchmark.py's protocol for this device, trials interleaved over the folds).
 
 Per task it prints: f, the recipe of the most accurate run at that f, test top-1, the worst slot, the
 gap to f=1 in points, images/sec and the speed-up over f=1. The recommended f is the fastest whose gap
@@ -32,9 +32,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from config.tasks import resolve_dataset  # noqa: E402
 from models import model_key  # noqa: E402
-from util.common import markdown_table, pick_device, positive_int, write_text_atomic  # noqa: E402
-from util.inference import Benchmark, Config, add_measurement_args, fill_protocol, interleaved_medians  # noqa: E402
-from util.results import load  # noqa: E402
+from util.core.cli import markdown_table, positive_int  # noqa: E402
+from util.core.device import pick_device  # noqa: E402
+from util.core.files import write_text_atomic  # noqa: E402
+from util.measure.benchmark import Benchmark, Config, add_measurement_args, fill_protocol, interleaved_medians  # noqa: E402
+from util.measure.results_csv import load  # noqa: E402
 
 COLUMNS = ["task", "fold", "recipe", "test_top1", "worst_slot_top1", "gap_points", "images_per_sec", "speedup",
            "recommended", "note"]

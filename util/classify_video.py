@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from util.common import positive_int  # noqa: E402
-from util.video import classify_video  # noqa: E402
+from util.core.cli import positive_int  # noqa: E402
+from util.deploy.video import classify_video  # noqa: E402
 
 
 def main(argv=None):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from util.onnx_export import ExportMismatch, export  # noqa: E402
+from util.deploy.onnx import ExportMismatch, export  # noqa: E402
 
 
 def main(argv=None):

@@ -25,9 +25,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from models.flops import arithmetic_intensity  # noqa: E402
-from util.common import markdown_table, write_text_atomic  # noqa: E402
-from util.inference import sweep_models  # noqa: E402
-from util.results import MODE_OF_NAME, load, machine_file, report_dir  # noqa: E402
+from util.core.cli import markdown_table  # noqa: E402
+from util.core.files import write_text_atomic  # noqa: E402
+from util.measure.benchmark import sweep_models  # noqa: E402
+from util.measure.results_csv import MODE_OF_NAME, load, machine_file, report_dir  # noqa: E402
 
 GROUP = ["Backend", "Precision", "Device", "Batch Size"]
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}

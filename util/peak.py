@@ -1,6 +1,6 @@
 """Measure this machine's peak (dense-matmul FLOP/s per precision, memory bandwidth) and describe it.
 
-util/machine.py says what is measured. The inference report divides achieved FLOP/s by this peak
+util/measure/machine.py says what is measured. The inference report divides achieved FLOP/s by this peak
 ("% of peak") and draws the roofline from it; ./run_inference.sh writes it beside its CSV.
 """
 import argparse
@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from util.common import print_json  # noqa: E402
-from util.machine import measure_peak  # noqa: E402
+from util.core.cli import print_json  # noqa: E402
+from util.measure.machine import measure_peak  # noqa: E402
 
 
 def main(argv=None):

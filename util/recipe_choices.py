@@ -20,7 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 import fold_trainer  # noqa: E402
 import train  # noqa: E402
 from config.tasks import resolve_dataset  # noqa: E402
-from util.common import cpu_name, markdown_table, positive_int, write_text_atomic  # noqa: E402
+from util.core.cli import markdown_table, positive_int  # noqa: E402
+from util.core.device import cpu_name  # noqa: E402
+from util.core.files import write_text_atomic  # noqa: E402
 
 # Each variant changes settings of the recipe (BASE); "paper" is the paper's recipe at the same epochs.
 VARIANTS = {

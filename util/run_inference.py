@@ -1,14 +1,14 @@
 """The inference sweep behind ./run_inference.sh: every model x fold x batch size x trial, one CSV row each.
 
 Rows are `Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk`
-(util/results.py). Each row is printed and appended as soon as it is measured, flushed to disk, so a
+(util/measure/results_csv.py). Each row is printed and appended as soon as it is measured, flushed to disk, so a
 kill loses at most the row being written. Re-running the same command resumes: configurations
 already in the CSV are skipped.
 
-Protocols (util/inference.py): on CUDA the paper's (fp16, 100 warm-up and 10000 timed batches, 10
+Protocols (util/measure/benchmark.py): on CUDA the paper's (fp16, 100 warm-up and 10000 timed batches, 10
 trials); on the CPU a time-bounded one (fp32, 2 warm-up batches, trials of at least 1 s, 3 trials)
 so the default sweep of the 14 models finishes in well under 30 minutes on 2 cores; --quick is a
-smoke run. The machine's measured peak (util/machine.py) is written to <name>-report/machine.json
+smoke run. The machine's measured peak (util/measure/machine.py) is written to <name>-report/machine.json
 beside the CSV, where util/inference_report.py also writes the report.
 """
 import argparse
@@ -20,11 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from util.common import append_line, pick_device, positive_int, write_json_atomic  # noqa: E402
-from util.inference import (Benchmark, BackendError, Config, add_measurement_args, add_user_model_args,  # noqa: E402
+from util.core.cli import positive_int  # noqa: E402
+from util.core.device import pick_device  # noqa: E402
+from util.core.files import append_line, write_json_atomic  # noqa: E402
+from util.measure.benchmark import (Benchmark, BackendError, Config, add_measurement_args, add_user_model_args,  # noqa: E402
                             configurations, default_models, fill_protocol, resolve_backend, resolve_models)
-from util.machine import measure_peak  # noqa: E402
-from util.results import HEADER, MODE_NAMES, format_row, load, machine_file, measurement_row, open_results  # noqa: E402
+from util.measure.machine import measure_peak  # noqa: E402
+from util.measure.results_csv import HEADER, MODE_NAMES, format_row, load, machine_file, measurement_row, open_results  # noqa: E402
 
 
 def get_args_parser(add_help=True):

@@ -20,8 +20,8 @@ import torch  # noqa: E402
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: E402
 
 from models import build_model  # noqa: E402
-from util.common import cpu_name  # noqa: E402
-from util.inference import chunked, onnx_model, ort_session, time_calls, tune_chunk  # noqa: E402
+from util.core.device import cpu_name  # noqa: E402
+from util.measure.benchmark import chunked, onnx_model, ort_session, time_calls, tune_chunk  # noqa: E402
 
 
 class Random(CalibrationDataReader):

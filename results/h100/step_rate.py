@@ -18,8 +18,8 @@ import torch.nn.functional as F  # noqa: E402
 import fold_trainer  # noqa: E402
 from config.tasks import get_task  # noqa: E402
 from models import build_classifier  # noqa: E402
-from util.common import pick_device  # noqa: E402
-from util.inference import time_calls  # noqa: E402
+from util.core.device import pick_device  # noqa: E402
+from util.measure.benchmark import time_calls  # noqa: E402
 
 
 def step_rate(task, fold, batch_size, device, amp, min_time):

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from config.tasks import get_task
-from util.checkpoint import load_classifier
-from util.common import write_atomic
-from util.inference import logits_tolerance, onnx_model, ort_session
+from util.train.checkpoint import load_classifier
+from util.core.files import write_atomic
+from util.measure.benchmark import logits_tolerance, onnx_model, ort_session
 
 
 class ExportMismatch(Exception):

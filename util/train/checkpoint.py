@@ -21,7 +21,7 @@ import torch
 from config.tasks import get_task
 from models import build_classifier
 from models.fold import check_align, check_fold, check_multiplier
-from util.common import save_atomic
+from util.core.files import save_atomic
 
 FIX = "pass a best.pth or current.pth written by fold_trainer.py"
 TRAINING_KEYS = ("epoch", "best", "optimizer", "scaler", "rng", "train_images", "train_seconds")

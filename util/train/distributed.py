@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from util.common import pick_device
+from util.core.device import pick_device
 
 
 def setup(device_name=None):

@@ -13,8 +13,8 @@ import platform
 
 import torch
 
-from util.common import cpu_bf16_problem, cpu_features, cpu_name, pick_device
-from util.inference import ort_session, time_calls
+from util.core.device import cpu_bf16_problem, cpu_features, cpu_name, pick_device
+from util.measure.benchmark import ort_session, time_calls
 
 CPU_SIZES = (1024, 2048, 4096)
 CUDA_SIZES = (4096, 8192)

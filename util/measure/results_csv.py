@@ -3,7 +3,7 @@
 The CSV's rows are `Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec` (docs/protocol.md,
 section 5) followed by `Backend,Precision,Device,Chunk,Align`. Rows are appended one at a time and
 flushed to disk; a row torn by a crash (a last line without its newline) is dropped on resume.
-The machine's measured peak (util/machine.py) and the report live in the folder `<name>-report/` beside
+The machine's measured peak (util/measure/machine.py) and the report live in the folder `<name>-report/` beside
 the CSV, so a sweep in any folder adds one CSV and one folder to it (util/inference_report.py writes the
 report there).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from util.common import complete_lines, keep_lines, write_text_atomic
+from util.core.files import complete_lines, keep_lines, write_text_atomic
 
 HEADER = ["Model", "Trial", "Fold", "Batch Size", "Mode", "Throughput", "FLOPs/sec",
           "Backend", "Precision", "Device", "Chunk", "Align"]
@@ -78,7 +78,7 @@ def format_row(values):
 
 
 def measurement_row(name, measurement):
-    """The CSV row of one trial (a util.inference.Measurement of the model called `name` in the CSV)."""
+    """The CSV row of one trial (a util.measure.benchmark.Measurement of the model called `name` in the CSV)."""
     m = measurement
     return format_row([name, m.trial, m.fold, m.batch_size, MODE_NAMES[m.mode], f"{m.images_per_sec:.2f}",
                        f"{m.flops_per_sec:.6g}", m.backend, m.precision, m.device, m.chunk, m.align])
@@ -91,7 +91,7 @@ def report_dir(csv_path):
 
 
 def machine_file(csv_path):
-    """The machine record of a sweep (util/machine.py): `machine.json` in its report folder."""
+    """The machine record of a sweep (util/measure/machine.py): `machine.json` in its report folder."""
     return report_dir(csv_path) / "machine.json"
 
 

@@ -38,7 +38,8 @@ from models import build_model, model_key
 from models.flops import count_model_flops, flops_per_image
 from models.fold_cnn import fold_cnn
 from models.fold import check_align, check_fold
-from util.common import cpu_bf16_problem, pick_device, positive_int
+from util.core.cli import positive_int
+from util.core.device import cpu_bf16_problem, pick_device
 
 BACKENDS = ("eager", "compile", "cudagraph", "onnxruntime", "tensorrt")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -18,8 +18,9 @@ from tqdm import tqdm
 
 from config.tasks import get_task, task_names
 from datasets.noscope import frame_count, open_video, resize_frame
-from util.checkpoint import checkpoint_path, load_classifier
-from util.common import pick_device, write_atomic
+from util.train.checkpoint import checkpoint_path, load_classifier
+from util.core.device import pick_device
+from util.core.files import write_atomic
 
 
 def class_names(task):

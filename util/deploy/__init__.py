@@ -1,0 +1,1 @@
+"""Deploying a trained model: ONNX export checked against PyTorch (onnx), classifying a video (video)."""
