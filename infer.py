@@ -17,11 +17,12 @@ import json
 from dataclasses import asdict
 
 from config.tasks import task_names
-from models import MODES
-from util.core.cli import positive_int
+from models import MODES, mode_of
+from util.core.cli import add_align_arg, one_line_errors, positive_int
 from util.core.device import pick_device
-from util.measure.benchmark import (Benchmark, Config, add_measurement_args, add_user_model_args, fill_protocol,
-                            interleaved_medians)
+from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
+                                    fill_protocol, interleaved_medians)
+from util.measure.compare import fastest, speedup_note
 
 
 def fold_arg(text):
@@ -43,9 +44,7 @@ def get_args_parser(add_help=True):
                              "default 1")
     parser.add_argument("--folds", type=positive_int, nargs="+", default=[1, 2, 3, 4],
                         help="the folds --fold auto measures; default 1 2 3 4")
-    parser.add_argument("--align", type=positive_int, default=1,
-                        help="round every widened layer of a FoldedCNN up to a multiple of N (beyond the paper; "
-                             "8 or 16 suit vector units and tensor cores); default 1: the paper's widths")
+    add_align_arg(parser)
     parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch; default 1024")
     add_measurement_args(parser)
     parser.add_argument("--trials", type=positive_int, default=1, help="timed trials; default 1")
@@ -55,10 +54,8 @@ def get_args_parser(add_help=True):
 
 
 def config_for(args, fold):
-    mode = ("original" if fold == 1 else "folded") if args.model_file or args.fold == "auto" else args.mode
-    return Config(args.task or args.model_file, mode, fold, args.batch_size, args.backend, args.precision,
-                  args.device, args.chunk, not args.nchw, args.compile_mode, args.model_file,
-                  args.input_shape and tuple(args.input_shape), args.align)
+    mode = mode_of(fold) if args.model_file or args.fold == "auto" else args.mode
+    return config_from_args(args, args.task or args.model_file, mode, fold)
 
 
 def main(argv=None):
@@ -73,24 +70,23 @@ def main(argv=None):
     if args.align > 1 and args.mode != "folded":
         parser.error(f"--align widens FoldedCNNs: drop it for --mode {args.mode}")
     folds = sorted(set(args.folds)) if args.fold == "auto" else [args.fold]
-    try:
+    with one_line_errors(parser):
         fill_protocol(args, pick_device(args.device))
         benches = {fold: Benchmark(config_for(args, fold), args.warmup, args.seed) for fold in folds}
-    except ValueError as e:
-        parser.exit(2, f"error: {e}\n")
+
     def show(_, result):
         print(json.dumps(asdict(result)) if args.json else result.line(), flush=True)
 
     medians = interleaved_medians(benches, args.trials, args.iters, args.min_time, show)
     if args.fold == "auto":
-        best = max(medians, key=medians.get)
+        best, _ = fastest(medians)
         bench = benches[best]
         summary = {"fastest_fold": best, "images_per_sec": medians, "backend": bench.backend,
                    "precision": args.precision, "device": str(bench.device)}
         if best == 1:
             name = "f=1 (the original)"
         else:
-            name = f"f={best}" + (f" ({medians[best] / medians[1]:.2f}x f=1's {medians[1]:,.0f})" if 1 in medians else "")
+            name = f"f={best}" + speedup_note(medians, best, base_name=f"f=1's {medians.get(1, 0):,.0f}")
         print(json.dumps(summary) if args.json else
               f"fastest: {name} at {medians[best]:,.0f} images/sec (median of {args.trials} trial(s); "
               f"{bench.backend}, {args.precision}, {bench.device}, batch {args.batch_size})")

@@ -11,7 +11,13 @@ from models.resnet import ResNet18
 
 MODES = ("original", "folded", "efficientnet")
 
-__all__ = ["MODES", "build_model", "build_classifier", "fold_cnn", "model_key", "FoldedClassifier", "fold_input",
+
+def mode_of(fold, kind="folded"):
+    """The mode of fold (phi) `fold` of a model kind: "efficientnet" for the baseline, else "original" at f=1 and
+    "folded" above."""
+    return "efficientnet" if kind == "efficientnet" else "original" if fold == 1 else "folded"
+
+__all__ = ["MODES", "mode_of", "build_model", "build_classifier", "fold_cnn", "model_key", "FoldedClassifier", "fold_input",
            "unfold_output"]
 
 

@@ -1,23 +1,68 @@
 """Shared test helpers: run the entry points as a user would, and write small data in the real on-disk formats."""
+import contextlib
 import hashlib
+import importlib
+import io
 import os
 import pickle
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 import fold_trainer
+from util.train.flags import options_from_args, spec_settings
+from util.train.spec import build_spec
+from util.train.trainer import train
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args, cwd=REPO, timeout=3600):
-    """Run a command from the repository root, with this interpreter first on PATH."""
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+# The shell wrappers and the commands whose main(argv) they run.
+WRAPPERS = {"./run_inference.sh": "util/run_inference.py", "./flop_count.sh": "util/flop_count.py"}
+
+
+def run_cli(*args, cwd=REPO, timeout=3600, new_process=False):
+    """Run a command from the repository root as a user would; returns a CompletedProcess.
+
+    A command of this repository (`python3 SCRIPT.py ...` or a shell wrapper) runs its main(argv) in this process
+    (starting Python and PyTorch for each of ~100 command lines would cost minutes), with its own argv[0], its
+    output captured, SystemExit as the exit status and an uncaught exception as a traceback with status 1.
+    `new_process` (or another working directory, or any other program) runs a subprocess, with this interpreter
+    first on PATH."""
+    args = [str(a) for a in args]
+    script = WRAPPERS.get(args[0]) or (args[1] if len(args) > 1 and args[0] == sys.executable else None)
+    if new_process or Path(cwd) != REPO or not script or not script.endswith(".py") or Path(script).is_absolute():
+        env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+        return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_main(script, args[2:] if args[0] == sys.executable else args[1:], args)
+
+
+def run_main(script, argv, args):
+    """`script`'s main(argv) in this process, from the repository root (see run_cli)."""
+    module = importlib.import_module(script.removesuffix(".py").replace("/", "."))
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved_argv, saved_cwd = sys.argv, os.getcwd()
+    sys.argv = [Path(script).name, *argv]
+    os.chdir(REPO)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                module.main(argv)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def write_image_folder(root, class_names, hw, per_split=(12, 4, 4), seed=0):
@@ -68,3 +113,8 @@ def trainer_args(savedir, dataset, fold, epochs, **extra):
     for key, value in extra.items():
         argv += [f"--{key}", str(value)]
     return fold_trainer.get_args_parser().parse_args(argv)
+
+
+def train_args(args):
+    """Train the run of fold_trainer.py's parsed `args` in this process, as its main does; returns result.json."""
+    return train(build_spec(args.dataset, args.fold, args.savedir, **spec_settings(args)), options_from_args(args))

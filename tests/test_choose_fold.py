@@ -7,12 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-import fold_trainer
 from config.tasks import task_names
 from models import build_model, fold_cnn
 from models.flops import count_flops, count_model_flops
 from util.train.checkpoint import load_classifier
-from helpers import run_cli, trainer_args, write_image_folder
+from helpers import run_cli, train_args, trainer_args, write_image_folder
 
 HEADER = "Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align"
 
@@ -103,16 +102,16 @@ def test_an_aligned_run_trains_into_its_own_folder_and_reloads(tmp_path):
     resolved = json.loads(plan.stdout)
     assert resolved["align"] == 16 and resolved["savedir"].endswith("fold2/multiplier1.414-align16/fold")
     write_image_folder(tmp_path / "data" / "noscope-coral-subset", ["0", "1"], (50, 50), per_split=(8, 4, 4))
-    result = fold_trainer.main(trainer_args(tmp_path / "run", "noscope-coral", 2, 1, data_dir=tmp_path / "data",
+    result = train_args(trainer_args(tmp_path / "run", "noscope-coral", 2, 1, data_dir=tmp_path / "data",
                                             align=16))
     assert result["align"] == 16
     classifier, _ = load_classifier(tmp_path / "run" / "best.pth")
     assert widths(classifier.net) == widths(build_model("noscope-coral", 2, align=16)[0])
     with pytest.raises(ValueError, match="align 16, not noscope-coral, fold 2, multiplier .*align 1"):
-        fold_trainer.main(trainer_args(tmp_path / "other", "noscope-coral", 2, 1, data_dir=tmp_path / "data",
+        train_args(trainer_args(tmp_path / "other", "noscope-coral", 2, 1, data_dir=tmp_path / "data",
                                        continue_from_file=tmp_path / "run" / "current.pth"))
     with pytest.raises(ValueError, match="trained with --slot_balance off: resume it with --slot_balance off"):
-        fold_trainer.main(trainer_args(tmp_path / "other", "noscope-coral", 2, 2, data_dir=tmp_path / "data",
+        train_args(trainer_args(tmp_path / "other", "noscope-coral", 2, 2, data_dir=tmp_path / "data",
                                        align=16, slot_balance="on",
                                        continue_from_file=tmp_path / "run" / "current.pth"))
 

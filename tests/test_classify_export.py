@@ -12,9 +12,10 @@ from torchvision.transforms import ToTensor
 import fold_trainer
 from datasets.loaders import read_rgb
 from datasets.synthetic import make_noscope_video
-from helpers import run_cli
+from helpers import run_cli, train_args
 from models import build_classifier
-from util import classify_video, export, onnx_export, video as video_lib
+from util import classify_video, export
+from util.deploy import onnx as onnx_export, video as video_lib
 from util.train.checkpoint import load_classifier
 from datasets.noscope import split_from_video
 
@@ -35,7 +36,7 @@ def trained(tmp_path_factory):
     split_from_video("noscope-coral", root / "data" / "synthetic-noscope-coral-subset", labels, video)
     argv = ["--dataset", "synthetic-noscope-coral", "--fold", str(FOLD), "--savedir", str(root / "run"), "--epochs",
             "1", "--lr", "1e-4", "--workers", "0", "--device", "cpu", "--data_dir", str(root / "data")]
-    fold_trainer.main(fold_trainer.get_args_parser().parse_args(argv))
+    train_args(fold_trainer.get_args_parser().parse_args(argv))
     return root, video, root / "run" / "best.pth"
 
 

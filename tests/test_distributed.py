@@ -7,13 +7,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import fold_trainer
-import train
 from config.tasks import get_task, task_names
 from datasets import load_splits
 from helpers import run_cli, write_image_folder
 from models import build_classifier
+from util.train import sweep
 from util.train.distributed import ShardSampler
+from util.train.spec import build_spec
+from util.train import loop, protocol
 
 TASK, FOLD, EPOCHS = "noscope-coral", 2, 3
 TRAIN_PER_CLASS = 24  # 48 training images: 24 per rank, batches of 4 per rank, multiples of f
@@ -56,10 +57,10 @@ def test_torchrun_trains_with_ddp_and_rank_0_alone_writes(tmp_path, monkeypatch)
         assert done.stdout.count(f"{TASK} fold {FOLD} epoch {epoch}/{EPOCHS}:") == 1, done.stdout
     assert done.stdout.count("training 3 epochs into") == 1 and done.stdout.count("written to") == 1
 
-    run = train.run_dir(tmp_path / "runs", TASK, FOLD, 2 ** 0.5)
+    run = sweep.run_dir(tmp_path / "runs", build_spec(TASK, FOLD))
     metrics = ["loss", "top1", "top2"]
     assert files_under(tmp_path / "runs") == sorted(
-        [str(run.relative_to(tmp_path / "runs") / name) for name in ("best.pth", "current.pth", "result.json")]
+        [str(run.relative_to(tmp_path / "runs") / name) for name in ("best.pth", "current.pth", "result.json", "run.json")]
         + [str(run.relative_to(tmp_path / "runs") / "stats" / f"{s}_{m}.txt")
            for s in ("train", "val", "test") for m in metrics] + ["summary.csv"])
     for path in (run / "stats").iterdir():
@@ -74,9 +75,9 @@ def test_torchrun_trains_with_ddp_and_rank_0_alone_writes(tmp_path, monkeypatch)
     splits = load_splits(TASK, FOLD, data, None)  # the trainer's default seed: the same orders
     result = json.loads((run / "result.json").read_text())
     for split in ("val", "test"):  # what rank 0 reported = one process evaluating the saved weights
-        sums = fold_trainer.evaluate(model, DataLoader(splits[split], batch_size=8), FOLD, torch.device("cpu"), 2, split,
-                                     fold_trainer.paper_protocol(get_task(TASK), FOLD))
-        alone = fold_trainer.averages(sums, FOLD, split)
+        sums = loop.evaluate(model, DataLoader(splits[split], batch_size=8), FOLD, torch.device("cpu"), 2, split,
+                                     protocol.paper_protocol(get_task(TASK), FOLD))
+        alone = loop.averages(sums, FOLD, split)
         reported = {m: float((run / "stats" / f"{split}_{m}.txt").read_text().splitlines()[result["best_epoch"]])
                     for m in metrics}
         assert reported == pytest.approx({m: alone[m] for m in metrics}, abs=2e-6)
@@ -90,8 +91,8 @@ def test_torchrun_trains_with_ddp_and_rank_0_alone_writes(tmp_path, monkeypatch)
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 60])
 def test_shards_cover_the_sweep_exactly_once(count):
     folds = [1, 2, 3, 4]
-    units = train.sweep_units(task_names(), folds)
-    runs = [(d, f) for index in range(1, count + 1) for d, fs in train.shard(units, index, count) for f in fs]
+    units = sweep.sweep_units(task_names(), folds)
+    runs = [(d, f) for index in range(1, count + 1) for d, fs in sweep.shard(units, index, count) for f in fs]
     assert sorted(runs) == sorted((d, f) for d in task_names() for f in folds)
     assert len(runs) == len(set(runs))
     assert ("cifar10", folds) in units  # distilled folds need their fold-1 teacher: one job

@@ -14,7 +14,8 @@ import torch
 
 from helpers import REPO, run_cli
 from models.flops import flops_per_image
-from util import common, inference
+from util.core import device as common
+from util.measure import benchmark as inference
 from util.core.device import cpu_bf16_problem
 from util.measure.benchmark import BackendError, Benchmark, Config, available_backends
 from util.measure.results_csv import HEADER

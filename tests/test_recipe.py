@@ -8,32 +8,32 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import fold_trainer
 import train
 from config import tasks
-from helpers import run_cli, trainer_args, write_image_folder
+from helpers import run_cli, train_args, trainer_args, write_image_folder
+from util.train import protocol as protocols, sweep, trainer
 
 TASK = "noscope-coral"
 
 
 def protocol(**changes):
-    return fold_trainer.Protocol(epochs=1, optimizer="adam", lr=1e-3, **changes)
+    return protocols.Protocol(epochs=1, optimizer="adam", lr=1e-3, **changes)
 
 
 def test_the_distillation_losses():
     torch.manual_seed(0)
     student, teacher, labels = torch.randn(6, 5), torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0])
     ce = F.cross_entropy(student, labels)
-    assert fold_trainer.training_loss(student, labels, None, protocol()) == ce
-    mse = fold_trainer.training_loss(student, labels, teacher, protocol(loss="mse"))
+    assert protocols.training_loss(student, labels, None, protocol()) == ce
+    mse = protocols.training_loss(student, labels, teacher, protocol(loss="mse"))
     assert mse == pytest.approx(((student - teacher) ** 2).mean().item())
     p_t = F.softmax(teacher / 4, dim=1)  # KL(teacher || student) at T = 4, times T^2, averaged over the images
     kl = (p_t * (p_t.log() - F.log_softmax(student / 4, dim=1))).sum(1).mean() * 16
-    assert fold_trainer.training_loss(student, labels, teacher, protocol(loss="kl", temperature=4)).item() == \
+    assert protocols.training_loss(student, labels, teacher, protocol(loss="kl", temperature=4)).item() == \
         pytest.approx(kl.item(), rel=1e-5)
-    assert fold_trainer.training_loss(student, labels, student, protocol(loss="kl", temperature=4)).item() == \
+    assert protocols.training_loss(student, labels, student, protocol(loss="kl", temperature=4)).item() == \
         pytest.approx(0, abs=1e-6)  # a student that equals its teacher has nothing to learn
-    mixed = fold_trainer.training_loss(student, labels, teacher, protocol(loss="mse+ce"))
+    mixed = protocols.training_loss(student, labels, teacher, protocol(loss="mse+ce"))
     assert mixed.item() == pytest.approx((mse.item() + ce.item()) / 2)
 
 
@@ -47,22 +47,22 @@ def test_slot_balance_weighs_each_slot_by_its_loss():
     per_image = F.kl_div(F.log_softmax(student / 4, dim=1), F.log_softmax(teacher / 4, dim=1), log_target=True,
                          reduction="none").sum(1) * 16
     slots = per_image.reshape(2, 4).mean(0)
-    balanced = fold_trainer.training_loss(student, None, teacher, dataclasses.replace(kl, slot_balance=True), fold=4)
+    balanced = protocols.training_loss(student, None, teacher, dataclasses.replace(kl, slot_balance=True), fold=4)
     assert balanced.item() == pytest.approx(((slots / slots.mean()) * slots).mean().item(), rel=1e-5)
-    assert fold_trainer.training_loss(student, None, teacher, kl, fold=4).item() == \
+    assert protocols.training_loss(student, None, teacher, kl, fold=4).item() == \
         pytest.approx(per_image.mean().item(), rel=1e-5)  # off: the plain mean, as before
     lagging = torch.autograd.grad(balanced, student)[0][3::4].norm() / \
-        torch.autograd.grad(fold_trainer.training_loss(student, None, teacher, kl, fold=4), student)[0][3::4].norm()
+        torch.autograd.grad(protocols.training_loss(student, None, teacher, kl, fold=4), student)[0][3::4].norm()
     assert lagging > 2  # the lagging slot gets more of the gradient than under the plain mean
-    assert fold_trainer.training_loss(student, None, teacher, dataclasses.replace(kl, slot_balance=True),
+    assert protocols.training_loss(student, None, teacher, dataclasses.replace(kl, slot_balance=True),
                                       fold=1).item() == pytest.approx(per_image.mean().item(), rel=1e-5)
 
 
 def test_the_learning_rate_curves():
-    onecycle = [fold_trainer.lr_factor("onecycle", p) for p in (0, 0.15, 0.3, 0.65, 1)]
+    onecycle = [protocols.lr_factor("onecycle", p) for p in (0, 0.15, 0.3, 0.65, 1)]
     assert onecycle == pytest.approx([1 / 25, (1 + 1 / 25) / 2, 1, 0.5, 0], abs=1e-9)
-    assert fold_trainer.lr_factor("cosine", 0.5) == pytest.approx(0.5) and fold_trainer.lr_factor("cosine", 0) == 1
-    assert fold_trainer.lr_factor("constant", 0.7) == fold_trainer.lr_factor("step", 0.7) == 1
+    assert protocols.lr_factor("cosine", 0.5) == pytest.approx(0.5) and protocols.lr_factor("cosine", 0) == 1
+    assert protocols.lr_factor("constant", 0.7) == protocols.lr_factor("step", 0.7) == 1
 
 
 def test_the_recipe_resolves_and_the_paper_stays_exact(tmp_path):
@@ -97,15 +97,15 @@ def noscope_data(tmp_path, per_split=(24, 8, 8)):
 
 def test_distill_caches_the_teacher_logits_and_resumes_on_the_same_curve(tmp_path, monkeypatch):
     data = noscope_data(tmp_path)
-    fold_trainer.main(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data, lr=3e-3))
+    train_args(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data, lr=3e-3))
     teacher = tmp_path / "f1" / "best.pth"
     common = dict(data_dir=data, recipe="distill", teacher=teacher, batch_size=8)
-    whole = fold_trainer.main(trainer_args(tmp_path / "whole", TASK, 2, 3, **common))
+    whole = train_args(trainer_args(tmp_path / "whole", TASK, 2, 3, **common))
     assert whole["recipe"] == "distill" and len(whole["test_slot_top1"]) == 2
     cached = torch.load(tmp_path / "whole" / "teacher_logits_train.pt", weights_only=True)
     assert cached["logits"].shape == (48, 2) and cached["targets"].shape == (48,)
 
-    real_save, real_logits, computed = fold_trainer.save_checkpoint, fold_trainer.teacher_logits, []
+    real_save, real_logits, computed = trainer.save_checkpoint, trainer.teacher_logits, []
 
     def save_then_stop(path, **contents):  # the process dies right after epoch 1's checkpoint
         real_save(path, **contents)
@@ -117,13 +117,13 @@ def test_distill_caches_the_teacher_logits_and_resumes_on_the_same_curve(tmp_pat
             computed.append(cache.name)
         return real_logits(teacher, data, device, cache)
 
-    monkeypatch.setattr(fold_trainer, "teacher_logits", counting_logits)
-    monkeypatch.setattr(fold_trainer, "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(trainer, "teacher_logits", counting_logits)
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        fold_trainer.main(trainer_args(tmp_path / "parts", TASK, 2, 3, **common))
-    monkeypatch.setattr(fold_trainer, "save_checkpoint", real_save)
+        train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, **common))
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     assert sorted(computed) == [f"teacher_logits_{s}.pt" for s in ("test", "train", "val")]
-    resumed = fold_trainer.main(trainer_args(tmp_path / "parts", TASK, 2, 3, continue_from_file=tmp_path / "parts" /
+    resumed = train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, continue_from_file=tmp_path / "parts" /
                                              "current.pth", **common))
     assert len(computed) == 3  # the resume read the cache
     for stat in (tmp_path / "whole" / "stats").iterdir():  # the one-cycle rate followed the same curve
@@ -131,17 +131,17 @@ def test_distill_caches_the_teacher_logits_and_resumes_on_the_same_curve(tmp_pat
     assert resumed["test_top1"] == whole["test_top1"]
 
     with pytest.raises(ValueError, match="trained with --recipe distill: resume it with that recipe"):
-        fold_trainer.main(trainer_args(tmp_path / "parts", TASK, 2, 4, data_dir=data,
+        train_args(trainer_args(tmp_path / "parts", TASK, 2, 4, data_dir=data,
                                        continue_from_file=tmp_path / "parts" / "current.pth"))
 
 
 def test_a_stale_cache_is_recomputed(tmp_path):
     data = noscope_data(tmp_path)
-    fold_trainer.main(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data))
+    train_args(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data))
     savedir = tmp_path / "f2"
     savedir.mkdir()
     torch.save(torch.zeros(3, 2), savedir / "teacher_logits_train.pt")  # another run's (an older format's) cache
-    fold_trainer.main(trainer_args(savedir, TASK, 2, 1, data_dir=data, recipe="distill", teacher=tmp_path / "f1" /
+    train_args(trainer_args(savedir, TASK, 2, 1, data_dir=data, recipe="distill", teacher=tmp_path / "f1" /
                                    "best.pth"))
     assert torch.load(savedir / "teacher_logits_train.pt", weights_only=True)["logits"].shape == (48, 2)
 
@@ -149,7 +149,7 @@ def test_a_stale_cache_is_recomputed(tmp_path):
 def test_torchrun_distills_with_one_teacher_pass(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two processes on a 2-core machine
     data = noscope_data(tmp_path)
-    fold_trainer.main(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data))
+    train_args(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data))
     done = run_cli(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                    "fold_trainer.py", "--dataset", TASK, "--fold", "2", "--epochs", "2", "--savedir", tmp_path / "f2",
                    "--data_dir", data, "--device", "cpu", "--workers", "0", "--batch_size", "8", "--recipe", "distill",
@@ -178,8 +178,8 @@ def test_a_task_added_as_a_config_folder_trains_with_both_recipes(tmp_path, monk
                   str(tmp_path / "games"), "--device", "cpu", "--batch_size", "8"]
         train.main([*common, "--folds", "1", "2"])
         train.main([*common, "--folds", "1", "2", "--recipe", "distill"])
-        paper = train.run_result(tmp_path / "runs", "mine/digits", 2, "paper")
-        distill = train.run_result(tmp_path / "runs", "mine/digits", 2, "distill")
+        paper = sweep.run_result(tmp_path / "runs", "mine/digits", 2, "paper")
+        distill = sweep.run_result(tmp_path / "runs", "mine/digits", 2, "distill")
         assert paper["recipe"] == "paper" and distill["recipe"] == "distill"
         assert len(distill["test_slot_top1"]) == 2 and 0 <= distill["worst_slot_test_top1"] <= distill["test_top1"]
         summary = (tmp_path / "runs" / "summary.csv").read_text().splitlines()
@@ -224,7 +224,7 @@ def test_the_demo_distils_its_folded_models(tmp_path):
 def test_the_original_is_shared_by_both_recipes(tmp_path):
     """f=1 trains as the paper's under either recipe: a run started under one resumes under the other."""
     data = noscope_data(tmp_path)
-    first = fold_trainer.main(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data, recipe="distill"))
-    resumed = fold_trainer.main(trainer_args(tmp_path / "f1", TASK, 1, 2, data_dir=data, recipe="paper",
+    first = train_args(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data, recipe="distill"))
+    resumed = train_args(trainer_args(tmp_path / "f1", TASK, 1, 2, data_dir=data, recipe="paper",
                                              continue_from_file=tmp_path / "f1" / "current.pth"))
     assert first["recipe"] == resumed["recipe"] == "paper" and resumed["epochs"] == 2

@@ -7,16 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-import fold_trainer
 from config.tasks import get_task
 from models import build_classifier, build_model
-from util import onnx_export
+from util.deploy import onnx as onnx_export
 from util.train.checkpoint import load_classifier
 from datasets import CurriculumDataset, DataMissing, curriculum_schedule, load_splits
 from datasets.loaders import cifar_split_indices
 from util.core.device import cpu_bf16_problem
 from torchvision.datasets import ImageFolder
-from helpers import run_cli, trainer_args, write_image_folder
+from helpers import run_cli, train_args, trainer_args, write_image_folder
+from util.train import loop, protocol as protocols, trainer
 
 GAME = "sot/coin_count-digits_3_4-v2"  # 15 classes, 17 x 40
 
@@ -45,11 +45,11 @@ def test_cifar_validation_is_the_authors_split(fold, size):
 def test_the_learning_rate_schedule_is_the_authors():
     """StepLR(200, 0.5) for runs trained on CIFAR itself; folded CIFAR-10 (distilled) keeps 1e-4 throughout."""
     cifar10, cifar100 = get_task("cifar10"), get_task("cifar100")
-    assert fold_trainer.paper_protocol(cifar10, 1).lr_step == 200
+    assert protocols.paper_protocol(cifar10, 1).lr_step == 200
     for fold in (2, 3, 4):
-        protocol = fold_trainer.paper_protocol(cifar10, fold)
+        protocol = protocols.paper_protocol(cifar10, fold)
         assert protocol.distill and protocol.lr_step == 0 and protocol.lr == 1e-4
-    assert all(fold_trainer.paper_protocol(cifar100, fold).lr_step == 200 for fold in (1, 2, 3, 4))
+    assert all(protocols.paper_protocol(cifar100, fold).lr_step == 200 for fold in (1, 2, 3, 4))
 
 
 @pytest.mark.parametrize("task, fold", [("noscope-coral", 1), ("noscope-coral", 3), (GAME, 1), (GAME, 2)])
@@ -84,10 +84,10 @@ def test_cifar_splits_from_torchvision_format(tiny_cifar10):
 
 
 def test_cifar_distillation_end_to_end(tiny_cifar10, tmp_path, capsys):
-    teacher = fold_trainer.main(trainer_args(tmp_path / "f1", "cifar10", 1, 2, data_dir=tiny_cifar10, val_size=16))
+    teacher = train_args(trainer_args(tmp_path / "f1", "cifar10", 1, 2, data_dir=tiny_cifar10, val_size=16))
     assert teacher["epochs"] == 2 and (tmp_path / "f1" / "best.pth").exists()
     student_dir = tmp_path / "f2"
-    result = fold_trainer.main(trainer_args(student_dir, "cifar10", 2, 2, data_dir=tiny_cifar10, val_size=16,
+    result = train_args(trainer_args(student_dir, "cifar10", 2, 2, data_dir=tiny_cifar10, val_size=16,
                                            teacher=tmp_path / "f1" / "best.pth"))
     teacher_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("teacher "))
     assert teacher_line.startswith(f"teacher {tmp_path / 'f1' / 'best.pth'}: top-1 train 0.") and " test " in teacher_line
@@ -101,7 +101,7 @@ def test_cifar_distillation_end_to_end(tiny_cifar10, tmp_path, capsys):
 
 def test_distillation_needs_a_teacher(tiny_cifar10, tmp_path):
     with pytest.raises(ValueError, match="trained by distillation: pass --teacher"):
-        fold_trainer.main(trainer_args(tmp_path / "f2", "cifar10", 2, 1, data_dir=tiny_cifar10, val_size=16))
+        train_args(trainer_args(tmp_path / "f2", "cifar10", 2, 1, data_dir=tiny_cifar10, val_size=16))
 
 
 def test_game_curriculum_end_to_end(tmp_path):
@@ -134,7 +134,7 @@ def test_game_curriculum_end_to_end(tmp_path):
 def test_game_original_end_to_end_learns(tmp_path):
     task = get_task(GAME)
     write_image_folder(tmp_path / "games" / GAME, task.class_names, task.input_shape[1:])
-    result = fold_trainer.main(trainer_args(tmp_path / "run", GAME, 1, 3, data_root=tmp_path / "games", lr=0.003))
+    result = train_args(trainer_args(tmp_path / "run", GAME, 1, 3, data_root=tmp_path / "games", lr=0.003))
     losses = [float(v) for v in lines(tmp_path / "run" / "stats" / "train_loss.txt")]
     assert losses[0] > losses[1] > losses[2]
     assert result["test_top1"] > 3 / 15  # well above chance after three epochs
@@ -142,10 +142,27 @@ def test_game_original_end_to_end_learns(tmp_path):
 
 def test_noscope_end_to_end_learns(tmp_path):
     write_image_folder(tmp_path / "data" / "noscope-coral-subset", ["0", "1"], (50, 50), per_split=(48, 16, 16))
-    result = fold_trainer.main(trainer_args(tmp_path / "run", "noscope-coral", 2, 3, data_dir=tmp_path / "data"))
+    result = train_args(trainer_args(tmp_path / "run", "noscope-coral", 2, 3, data_dir=tmp_path / "data"))
     losses = [float(v) for v in lines(tmp_path / "run" / "stats" / "train_loss.txt")]
     assert losses[-1] < losses[0]
     assert result["test_top1"] > 0.8  # two classes, clearly separable
+
+
+def test_a_run_writes_its_spec_as_the_dry_run_prints_it_and_a_resume_checks_it(tmp_path):
+    write_image_folder(tmp_path / "data" / "noscope-coral-subset", ["0", "1"], (50, 50), per_split=(8, 4, 4))
+    argv = ["fold_trainer.py", "--dataset", "noscope-coral", "--fold", "2", "--savedir", tmp_path / "run", "--epochs",
+            "1", "--batch_size", "8", "--data_dir", tmp_path / "data", "--lr", "0.002", "--device", "cpu"]
+    dry = run_cli(sys.executable, *argv, "--dry_run")
+    assert dry.returncode == 0 and not (tmp_path / "run").exists()
+    spec = json.loads(dry.stdout)
+    assert (spec["images_per_input"], spec["multiplier"], spec["lr"], spec["overrides"]) == (2, 1.414214, 0.002,
+                                                                                            {"lr": 0.002})
+    assert run_cli(sys.executable, *argv).returncode == 0
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == spec
+    assert torch.load(tmp_path / "run" / "best.pth", weights_only=True)["run"] == spec
+    other = run_cli(sys.executable, *argv[:4], "3", *argv[5:], "--continue_from_file", tmp_path / "run" / "current.pth")
+    assert other.returncode == 2 and "is for dataset noscope-coral, fold 2" in other.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == spec  # a refused resume changes nothing
 
 
 class Labelled(list):
@@ -171,21 +188,21 @@ def test_resume_gives_the_same_run(tmp_path, monkeypatch):
     task = get_task(GAME)
     write_image_folder(tmp_path / "games" / GAME, task.class_names, task.input_shape[1:])
     common = dict(data_root=tmp_path / "games", lr=0.003)
-    fold_trainer.main(trainer_args(tmp_path / "whole", GAME, 4, 3, **common))
+    train_args(trainer_args(tmp_path / "whole", GAME, 4, 3, **common))
 
-    real_save = fold_trainer.save_checkpoint
+    real_save = trainer.save_checkpoint
 
     def save_then_stop(path, **contents):  # the process dies right after epoch 1's checkpoint
         real_save(path, **contents)
         if path.name == "current.pth":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(fold_trainer, "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        fold_trainer.main(trainer_args(tmp_path / "parts", GAME, 4, 3, **common))
-    monkeypatch.setattr(fold_trainer, "save_checkpoint", real_save)
+        train_args(trainer_args(tmp_path / "parts", GAME, 4, 3, **common))
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     assert len(lines(tmp_path / "parts" / "stats" / "train_loss.txt")) == 1
-    fold_trainer.main(trainer_args(tmp_path / "parts", GAME, 4, 3, continue_from_file=tmp_path / "parts" / "current.pth",
+    train_args(trainer_args(tmp_path / "parts", GAME, 4, 3, continue_from_file=tmp_path / "parts" / "current.pth",
                                   **common))
 
     for stat in (tmp_path / "whole" / "stats").iterdir():
@@ -199,9 +216,9 @@ def test_resume_gives_the_same_run(tmp_path, monkeypatch):
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
     write_image_folder(tmp_path / "data" / "noscope-coral-subset", ["0", "1"], (50, 50), per_split=(8, 4, 4))
-    fold_trainer.main(trainer_args(tmp_path / "f2", "noscope-coral", 2, 1, data_dir=tmp_path / "data"))
+    train_args(trainer_args(tmp_path / "f2", "noscope-coral", 2, 1, data_dir=tmp_path / "data"))
     with pytest.raises(ValueError, match="is for dataset noscope-coral, fold 2.*not noscope-coral, fold 4"):
-        fold_trainer.main(trainer_args(tmp_path / "f4", "noscope-coral", 4, 1, data_dir=tmp_path / "data",
+        train_args(trainer_args(tmp_path / "f4", "noscope-coral", 4, 1, data_dir=tmp_path / "data",
                                       continue_from_file=tmp_path / "f2" / "current.pth"))
 
 
@@ -251,7 +268,7 @@ def test_sweep_layout_summary_and_rerun(tmp_path):
 
 def test_bad_batch_size_and_fold(tmp_path):
     with pytest.raises(ValueError, match="--batch_size 3 is smaller than the fold 4"):
-        fold_trainer.main(trainer_args(tmp_path, "noscope-coral", 4, 1, batch_size=3))
+        train_args(trainer_args(tmp_path, "noscope-coral", 4, 1, batch_size=3))
     done = run_cli(sys.executable, "fold_trainer.py", "--dataset", "noscope-coral", "--fold", "0", "--savedir", tmp_path)
     assert done.returncode == 2 and "--fold: must be a positive integer, got '0'" in done.stderr
 
@@ -277,30 +294,30 @@ def test_the_authors_teacher_loads_and_gives_the_same_logits(tmp_path):
     authors = to_authors_names(model.state_dict())
     assert {"conv1.weight", "bn1.running_var", "layer2.0.downsample.0.weight", "layer4.1.bn2.bias", "fc.weight"} <= set(authors)
     torch.save(authors, tmp_path / "model.t7")
-    loaded = fold_trainer.load_teacher(tmp_path / "model.t7", get_task("cifar10"), torch.device("cpu"))
+    loaded = trainer.load_teacher(tmp_path / "model.t7", get_task("cifar10"), torch.device("cpu"))
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
     torch.save({f"module.{k}": v for k, v in authors.items() if "num_batches" not in k}, tmp_path / "dp.t7")
-    fold_trainer.load_teacher(tmp_path / "dp.t7", get_task("cifar10"), torch.device("cpu"))  # DataParallel names
+    trainer.load_teacher(tmp_path / "dp.t7", get_task("cifar10"), torch.device("cpu"))  # DataParallel names
     torch.save({**authors, "layer5.0.conv1.weight": authors["conv1.weight"]}, tmp_path / "extra.t7")
     with pytest.raises(ValueError, match="key 'layer5.0.conv1.weight' is not a key of the authors' ResNet-18"):
-        fold_trainer.load_teacher(tmp_path / "extra.t7", get_task("cifar10"), torch.device("cpu"))
+        trainer.load_teacher(tmp_path / "extra.t7", get_task("cifar10"), torch.device("cpu"))
     torch.save({k: v for k, v in authors.items() if k != "layer3.1.bn1.weight"}, tmp_path / "short.t7")
     with pytest.raises(ValueError, match="weights do not fit cifar10's FoldedCNN.*Missing key.*net.layers.5.bn1.weight"):
-        fold_trainer.load_teacher(tmp_path / "short.t7", get_task("cifar10"), torch.device("cpu"))
+        trainer.load_teacher(tmp_path / "short.t7", get_task("cifar10"), torch.device("cpu"))
     with pytest.raises(ValueError, match="weights do not fit cifar100's FoldedCNN.*size mismatch for net.linear"):
-        fold_trainer.load_teacher(tmp_path / "model.t7", get_task("cifar100"), torch.device("cpu"))
+        trainer.load_teacher(tmp_path / "model.t7", get_task("cifar100"), torch.device("cpu"))
 
 
 def test_trained_teacher_loads_for_distillation(tmp_path):
     model = build_classifier("cifar10", 1)
     torch.save(model.state_dict(), tmp_path / "model.pth")
-    loaded = fold_trainer.load_teacher(tmp_path / "model.pth", get_task("cifar10"), torch.device("cpu"))
+    loaded = trainer.load_teacher(tmp_path / "model.pth", get_task("cifar10"), torch.device("cpu"))
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x), model.eval()(x))
     with pytest.raises(ValueError, match="weights do not fit cifar100's FoldedCNN at fold 1 .*: size mismatch for net.linear"):
-        fold_trainer.load_teacher(tmp_path / "model.pth", get_task("cifar100"), torch.device("cpu"))
+        trainer.load_teacher(tmp_path / "model.pth", get_task("cifar100"), torch.device("cpu"))
 
 
 def test_bad_images_and_class_folders_are_named(tmp_path):
@@ -339,7 +356,7 @@ def test_new_learning_rate_on_resume_keeps_the_schedule():
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-5)
-    fold_trainer.set_learning_rate(optimizer, scheduler, 1e-3)
+    protocols.set_learning_rate(optimizer, scheduler, 1e-3)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)  # one halving so far, kept
     optimizer.step()
     scheduler.step()
@@ -348,21 +365,21 @@ def test_new_learning_rate_on_resume_keeps_the_schedule():
 
 def test_stats_are_appended_and_a_resume_drops_lines_past_the_checkpoint_and_torn_ones(tmp_path):
     stats = tmp_path / "stats"
-    fold_trainer.prepare_savedir(tmp_path, 0)
+    trainer.prepare_savedir(tmp_path, 0)
     for epoch in range(3):
         before = (stats / "val_top1.txt").read_bytes() if epoch else b""
-        fold_trainer.append_stats(stats, {"val": {"top1": epoch / 10, "loss": 1.0, "images": 5}})
+        trainer.append_stats(stats, {"val": {"top1": epoch / 10, "loss": 1.0, "images": 5}})
         after = (stats / "val_top1.txt").read_bytes()
         assert after.startswith(before) and after.count(b"\n") == epoch + 1  # appended, earlier lines untouched
     assert not (stats / "val_images.txt").exists()
     with open(stats / "val_top1.txt", "a") as f:
         f.write("0.9")  # a crash tore the fourth line
     (tmp_path / ".current.pth.tmp").write_bytes(b"half a checkpoint")
-    fold_trainer.prepare_savedir(tmp_path, 2)  # the checkpoint holds 2 epochs
+    trainer.prepare_savedir(tmp_path, 2)  # the checkpoint holds 2 epochs
     assert (stats / "val_top1.txt").read_text() == "0.000000\n0.100000\n"
     assert (stats / "val_loss.txt").read_text() == "1.000000\n1.000000\n"
     assert not (tmp_path / ".current.pth.tmp").exists()
-    fold_trainer.prepare_savedir(tmp_path, 5)  # fewer lines than epochs: nothing to drop, nothing invented
+    trainer.prepare_savedir(tmp_path, 5)  # fewer lines than epochs: nothing to drop, nothing invented
     assert (stats / "val_top1.txt").read_text() == "0.000000\n0.100000\n"
 
 
@@ -372,9 +389,9 @@ def test_bf16_mixed_precision_training_on_the_cpu(tmp_path):
     args = trainer_args(tmp_path / "run", "noscope-coral", 2, 2, data_dir=tmp_path / "data", amp="bf16", lr=0.003)
     if cpu_bf16_problem():
         with pytest.raises(ValueError, match="--amp bf16: precision bf16 on the CPU needs bf16 instructions"):
-            fold_trainer.main(args)
+            train_args(args)
         return
-    result = fold_trainer.main(args)
+    result = train_args(args)
     assert result["epochs"] == 2 and 0 <= result["test_top1"] <= 1
     losses = [float(v) for v in lines(tmp_path / "run" / "stats" / "train_loss.txt")]
     assert len(losses) == 2 and all(loss == loss for loss in losses)  # finite, no NaN
@@ -397,7 +414,11 @@ def test_dry_run_prints_the_protocol_of_every_run_and_touches_nothing(tmp_path):
     slow = plans[("lol/timer-minutes", 4)]
     assert slow["epochs"] == 3000 and slow["curriculum"]["gap"] == 120
     assert plans[("cifar10", 2)]["loss"] == "mse to the teacher's logits" and plans[("cifar10", 2)]["lr_schedule"] == "constant"
-    assert plans[("cifar10", 2)]["teacher"] is None  # no teacher anywhere yet: the dry run says so instead of failing
+    # no teacher anywhere yet: the sweep trains its own f=1 first, and the dry run names where it will be
+    assert plans[("cifar10", 2)]["teacher"] == str(tmp_path / "runs" / "cifar10" / "fold1" / "multiplier1" / "none" /
+                                                   "best.pth")
+    alone = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", "cifar10", "--folds", "2", "--dry_run")
+    assert alone.returncode == 0 and json.loads(alone.stdout)["teacher"] is None  # none at all: said, not failed
     for key in (("cifar10", 1), ("cifar100", 1), ("cifar100", 3)):
         assert plans[key]["lr_schedule"] == "StepLR(step_size=200, gamma=0.5)" and plans[key]["loss"] == "cross-entropy"
     one = run_cli(sys.executable, "fold_trainer.py", "--dataset", "cifar100", "--fold", "2", "--savedir",
@@ -441,10 +462,10 @@ def test_per_slot_accuracy_shows_a_starved_slot():
     def model(images):  # right for slots 0 and 1 of every group of 3, wrong for slot 2
         wrong = torch.arange(len(images)) % 3 == 2
         return torch.nn.functional.one_hot(torch.where(wrong, (labels + 1) % 3, labels), 3).float()
-    loss, hits, n = fold_trainer.batch_step(model, (torch.zeros(12, 1), labels), 3, torch.device("cpu"), [1],
-                                            fold_trainer.Protocol(epochs=1, optimizer="adam", lr=1e-3))
+    loss, hits, n = loop.batch_step(model, (torch.zeros(12, 1), labels), 3, torch.device("cpu"), [1],
+                                            protocols.Protocol(epochs=1, optimizer="adam", lr=1e-3))
     assert n == 12 and hits == {"top1": 8, "slot0": 4, "slot1": 4, "slot2": 0}
-    totals = fold_trainer.Totals([1], 3)
+    totals = loop.Totals([1], 3)
     totals.add(loss, hits, n)
-    metrics = fold_trainer.averages(totals.sums, 3, "test")
-    assert fold_trainer.slot_top1(metrics, 3) == [1.0, 1.0, 0.0] and metrics["top1"] == pytest.approx(8 / 12)
+    metrics = loop.averages(totals.sums, 3, "test")
+    assert loop.slot_top1(metrics, 3) == [1.0, 1.0, 0.0] and metrics["top1"] == pytest.approx(8 / 12)

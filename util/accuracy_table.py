@@ -2,8 +2,8 @@
 
 Trains the 6 game and 4 NoScope stand-ins at f = 1 (once: the reference and the distill recipe's
 teacher), then at f = 2, 3, 4 with --recipe paper and --recipe distill, all at one epoch budget per
-family, with train.py (a rerun skips finished runs and resumes unfinished ones). It writes OUT.csv
-and OUT.md: test top-1 per task, fold and recipe, the gap to f=1, the worst slot and the training
+family, through train.py's sweep (util.train.sweep: a rerun skips finished runs and resumes unfinished
+ones). It writes OUT.csv and OUT.md: test top-1 per task, fold and recipe, the gap to f=1, the worst slot and the training
 seconds, with medians over the tasks and the CPU they ran on.
 
     python3 util/accuracy_table.py runs/accuracy --out results/accuracy/table
@@ -19,11 +19,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-import train  # noqa: E402
 from config.tasks import SYNTHETIC, task_names  # noqa: E402
-from util.core.cli import markdown_table, positive_int  # noqa: E402
+from datasets import DataMissing  # noqa: E402
+from util.core.cli import markdown_table, one_line_errors, positive_int  # noqa: E402
 from util.core.device import cpu_name  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
+from util.train.flags import options_from_args, spec_settings, training_flags  # noqa: E402
+from util.train.sweep import run_result, sweep  # noqa: E402
+from util.train.trainer import error_message  # noqa: E402
 
 FAMILIES = ("game", "noscope")
 FOLDS = (2, 3, 4)
@@ -39,18 +42,17 @@ def train_family(args, family):
         return []
     epochs = str(getattr(args, f"{family}_epochs"))
     lr = getattr(args, f"{family}_lr")
-    common = [args.savedir, "--datasets", *datasets, "--epochs", epochs, *args.train_flags]
     paper_lr = ["--lr", str(lr)] if lr else []  # the paper's lr is tuned for its 1500 epochs
-    train.main([*common, "--folds", "1", *paper_lr])
-    train.main([*common, "--folds", *map(str, FOLDS), "--recipe", "paper", *paper_lr])
-    train.main([*common, "--folds", *map(str, FOLDS), "--recipe", "distill"])
+    for folds, flags in (([1], paper_lr), (FOLDS, ["--recipe", "paper", *paper_lr]), (FOLDS, ["--recipe", "distill"])):
+        run = training_flags().parse_args([*args.train_flags, "--epochs", epochs, *flags])
+        sweep(args.savedir, datasets, folds, spec_settings(run), options_from_args(run))
     return datasets
 
 
 def finished(savedir, dataset, fold, recipe="paper"):
     """The run's result.json, or None if it has not finished."""
     try:
-        return train.run_result(savedir, dataset, fold, recipe)
+        return run_result(savedir, dataset, fold, recipe)
     except FileNotFoundError:
         return None
 
@@ -133,12 +135,13 @@ def get_args_parser():
 
 def main(argv=None):
     parser = get_args_parser()
-    args, args.train_flags = parser.parse_known_args(argv)  # the rest goes to train.py (--data_dir, --device, ...)
+    args, args.train_flags = parser.parse_known_args(argv)  # the rest: training flags (--data_dir, --device, ...)
     tic = time.perf_counter()
     if args.no_train:
         datasets = [SYNTHETIC + name for family in FAMILIES for name in task_names(family) if name in args.tasks]
     else:
-        datasets = [d for family in FAMILIES for d in train_family(args, family)]
+        with one_line_errors(parser, (ValueError, DataMissing, FloatingPointError), error_message):
+            datasets = [d for family in FAMILIES for d in train_family(args, family)]
     rows, missing = rows_of(args.savedir, datasets)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     command = shlex.join(["python3", "util/accuracy_table.py", *(sys.argv[1:] if argv is None else argv)])

@@ -20,9 +20,10 @@ from tqdm import tqdm  # noqa: E402
 
 from config.tasks import all_tasks  # noqa: E402
 from models import build_model  # noqa: E402
-from util.core.cli import markdown_table, positive_int, print_text  # noqa: E402
+from util.core.cli import add_device_arg, markdown_table, positive_int, print_text  # noqa: E402
 from util.core.device import cpu_name, pick_device  # noqa: E402
 from util.measure.benchmark import SWEEP_FAMILIES, Benchmark, Config, interleaved_medians, timing_protocol  # noqa: E402
+from util.measure.compare import speedups  # noqa: E402
 
 
 def first_width(task, fold, align):
@@ -32,9 +33,9 @@ def first_width(task, fold, align):
 
 def measure(task, folds, aligns, batch_size, device, protocol, trials, min_time):
     """{(fold, align): (median images/sec, FLOPs/image)} with (1, 1) the original, trials interleaved."""
-    path = dict(precision=protocol["precision"], device=device)
-    configs = {(1, 1): Config(task, "original", 1, batch_size, **path)}
-    configs.update({(f, a): Config(task, "folded", f, batch_size, **path, align=a) for f in folds for a in aligns})
+    path = dict(task=task, batch_size=batch_size, precision=protocol["precision"], device=device)
+    configs = {(1, 1): Config(**path, mode="original", fold=1)}
+    configs.update({(f, a): Config(**path, mode="folded", fold=f, align=a) for f in folds for a in aligns})
     benches = {key: Benchmark(config, protocol["warmup"]) for key, config in configs.items()}
     speeds = interleaved_medians(benches, trials, protocol["iters"], min_time)
     return {key: (speeds[key], benches[key].flops_per_image) for key in benches}, benches[(1, 1)].backend
@@ -50,7 +51,7 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch; default 1024")
     parser.add_argument("--trials", type=positive_int, default=3, help="interleaved trials; default 3")
     parser.add_argument("--min_time", type=float, default=None, help="seconds per trial; default the protocol's")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")
+    add_device_arg(parser)
     parser.add_argument("--out", help="also write the markdown table to this file")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
@@ -65,15 +66,16 @@ def main(argv=None):
                                        min_time)
         except ValueError as e:
             parser.exit(2, f"error: {e}\n")
-        base = results[(1, 1)][0]
+        medians = {key: ips for key, (ips, _) in results.items()}
+        over_f1 = speedups(medians, base=(1, 1))
         rows.append([task, 1, "-", first_width(task, 1, 1), f"{results[(1, 1)][1] / 1e6:.2f}",
-                     f"{base:,.0f}", "-", "1.00x"])
+                     f"{medians[(1, 1)]:,.0f}", "-", f"{over_f1[(1, 1)]:.2f}x"])
         for f in args.folds:
-            paper = results[(f, 1)][0]
+            over_paper = speedups(medians, base=(f, 1))
             for a in aligns:
                 ips, flops = results[(f, a)]
                 rows.append([task, f, "paper" if a == 1 else a, first_width(task, f, a), f"{flops / 1e6:.2f}",
-                             f"{ips:,.0f}", f"{ips / paper:.2f}x", f"{ips / base:.2f}x"])
+                             f"{ips:,.0f}", f"{over_paper[(f, a)]:.2f}x", f"{over_f1[(f, a)]:.2f}x"])
     where = cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device)
     setting = f"{where}, {backend}, {protocol['precision']}, batch {args.batch_size}"
     lines = [f"# Aligned widths against the paper's ({setting})", "",

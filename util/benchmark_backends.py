@@ -18,10 +18,12 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from config.tasks import all_tasks  # noqa: E402
-from util.core.cli import positive_int, print_text  # noqa: E402
+from util.core.cli import add_device_arg, positive_int, print_text  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
+from models import mode_of  # noqa: E402
 from util.measure.benchmark import (COMPILE_MODES, PRECISIONS, SWEEP_FAMILIES, Benchmark, BackendError, Config,  # noqa: E402
-                            backend_problem, timing_protocol)
+                                    backend_problem, fill_protocol, interleaved_medians)
+from util.measure.compare import speedups  # noqa: E402
 
 
 def variants(modes, device_type):
@@ -34,41 +36,44 @@ def variants(modes, device_type):
     return table
 
 
-def measure(task, fold, batch_size, precision, device, modes, trials, iters, min_time, warmup):
-    """{variant: (median images/sec or None if it failed, set-up seconds, note)} for one task and fold."""
-    mode = "original" if fold == 1 else "folded"
+def measure(task, fold, args, device, modes):
+    """{variant: (median images/sec or None if it failed, set-up seconds, note)} for one task and fold, with the
+    shared interleaving and timing protocol (util.measure.benchmark.interleaved_medians)."""
     torch._dynamo.reset()  # forget earlier configurations' graphs: each model class may hold only so many
     benches, results = {}, {}
-    for name, (backend, channels_last, compile_mode) in variants(modes, torch.device(device).type).items():
-        config = Config(task, mode, fold, batch_size, backend, precision, device, "full", channels_last, compile_mode)
+    for name, (backend, channels_last, compile_mode) in variants(modes, device.type).items():
+        config = Config(task=task, mode=mode_of(fold), fold=fold, batch_size=args.batch_size, backend=backend,
+                        precision=args.precision, device=str(device), chunk="full", channels_last=channels_last,
+                        compile_mode=compile_mode)
         start = time.perf_counter()
         try:
-            benches[name] = Benchmark(config, warmup)
+            benches[name] = Benchmark(config, args.warmup)
         except (BackendError, RuntimeError) as e:
             results[name] = (None, time.perf_counter() - start, str(e).splitlines()[0][:120])
             continue
         results[name] = (None, time.perf_counter() - start, "")
-    speeds = {name: [] for name in benches}
-    for trial in range(trials):
-        for name, bench in benches.items():
-            speeds[name].append(bench.trial(trial, iters, min_time).images_per_sec)
-    for name, values in speeds.items():
-        results[name] = (statistics.median(values), results[name][1], "")
+    for name, median in interleaved_medians(benches, args.trials, args.iters, args.min_time).items():
+        results[name] = (median, results[name][1], "")
     return results
+
+
+def measured(row):
+    """{variant: median images/sec} of the variants of `row` that ran."""
+    return {name: speed for name, (speed, _, _) in row.items() if speed is not None}
 
 
 def table(results, names):
     """Markdown: one row per (task, fold), images/sec and speed over eager NCHW per variant, set-up seconds."""
     lines = ["| Task | f | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
     for (task, fold), row in results.items():
-        base = row["eager nchw"][0]
+        over_nchw = speedups(measured(row), base="eager nchw")
         cells = []
         for name in names:
             speed, setup, note = row[name]
             if speed is None:
                 cells.append(f"failed ({note})")
             else:
-                ratio = f" ({speed / base:.2f}x)" if base else ""
+                ratio = f" ({over_nchw[name]:.2f}x)" if over_nchw else ""
                 cells.append(f"{speed:,.0f}{ratio}, {setup:.0f} s")
         lines.append(f"| {task} | {fold} | " + " | ".join(cells) + " |")
     return lines
@@ -86,26 +91,23 @@ def main(argv=None):
                              "instructions")
     parser.add_argument("--trials", type=positive_int, default=3, help="interleaved trials; default 3")
     parser.add_argument("--iters", type=positive_int, default=None,
-                        help="batches per trial at least; default 200 on CUDA, 1 on the CPU")
+                        help="batches per trial at least; default 10000 on CUDA, 1 on the CPU (the protocol's)")
     parser.add_argument("--min_time", type=float, default=None,
-                        help="seconds per trial at least; default 0 on CUDA, 1.0 on the CPU")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up batches; default 20 on CUDA, 2 on the CPU")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")
+                        help="seconds per trial at least; default 0 on CUDA, 1.0 on the CPU (the protocol's)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="warm-up batches; default 100 on CUDA, 2 on the CPU (the protocol's)")
+    add_device_arg(parser)
     parser.add_argument("--out", help="also write the markdown table to this file")
     args = parser.parse_args(argv)
     try:
         device = pick_device(args.device)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
-    cuda = device.type == "cuda"
-    precision = args.precision or timing_protocol(device)["precision"]
-    problem = backend_problem("eager", device, precision)
+    fill_protocol(args, device)
+    problem = backend_problem("eager", device, args.precision)
     if problem:
         parser.exit(2, f"error: {problem}\n")
-    modes = args.modes or (list(COMPILE_MODES) if cuda else ["default"])
-    iters = args.iters or (200 if cuda else 1)
-    min_time = args.min_time if args.min_time is not None else (0.0 if cuda else 1.0)
-    warmup = args.warmup if args.warmup is not None else (20 if cuda else 2)
+    modes = args.modes or (list(COMPILE_MODES) if device.type == "cuda" else ["default"])
     tasks = args.tasks or [t.name for t in all_tasks().values() if t.family in SWEEP_FAMILIES]
     known = [t.name for t in all_tasks().values()]
     unknown = [t for t in tasks if t not in known]
@@ -115,16 +117,16 @@ def main(argv=None):
     results = {}
     for task, fold in tqdm([(t, f) for t in tasks for f in args.folds], desc="backends", unit="config",
                            file=sys.stderr, disable=not sys.stderr.isatty()):
-        results[(task, fold)] = measure(task, fold, args.batch_size, precision, str(device), modes,
-                                        args.trials, iters, min_time, warmup)
+        results[(task, fold)] = measure(task, fold, args, device, modes)
     names = list(variants(modes, device.type))
-    lines = [f"Images/sec (speed over eager NCHW), set-up seconds; batch {args.batch_size}, {precision}, "
-             f"{device}; median of {args.trials} interleaved trials of at least {iters} batches.", ""]
+    lines = [f"Images/sec (speed over eager NCHW), set-up seconds; batch {args.batch_size}, {args.precision}, "
+             f"{device}; median of {args.trials} interleaved trials of at least {args.iters} batches and "
+             f"{args.min_time:g} s.", ""]
     lines += table(results, names)
     lines.append("")
     for name in names[1:]:
-        ratios = [row[name][0] / row["eager nchw"][0] for row in results.values()
-                  if row[name][0] and row["eager nchw"][0]]
+        ratios = [over[name] for over in (speedups(measured(row), base="eager nchw") for row in results.values())
+                  if name in over]
         if ratios:
             lines.append(f"Median over configurations of {name} / eager nchw: {statistics.median(ratios):.2f}x "
                          f"({len(ratios)} configurations)")

@@ -16,10 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 
 from tqdm import tqdm  # noqa: E402
 
-from util.core.cli import positive_int, print_text  # noqa: E402
-from util.core.device import pick_device  # noqa: E402
 from config.tasks import all_tasks  # noqa: E402
+from util.core.cli import add_device_arg, positive_int, print_text  # noqa: E402
+from util.core.device import pick_device  # noqa: E402
 from util.measure.benchmark import BACKENDS, PRECISIONS, SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
+from util.measure.compare import speedups  # noqa: E402
 
 
 def main(argv=None):
@@ -34,7 +35,7 @@ def main(argv=None):
                         help="precision of the default path (plain eager stays fp32); default fp32")
     parser.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
                         help="backend of the default path; default auto (the measured fastest for the precision)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")
+    add_device_arg(parser)
     parser.add_argument("--out", help="also write the markdown table to this file")
     args = parser.parse_args(argv)
     tasks = args.tasks or [t.name for t in all_tasks().values() if t.family in SWEEP_FAMILIES]
@@ -55,10 +56,11 @@ def main(argv=None):
              "|---|" + "---:|" * (2 * len(names) - 1)]
     ratios = {n: [] for n in names[1:]}
     for task, speed in results.items():
+        over_plain = speedups(speed, base="plain eager")
         for n in names[1:]:
-            ratios[n].append(speed[n] / speed["plain eager"])
+            ratios[n].append(over_plain[n])
         lines.append(f"| {task} | " + " | ".join(f"{speed[n]:,.0f}" for n in names) + " | "
-                     + " | ".join(f"{speed[n] / speed['plain eager']:.2f}x" for n in names[1:]) + " |")
+                     + " | ".join(f"{over_plain[n]:.2f}x" for n in names[1:]) + " |")
     lines.append("")
     for n in names[1:]:
         lines.append(f"Median over models of {n} / plain eager original: {statistics.median(ratios[n]):.2f}x")

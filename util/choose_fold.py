@@ -31,11 +31,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from config.tasks import resolve_dataset  # noqa: E402
-from models import model_key  # noqa: E402
-from util.core.cli import markdown_table, positive_int  # noqa: E402
+from models import mode_of, model_key  # noqa: E402
+from util.core.cli import add_align_arg, markdown_table, positive_int  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
-from util.measure.benchmark import Benchmark, Config, add_measurement_args, fill_protocol, interleaved_medians  # noqa: E402
+from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_protocol,  # noqa: E402
+                                    interleaved_medians)
+from util.measure.compare import speedups  # noqa: E402
 from util.measure.results_csv import load  # noqa: E402
 
 COLUMNS = ["task", "fold", "recipe", "test_top1", "worst_slot_top1", "gap_points", "images_per_sec", "speedup",
@@ -91,10 +93,8 @@ def measured_throughput(tasks, runs, args):
     for name in tasks:
         benches = {}
         for fold in sorted(runs[name]):
-            mode = "original" if fold == 1 else "folded"
-            benches[fold] = Benchmark(Config(name, mode, fold, args.batch_size or 1024, args.backend, args.precision,
-                                             str(device), args.chunk, not args.nchw, args.compile_mode,
-                                             align=args.align), args.warmup)
+            benches[fold] = Benchmark(config_from_args(args, name, mode_of(fold), fold, args.batch_size or 1024,
+                                                       device=str(device)), args.warmup)
             backend = benches[fold].backend
         speeds[name] = interleaved_medians(benches, args.trials, args.iters, args.min_time)
         print(f"measured {name}: " + ", ".join(f"f={f} {v:,.0f} images/sec" for f, v in speeds[name].items()),
@@ -120,7 +120,7 @@ def choose(runs, speeds, max_drop):
                 "test_top1": result and result["test_top1"],
                 "worst_slot_top1": result and result.get("worst_slot_test_top1", result["test_top1"]),
                 "gap_points": gap, "images_per_sec": ips,
-                "speedup": ips / speed[1] if ips is not None and speed.get(1) else None,
+                "speedup": speedups(speed).get(fold),
                 "recommended": False, "note": note})
         eligible = [r for r in task_rows if not r["note"] and r["gap_points"] <= max_drop + 1e-9]
         if eligible:
@@ -201,8 +201,7 @@ def main(argv=None):
     parser.add_argument("--measure", action="store_true", help="measure the throughput now, on this device")
     parser.add_argument("--max_drop", type=points, default=1.0,
                         help="largest accepted loss of test top-1 against f=1, in points; default 1.0")
-    parser.add_argument("--align", type=positive_int, default=1,
-                        help="the FoldedCNNs trained and measured with this --align; default 1: the paper's widths")
+    add_align_arg(parser, ": read the runs trained and measured with it")
     parser.add_argument("--batch_size", type=positive_int, default=None,
                         help="the batch size of the CSV rows to read (of --measure: default 1024)")
     parser.add_argument("--trials", type=positive_int, default=3, help="--measure: trials per fold; default 3")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from util.core.cli import positive_int  # noqa: E402
+from util.core.cli import add_device_arg, positive_int  # noqa: E402
 from util.deploy.video import classify_video  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True, metavar="CSV", help="the predictions CSV to write")
     parser.add_argument("--batch_size", type=positive_int, default=1024,
                         help="images per batch, rounded down to a multiple of f (default 1024)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    add_device_arg(parser)
     args = parser.parse_args(argv)
     try:
         summary = classify_video(args.video, args.checkpoint, args.out, args.batch_size, args.device)

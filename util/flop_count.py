@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 from models.flops import MODEL_MAP, model_map  # noqa: E402
-from util.core.cli import positive_int, print_json  # noqa: E402
+from util.core.cli import add_align_arg, positive_int, print_json  # noqa: E402
 
 
 def main(argv=None):
@@ -19,9 +19,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", nargs="?", const=str(MODEL_MAP), metavar="PATH",
                         help="also write the JSON to PATH (default: config/model_map.json, the committed copy)")
-    parser.add_argument("--align", type=positive_int, default=1,
-                        help="count FoldedCNNs whose widened layers are rounded up to a multiple of N (beyond the "
-                             "paper; the baselines are left out); default 1: the paper's table")
+    add_align_arg(parser, ": count them (the baselines are left out)")
     args = parser.parse_args(argv)
     if args.align > 1 and args.write and Path(args.write).resolve() == MODEL_MAP.resolve():
         parser.error(f"--align {args.align} counts other models than the paper's: give --write another PATH "

@@ -28,6 +28,7 @@ from models.flops import arithmetic_intensity  # noqa: E402
 from util.core.cli import markdown_table  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import sweep_models  # noqa: E402
+from util.measure.compare import speedups  # noqa: E402
 from util.measure.results_csv import MODE_OF_NAME, load, machine_file, report_dir  # noqa: E402
 
 GROUP = ["Backend", "Precision", "Device", "Batch Size"]
@@ -48,9 +49,12 @@ def medians(frame):
     table["Key"] = table["Model"]
     table["Model"] = [key if align == 1 else f"{key} (align {align})"
                       for key, align in zip(table["Key"], table["Align"])]
-    base = table[table["Fold"] == 1].drop_duplicates(GROUP + ["Key"]).set_index(GROUP + ["Key"])["Throughput"]
-    table["Speed-up"] = [row["Throughput"] / base.get(tuple(row[GROUP + ["Key"]]), float("nan"))
-                         for _, row in table.iterrows()]
+    table["Speed-up"] = float("nan")
+    for _, part in table.groupby(GROUP + ["Key"], sort=False):
+        originals = part.index[part["Fold"] == 1]  # f=1 (phi=1) of the same model
+        if len(originals):
+            for index, ratio in speedups(part["Throughput"].to_dict(), base=originals[0]).items():
+                table.loc[index, "Speed-up"] = ratio
     table["Kind"] = ["efficientnet" if mode == "EfficientNet" else "folded" for mode in table["Mode"]]
     return table
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from util.core.cli import print_json  # noqa: E402
+from util.core.cli import add_device_arg, print_json  # noqa: E402
 from util.measure.machine import measure_peak  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")
+    add_device_arg(parser)
     parser.add_argument("--min_time", type=float, default=0.5, help="seconds per measurement; default 0.5")
     parser.add_argument("--out", metavar="JSON", help="also write the result to this JSON file")
     args = parser.parse_args(argv)

@@ -17,12 +17,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-import fold_trainer  # noqa: E402
-import train  # noqa: E402
 from config.tasks import resolve_dataset  # noqa: E402
 from util.core.cli import markdown_table, positive_int  # noqa: E402
 from util.core.device import cpu_name  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
+from util.train.flags import options_from_args, spec_settings, training_flags  # noqa: E402
+from util.train.protocol import DISTILL  # noqa: E402
+from util.train.spec import build_spec, run_dir  # noqa: E402
+from util.train.sweep import run_result, sweep  # noqa: E402
 
 # Each variant changes settings of the recipe (BASE); "paper" is the paper's recipe at the same epochs.
 VARIANTS = {
@@ -57,18 +59,17 @@ def measure(args):
     rows = []
     for dataset in args.datasets:
         teachers = Path(args.savedir) / "teacher"
-        train.main([str(teachers), "--datasets", dataset, "--folds", "1", "--epochs", str(args.teacher_epochs),
-                    *(["--lr", str(args.teacher_lr)] if args.teacher_lr else []), *args.common])
-        teacher = train.run_result(teachers, dataset, 1, "paper")
-        teacher_pth = train.run_dir(teachers, dataset, 1, 1.0) / "best.pth"
+        train(teachers, dataset, 1, [*args.common, "--epochs", str(args.teacher_epochs),
+                                     *(["--lr", str(args.teacher_lr)] if args.teacher_lr else [])])
+        teacher = run_result(teachers, dataset, 1, "paper")
+        teacher_pth = run_dir(teachers, build_spec(dataset, 1)) / "best.pth"
         for name in args.variants:
             flags = VARIANTS[name]
             savedir = Path(args.savedir) / name.replace(" ", "_")
             recipe = ["--recipe", "paper"] if flags is None else ["--recipe", "distill", "--teacher", str(teacher_pth),
                                                                  *flags]
-            train.main([str(savedir), "--datasets", dataset, "--folds", str(args.fold), "--epochs", str(args.epochs),
-                        *recipe, *args.common])
-            result = train.run_result(savedir, dataset, args.fold, "paper" if flags is None else "distill")
+            train(savedir, dataset, args.fold, [*args.common, "--epochs", str(args.epochs), *recipe])
+            result = run_result(savedir, dataset, args.fold, "paper" if flags is None else "distill")
             rows.append({"dataset": dataset, "fold": args.fold, "variant": name, "epochs": args.epochs,
                          "teacher_test_top1": teacher["test_top1"], "test_top1": result["test_top1"],
                          "gap": teacher["test_top1"] - result["test_top1"],
@@ -76,6 +77,12 @@ def measure(args):
                          "seconds_per_epoch": seconds_per_epoch(result),
                          "train_images_per_sec": result["train_images_per_sec"]})
     return rows
+
+
+def train(root, dataset, fold, flags):
+    """Train one run of the sweep in `root` with the training flags `flags` (skipped when finished)."""
+    run = training_flags().parse_args(flags)
+    sweep(root, [dataset], [fold], spec_settings(run), options_from_args(run))
 
 
 def seconds_per_epoch(result):
@@ -91,8 +98,8 @@ def describe(recipe):
 def markdown(frame, command):
     families = sorted({resolve_dataset(d)[0].family for d in frame.dataset})
     lines = [f"# Distill recipe choices ({cpu_name()}, {os.cpu_count()} cores)", "", f"Command: `{command}`", "",
-             "Variant `recipe` is the distill recipe of the dataset's family (fold_trainer.DISTILL): "
-             + "; ".join(f"{family}: {describe(fold_trainer.DISTILL[family])}" for family in families) + ". Every "
+             "Variant `recipe` is the distill recipe of the dataset's family (util.train.protocol.DISTILL): "
+             + "; ".join(f"{family}: {describe(DISTILL[family])}" for family in families) + ". Every "
              "other variant changes the settings its name says; `paper` is the paper's recipe at the same epochs. "
              "One run each (seed 19). Test top-1 at the best validation epoch; gap = the f=1 teacher's test top-1 "
              "minus the student's, in points.", ""]
@@ -120,7 +127,7 @@ def get_args_parser():
 
 def main(argv=None):
     parser = get_args_parser()
-    args, args.common = parser.parse_known_args(argv)  # the rest goes to train.py (--data_dir, --device, ...)
+    args, args.common = parser.parse_known_args(argv)  # the rest: training flags (--data_dir, --device, ...)
     frame = pd.DataFrame(measure(args), columns=COLUMNS)
     command = shlex.join(["python3", "util/recipe_choices.py", *(sys.argv[1:] if argv is None else argv)])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -20,11 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from util.core.cli import positive_int  # noqa: E402
+from models import mode_of  # noqa: E402
+from util.core.cli import add_align_arg, positive_int  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from util.core.files import append_line, write_json_atomic  # noqa: E402
-from util.measure.benchmark import (Benchmark, BackendError, Config, add_measurement_args, add_user_model_args,  # noqa: E402
-                            configurations, default_models, fill_protocol, resolve_backend, resolve_models)
+from util.measure.benchmark import (Benchmark, BackendError, add_measurement_args, add_user_model_args,  # noqa: E402
+                                    config_from_args, configurations, default_models, fill_protocol,
+                                    resolve_backend, resolve_models)
+from util.measure.compare import fastest, speedup_note  # noqa: E402
 from util.measure.machine import measure_peak  # noqa: E402
 from util.measure.results_csv import HEADER, MODE_NAMES, format_row, load, machine_file, measurement_row, open_results  # noqa: E402
 
@@ -49,9 +52,7 @@ def get_args_parser(add_help=True):
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: folds 1 and 4, one short trial each (on the CPU in chunks of 32 inputs)")
     parser.add_argument("--no_peak", action="store_true", help="do not measure the machine's peak")
-    parser.add_argument("--align", type=positive_int, default=1,
-                        help="FoldedCNNs with every widened layer rounded up to a multiple of N (beyond the paper; "
-                             "the CSV's Align column); default 1: the paper's widths")
+    add_align_arg(parser, " (the CSV's Align column)")
     add_user_model_args(parser)
     return parser
 
@@ -61,7 +62,7 @@ def sweep(args, models):
     folds of --model_file's."""
     if args.model_file:
         name = args.model_file.rpartition(":")[2]
-        return [(name, args.model_file, "original" if fold == 1 else "folded", fold, batch_size)
+        return [(name, args.model_file, mode_of(fold), fold, batch_size)
                 for fold in args.folds for batch_size in args.batch_sizes]
     return [(name, task.name, mode, fold, batch_size)
             for name, task, mode, fold, batch_size in configurations(models, args.folds, args.phis, args.batch_sizes)]
@@ -89,12 +90,11 @@ def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, alig
                   & frame["Batch Size"].isin(batch_sizes) & ((frame["Align"] == align) | (frame["Fold"] == 1))]
     found = []
     for (name, batch), part in frame.groupby(["Model", "Batch Size"], sort=False):
-        speeds = part.groupby("Fold")["Throughput"].median()
+        speeds = {int(f): v for f, v in part.groupby("Fold")["Throughput"].median().items()}
         if len(speeds) < 2:
             continue
-        best = int(speeds.idxmax())
-        ratio = f" ({speeds[best] / speeds[1]:.2f}x f=1)" if best != 1 and 1 in speeds else ""
-        found.append(f"{name} f={best}{ratio}" + (f" at batch {batch}" if len(batch_sizes) > 1 else ""))
+        best, _ = fastest(speeds)
+        found.append(f"{name} f={best}{speedup_note(speeds, best)}" + (f" at batch {batch}" if len(batch_sizes) > 1 else ""))
     return found
 
 
@@ -129,9 +129,7 @@ def main(argv=None):
     failures = 0
     for name, task, mode, fold, batch_size, missing in tqdm(todo, desc="inference sweep", unit="config",
                                                              file=sys.stderr, disable=not sys.stderr.isatty()):
-        config = Config(task, mode, fold, batch_size, backend, args.precision, str(device), args.chunk,
-                        not args.nchw, args.compile_mode, args.model_file, args.input_shape and tuple(args.input_shape),
-                        args.align)
+        config = config_from_args(args, task, mode, fold, batch_size, backend=backend, device=str(device))
         torch._dynamo.reset()  # forget the last configuration's graphs: each model class may hold only so many
         try:
             bench = Benchmark(config, args.warmup)
@@ -145,10 +143,10 @@ def main(argv=None):
             print(line, flush=True)
     if failures:
         parser.exit(1, f"error: {failures} configuration(s) could not be measured (see above)\n")
-    fastest = fastest_folds(args.csv, [c[0] for c in configs], args.batch_sizes, backend, args.precision, device,
-                            args.align)
-    if fastest:
-        print(f"fastest fold ({backend}, {args.precision}, {device}, median images/sec): " + ", ".join(fastest),
+    best = fastest_folds(args.csv, [c[0] for c in configs], args.batch_sizes, backend, args.precision, device,
+                         args.align)
+    if best:
+        print(f"fastest fold ({backend}, {args.precision}, {device}, median images/sec): " + ", ".join(best),
               file=sys.stderr)
     print(f"measured {sum(len(t[-1]) for t in todo)} trial(s) of {len(todo)} configuration(s); "
           f"{args.csv} holds every row", file=sys.stderr)

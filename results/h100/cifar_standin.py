@@ -2,11 +2,12 @@
 
 Writes CIFAR-100 in torchvision's on-disk format (`cifar-100-python/{train,test,meta}`, random images
 with a class-dependent bright square) under DATA_DIR/cifar100, points torchvision's checksums at it,
-then runs fold_trainer.py with the remaining arguments. Only for exercising the CUDA training path:
+then trains one run as fold_trainer.py does, with the remaining arguments. Only for exercising the CUDA training path:
 its accuracy means nothing.
 
     python3 results/h100/cifar_standin.py DATA_DIR --fold 4 --savedir runs/c100 --epochs 2
 """
+import argparse
 import hashlib
 import pickle
 import sys
@@ -17,7 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a command: make 
 import numpy as np  # noqa: E402
 from torchvision.datasets import CIFAR100  # noqa: E402
 
-import fold_trainer  # noqa: E402
+from util.train.flags import options_from_args, spec_settings, training_flags  # noqa: E402
+from util.train.spec import build_spec  # noqa: E402
+from util.train.trainer import train  # noqa: E402
 
 
 def write_cifar100(root, n_train=5000, n_test=1000, seed=0):
@@ -47,10 +50,11 @@ def main():
     CIFAR100.train_list = [["train", md5["train"]]]
     CIFAR100.test_list = [["test", md5["test"]]]
     CIFAR100.meta = {"filename": "meta", "key": "fine_label_names", "md5": md5["meta"]}
-    parser = fold_trainer.get_args_parser()
-    args = parser.parse_args(["--dataset", "cifar100", "--data_dir", str(data_dir), "--val_size", "500"]
-                             + sys.argv[2:])
-    print(fold_trainer.main(args))
+    parser = argparse.ArgumentParser(parents=[training_flags()])
+    parser.add_argument("--fold", type=int, default=1)
+    parser.add_argument("--savedir", required=True)
+    args = parser.parse_args(["--data_dir", str(data_dir), "--val_size", "500"] + sys.argv[2:])
+    print(train(build_spec("cifar100", args.fold, args.savedir, **spec_settings(args)), options_from_args(args)))
 
 
 if __name__ == "__main__":

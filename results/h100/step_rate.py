@@ -15,18 +15,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a command: make 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import fold_trainer  # noqa: E402
 from config.tasks import get_task  # noqa: E402
 from models import build_classifier  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
+from util.train.protocol import make_optimizer, paper_protocol  # noqa: E402
 from util.measure.benchmark import time_calls  # noqa: E402
 
 
 def step_rate(task, fold, batch_size, device, amp, min_time):
     """Training images/sec of one fold_trainer step (forward, loss, backward, optimizer) on resident data."""
-    protocol = fold_trainer.paper_protocol(task, fold)
+    protocol = paper_protocol(task, fold)
     model = build_classifier(task, fold).to(device).train()
-    optimizer = fold_trainer.make_optimizer(model, protocol)
+    optimizer = make_optimizer(model, protocol)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     n = batch_size // fold * fold
     images = torch.randn(n, *task.input_shape, device=device)

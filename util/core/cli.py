@@ -41,3 +41,38 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
+
+
+def add_device_arg(parser, default="auto"):
+    """--device, with one help text for every command."""
+    parser.add_argument("--device", default=default, help="cpu, cuda or cuda:N; default: CUDA when available")
+
+
+def add_align_arg(parser, help_suffix=""):
+    """--align N, with one help text for every command (`help_suffix`: what it selects there, if anything)."""
+    parser.add_argument("--align", type=positive_int, default=1, metavar="N",
+                        help="FoldedCNNs (f > 1) with every widened layer rounded up to a multiple of N, beyond the "
+                             "paper (8 or 16 suit vector units and tensor cores)" + help_suffix
+                             + "; default 1: the paper's widths")
+
+
+def add_out_arg(parser, what="the markdown table", metavar="PATH"):
+    """--out, the one output flag of commands that print a report: also write it to this file."""
+    parser.add_argument("--out", metavar=metavar, help=f"also write {what} to this file")
+
+
+class one_line_errors:
+    """`with one_line_errors(parser):` turns a ValueError (or the other `errors` given) raised inside into the
+    command's one-line `error: ...` and exit status 2, never a traceback. `message(error)` formats it (default
+    str)."""
+
+    def __init__(self, parser, errors=(ValueError,), message=str):
+        self.parser, self.errors, self.message = parser, errors, message
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is not None and issubclass(kind, self.errors):
+            self.parser.exit(2, f"error: {self.message(error)}\n")
+        return False

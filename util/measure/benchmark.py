@@ -34,11 +34,11 @@ from pathlib import Path
 import torch
 
 from config.tasks import all_tasks, get_task
-from models import build_model, model_key
+from models import build_model, mode_of, model_key
 from models.flops import count_model_flops, flops_per_image
 from models.fold_cnn import fold_cnn
 from models.fold import check_align, check_fold
-from util.core.cli import positive_int
+from util.core.cli import add_device_arg, positive_int
 from util.core.device import cpu_bf16_problem, pick_device
 
 BACKENDS = ("eager", "compile", "cudagraph", "onnxruntime", "tensorrt")
@@ -75,6 +75,18 @@ class Config:
     model_file: str = None  # a user's model instead of the task's: "path.py:function" (see user_model)
     input_shape: tuple = None  # the user's model's (C, H, W)
     align: int = 1  # > 1: the FoldedCNN's widened layers rounded up to a multiple of it (models.build_model)
+
+
+def config_from_args(args, task, mode, fold, batch_size=None, **changes):
+    """The Config of one configuration measured with the measurement flags in `args` (add_measurement_args, and
+    --align, --model_file and --input_shape where the command has them), by keyword; `changes` override any field."""
+    settings = dict(task=task, mode=mode, fold=fold, batch_size=batch_size or args.batch_size, backend=args.backend,
+                    precision=args.precision, device=str(args.device), chunk=args.chunk,
+                    channels_last=not args.nchw, compile_mode=args.compile_mode,
+                    model_file=getattr(args, "model_file", None),
+                    input_shape=tuple(args.input_shape) if getattr(args, "input_shape", None) else None,
+                    align=getattr(args, "align", 1) if mode == "folded" else 1)
+    return Config(**{**settings, **changes})
 
 
 def load_model_file(spec):
@@ -248,24 +260,34 @@ def make_runner(model, example, backend, device, compile_mode="auto"):
     if backend == "eager":
         return model
     if backend == "compile":
-        import torch._dynamo.config as dynamo_config
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on CPU hosts
-        # One graph per chunk size tried (and the last, shorter chunk): stay compiled, never fall back to eager.
-        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 4 * (len(CHUNK_CANDIDATES) + 2))
-        if compile_mode == "auto":
-            compile_mode = DEFAULT_COMPILE_MODE[device.type]
-        if compile_mode not in COMPILE_MODES:
-            raise BackendError(f"unknown compile mode {compile_mode!r}; choose one of: {', '.join(COMPILE_MODES)}")
-        if device.type == "cpu":
-            import torch._inductor.config as inductor_config
-            inductor_config.freezing = True  # fold weights into constants, pre-pack them for oneDNN
-        return torch.compile(model, mode=compile_mode, dynamic=False)
+        return _compiled_runner(model, device, compile_mode)
     if backend == "cudagraph":
         return _cuda_graph_runner(model, example)
     if backend == "onnxruntime":
         return _onnxruntime_runner(model, example, device)
     import torch_tensorrt
     return torch_tensorrt.compile(model, ir="dynamo", inputs=[example], enabled_precisions={example.dtype})
+
+
+def _compiled_runner(model, device, compile_mode):
+    """`model` under torch.compile, with the compiler settings it needs applied to its own calls only (every
+    compilation and recompilation happens inside one of them), not to the whole process."""
+    import torch._dynamo.config as dynamo_config
+    import torch._inductor.config as inductor_config
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on CPU hosts
+    if compile_mode == "auto":
+        compile_mode = DEFAULT_COMPILE_MODE[device.type]
+    if compile_mode not in COMPILE_MODES:
+        raise BackendError(f"unknown compile mode {compile_mode!r}; choose one of: {', '.join(COMPILE_MODES)}")
+    compiled = torch.compile(model, mode=compile_mode, dynamic=False)
+    # One graph per chunk size tried (and the last, shorter chunk): stay compiled, never fall back to eager.
+    limit = max(dynamo_config.recompile_limit, 4 * (len(CHUNK_CANDIDATES) + 2))
+    freezing = device.type == "cpu" or inductor_config.freezing  # CPU: weights folded and pre-packed for oneDNN
+
+    def run(x):
+        with dynamo_config.patch(recompile_limit=limit), inductor_config.patch(freezing=freezing):
+            return compiled(x)
+    return run
 
 
 def _cuda_graph_runner(model, example):
@@ -473,7 +495,7 @@ def add_measurement_args(parser):
     parser.add_argument("--precision", default=None, choices=tuple(PRECISIONS),
                         help="default fp16 on CUDA, fp32 on the CPU; bf16 runs on CUDA and on CPUs with bf16 "
                              "instructions (AVX-512 BF16, AMX) with --backend compile or eager; fp16 needs CUDA")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; default: CUDA when available")
+    add_device_arg(parser)
     parser.add_argument("--chunk", type=chunk_arg, default=None,
                         help="inputs per chunk: a number, full (no chunks) or auto (tuned on the CPU, full on CUDA)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up batches; default 100 on CUDA, 2 on the CPU")
@@ -511,10 +533,11 @@ def compare_with_plain_eager(task, folds, batch_size, device, trials, min_time, 
     """Median images/sec of plain eager PyTorch (original CNN, fp32, NCHW, whole batch) and the default path
     (`backend` at `precision`, chunks tuned) at f=1 and each of `folds`, trials interleaved so that drift in the
     machine's speed hits all alike. Returns ({variant: median}, the backend of the default path)."""
-    path = dict(backend=backend, precision=precision, device=device)
-    variants = {"plain eager": Config(task, "original", 1, batch_size, "eager", "fp32", device, "full", False),
-                "default f=1": Config(task, "original", 1, batch_size, **path)}
-    variants.update({f"default f={f}": Config(task, "folded", f, batch_size, **path) for f in folds})
+    path = dict(task=task, batch_size=batch_size, backend=backend, precision=precision, device=device)
+    variants = {"plain eager": Config(**{**path, "backend": "eager", "precision": "fp32"}, mode="original", fold=1,
+                                      chunk="full", channels_last=False),
+                "default f=1": Config(**path, mode="original", fold=1)}
+    variants.update({f"default f={f}": Config(**path, mode="folded", fold=f) for f in folds})
     benches = {name: Benchmark(config) for name, config in variants.items()}
     return interleaved_medians(benches, trials, 1, min_time), benches["default f=1"].backend
 
@@ -558,6 +581,6 @@ def configurations(models, folds, phis, batch_sizes):
     for name in models:
         task, kind = table[name]
         for fold in (phis if kind == "efficientnet" else folds):
-            mode = "efficientnet" if kind == "efficientnet" else "original" if fold == 1 else "folded"
+            mode = mode_of(fold, kind)
             for batch_size in batch_sizes:
                 yield name, task, mode, fold, batch_size

@@ -1,10 +1,11 @@
-"""The one checkpoint format: what fold_trainer.py saves and what every tool loads.
+"""The one checkpoint format: what training (util.train.trainer) saves and what every tool loads.
 
 A checkpoint is a dict of tensors and plain Python values (it loads with `weights_only=True`):
   model_args  {"task", "fold", "multiplier", "mode", "align"}: `build_classifier(**model_args)` rebuilds the
               model (files written before --align have no "align": the paper's widths)
   model       the FoldedClassifier's state dict
   dataset     the dataset it was trained on (a task, or synthetic-<task>)
+  run         the run's spec (util.train.spec.RunSpec.describe(), as in run.json; files before it have none)
   and, for resuming training: recipe, slot_balance, epoch, best, optimizer, scaler, scheduler, curriculum, rng,
   train_images, train_seconds.
 `load_classifier(path)` rebuilds the model of any checkpoint, for a resume, a distillation teacher,
@@ -125,19 +126,13 @@ def load_classifier(path, device="cpu", task=None, what="checkpoint", fix=FIX):
     return classifier.to(device).eval(), state
 
 
-def read_training_state(path, dataset, fold, multiplier, device="cpu", mode="folded", align=1):
-    """The checkpoint at `path` to resume training from; a ValueError unless it is this run's."""
+def read_training_state(path, device="cpu"):
+    """The training checkpoint at `path` (a ValueError unless it is one); util.train.spec.check_resume then checks
+    that it is the run's."""
     fix = "pass a current.pth or best.pth written by fold_trainer.py"
     state = read_checkpoint(path, device, fix=fix)
     if "model_args" not in state or not set(TRAINING_KEYS) <= state.keys():
         raise ValueError(f"{path} is not a training checkpoint; {fix}")
-    args = state["model_args"]
-    found = (state.get("dataset"), args.get("fold"), args.get("multiplier"), args.get("mode", "folded"),
-             args.get("align", 1))
-    if found != (dataset, fold, multiplier, mode, align):
-        raise ValueError(f"checkpoint {path} is for dataset {found[0]}, fold {found[1]}, multiplier {found[2]}, "
-                         f"mode {found[3]}, align {found[4]}, not {dataset}, fold {fold}, multiplier {multiplier}, "
-                         f"mode {mode}, align {align}: pass that run's checkpoint")
     return state
 
 

@@ -1,0 +1,119 @@
+"""The training loop in torchvision's shape: one epoch of training (`train_one_epoch`) and one pass of evaluation
+(`evaluate`), each returning sums over the epoch's images that `averages` turns into losses, top-k and per-slot
+accuracy."""
+import torch
+from tqdm import tqdm
+
+from util.train import distributed
+from util.train.protocol import training_loss
+
+TOPK = (1, 2, 5, 10)
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def batch_step(model, batch, fold, device, ks, protocol, amp=None):
+    """Forward one batch (cropped to a multiple of f): (loss, hits, images); None if under f images.
+
+    hits: `top<k>` for each k, and for f > 1 `slot<j>`, the top-1 hits of the images at position j of their
+    folded group (a model that starves one slot shows there). `amp` ("fp16" or "bf16"): forward under that
+    autocast (mixed precision) instead of fp32."""
+    n = (batch[0].shape[0] // fold) * fold
+    if n == 0:
+        return None
+    images, labels = batch[0][:n].to(device, non_blocking=True), batch[1][:n].to(device, non_blocking=True)
+    with torch.autocast(device.type, AMP_DTYPES.get(amp, torch.float16), enabled=amp is not None):
+        logits = model(images)
+    teacher = batch[2][:n].to(device) if len(batch) > 2 else None
+    loss = training_loss(logits.float(), labels, teacher, protocol, fold)
+    ranked = logits.detach().topk(max(ks), dim=1).indices == labels[:, None]
+    hits = {f"top{k}": ranked[:, :k].any(dim=1).sum().item() for k in ks}
+    if fold > 1:
+        hits.update({f"slot{j}": int(c) for j, c in enumerate(ranked[:, 0].reshape(-1, fold).sum(dim=0).tolist())})
+    return loss, hits, n
+
+
+class Totals:
+    """Sums over an epoch's images (sums, so that ranks can add theirs up): loss x images, top-k hits, images."""
+
+    def __init__(self, ks, fold=1):
+        slots = {f"slot{j}": 0 for j in range(fold)} if fold > 1 else {}  # the same keys on every rank
+        self.sums = {"loss": 0.0, **{f"top{k}": 0 for k in ks}, **slots, "images": 0}
+
+    def add(self, loss, hits, n):
+        self.sums["loss"] += loss.item() * n
+        for name, hit in hits.items():
+            self.sums[name] += hit
+        self.sums["images"] += n
+
+    def describe(self, desc):
+        seen = self.sums["images"]
+        shown = [f"Top-{k}={self.sums[f'top{k}'] / seen:.4f}" for k in (1, 5) if f"top{k}" in self.sums]
+        return f"{desc}. {', '.join(shown)}, Loss={self.sums['loss'] / seen:.4f}"
+
+
+def progress_bar(loader, desc):
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
+                disable=None if distributed.is_main() else True)  # bars on rank 0's terminal only
+
+
+def check_finite(loss, desc):
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower the learning rate or check the data")
+
+
+def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes, desc, protocol, amp=None,
+                    set_lr=None):
+    """One pass over `loader`, updating `model` (under `amp` autocast if given); returns the epoch's sums.
+
+    `set_lr(fraction)`, if given, sets the learning rate before each batch (`fraction` of the epoch done)."""
+    model.train()
+    ks = [k for k in TOPK if k <= num_classes]
+    totals = Totals(ks, fold)
+    bar = progress_bar(loader, desc)
+    for i, batch in enumerate(bar):
+        if set_lr:
+            set_lr(i / len(loader))
+        step = batch_step(model, batch, fold, device, ks, protocol, amp)
+        if step is None:
+            continue
+        check_finite(step[0], desc)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(step[0]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        totals.add(*step)
+        bar.set_description(totals.describe(desc))
+    return totals.sums
+
+
+@torch.no_grad()
+def evaluate(model, loader, fold, device, num_classes, desc, protocol):
+    """Loss (the training loss of `protocol`) and top-k over `loader` without updating `model`; returns the sums
+    (see Totals)."""
+    model.eval()
+    ks = [k for k in TOPK if k <= num_classes]
+    totals = Totals(ks, fold)
+    bar = progress_bar(loader, desc)
+    for batch in bar:
+        step = batch_step(model, batch, fold, device, ks, protocol)
+        if step is None:
+            continue
+        check_finite(step[0], desc)
+        totals.add(*step)
+        bar.set_description(totals.describe(desc))
+    return totals.sums
+
+
+def averages(sums, fold, desc):
+    """Mean loss and top-k accuracy (per slot: over the images at that position) from train_one_epoch's or
+    evaluate's sums."""
+    images = int(sums["images"])
+    if images == 0:
+        raise ValueError(f"{desc}: no batch of at least {fold} images; this split needs more images")
+    return {**{k: v / (images // fold if k.startswith("slot") else images) for k, v in sums.items() if k != "images"},
+            "images": images}
+
+
+def slot_top1(metrics, group):
+    """Top-1 accuracy per position in the folded group, [slot 0, ..., slot f-1] (None for f = 1)."""
+    return [metrics[f"slot{j}"] for j in range(group)] if group > 1 else None

@@ -1,0 +1,146 @@
+"""A run is one value: `RunSpec` holds everything that identifies one training run (what it trains, with which
+protocol, where it writes). It is built once from the arguments (`build_spec`), written as `run.json` in the run
+directory when the run starts, printed by --dry_run, and compared with a checkpoint's in one place
+(`check_resume`) when a run resumes."""
+import dataclasses
+from pathlib import Path
+
+from config.tasks import all_tasks, resolve_dataset
+from datasets import curriculum_schedule
+from models.fold import check_align, check_fold, check_multiplier
+from util.train.protocol import LOSS_NAMES, Protocol, distill_protocol, paper_protocol, with_overrides
+
+# The flags that change a protocol (util.train.protocol.with_overrides), as the user gave them.
+OVERRIDES = ("optimizer", "lr", "lr_schedule", "distill_loss", "temperature", "curriculum", "slot_balance")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One training run: dataset and model (mode, fold, widths), recipe and resolved protocol, budget, seed, files."""
+
+    dataset: str  # a task name, or synthetic-<task>
+    fold: int  # f; phi for the compound-scaled baseline (mode "efficientnet")
+    mode: str  # "folded" (fold 1 = the original CNN) or "efficientnet"
+    multiplier: float | None  # internal multiplier of a FoldedCNN; None for the baseline
+    align: int  # widened layers rounded up to a multiple of it (1: the paper's widths)
+    recipe: str  # "paper" or "distill"; "paper" for the original, which both recipes share
+    protocol: Protocol
+    epochs: int
+    batch_size: int  # images per mini-batch as given (rounded down to a multiple of images_per_input when used)
+    seed: int
+    savedir: str  # the run directory
+    teacher: str | None = None  # the trained original, for a run that distils
+    amp: str | None = None  # "fp16" or "bf16" autocast; None: fp32, as the paper
+    val_size: int = 5000  # CIFAR validation images taken from the training set
+    overrides: tuple = ()  # (flag, value) pairs the user set that change the protocol
+
+    @property
+    def task(self):
+        return resolve_dataset(self.dataset)[0]
+
+    @property
+    def images_per_input(self):
+        """Images in one model input: f for a FoldedCNN, 1 for the compound-scaled baseline."""
+        return 1 if self.mode == "efficientnet" else self.fold
+
+    @property
+    def kind(self):
+        """"original", "folded" or "efficientnet": what the run trains, as messages and result files name it."""
+        return self.mode if self.mode == "efficientnet" else "original" if self.fold == 1 else "folded"
+
+    @property
+    def fold_name(self):
+        """What the fold number means in messages: phi for the compound-scaled baseline, else the fold."""
+        return "phi" if self.mode == "efficientnet" else "fold"
+
+    @property
+    def eval_batch_size(self):
+        """--batch_size rounded down to a multiple of the images per input."""
+        return (self.batch_size // self.images_per_input) * self.images_per_input
+
+    def overridden(self, name):
+        """The value the user gave for protocol flag `name`, or None."""
+        return dict(self.overrides).get(name)
+
+    def describe(self):
+        """The run as a JSON-able dict: what --dry_run prints and run.json holds."""
+        p = self.protocol
+        curriculum = None
+        if p.curriculum:
+            start, step, gap = curriculum_schedule(self.task.num_classes, self.images_per_input, self.epochs, p.epochs,
+                                                   p.slow_curriculum)
+            curriculum = {"start": start, "step": step, "gap": gap}
+        schedules = {"step": f"StepLR(step_size={p.lr_step}, gamma=0.5)", "onecycle": "one-cycle (per batch)",
+                     "cosine": "cosine (per batch)"}
+        return {"dataset": self.dataset, "fold": self.fold, "mode": self.kind, "recipe": self.recipe,
+                "multiplier": None if self.multiplier is None else round(self.multiplier, 6), "align": self.align,
+                "images_per_input": self.images_per_input, "epochs": self.epochs, "optimizer": p.optimizer,
+                "lr": p.lr, "weight_decay": p.weight_decay,
+                "lr_schedule": schedules.get(p.schedule, p.schedule), "loss": LOSS_NAMES[p.loss],
+                "temperature": p.temperature if p.loss.startswith("kl") else None, "slot_balance": p.slot_balance,
+                "curriculum": curriculum, "precision": f"amp {self.amp}" if self.amp else "fp32", "seed": self.seed,
+                "batch_size": self.eval_batch_size, "val_size": self.val_size, "teacher": self.teacher,
+                "overrides": dict(self.overrides), "savedir": self.savedir}
+
+
+def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, align=1, recipe="paper", epochs=None,
+               batch_size=32, seed=19, teacher=None, amp=None, val_size=5000, overrides=None):
+    """The RunSpec of one run, with every setting checked (a one-line ValueError naming the fix otherwise).
+
+    `overrides`: {flag: value} of the protocol flags in OVERRIDES (None values are ignored). The compound-scaled
+    baseline (mode "efficientnet", fold = phi, a game task) trains with the original game CNN's protocol, one image
+    per input and no multiplier; the original (f=1) trains as the paper's under either recipe."""
+    task, _ = resolve_dataset(dataset)
+    fold = check_fold(fold)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if mode == "efficientnet":
+        if recipe != "paper":
+            raise ValueError("--mode efficientnet trains the original game CNN's protocol: drop --recipe distill")
+        if task.family != "game":
+            baselines = " ".join(n for n, t in all_tasks().items() if t.compound_scaling_baseline)
+            raise ValueError(f"--mode efficientnet trains the compound-scaled game CNN; {dataset} is a "
+                             f"{task.family} task: choose game tasks (--datasets {baselines})")
+        if multiplier is not None or align != 1:
+            raise ValueError("--mode efficientnet scales by phi (the fold): drop --multiplier and --align")
+        group, protocol = 1, paper_protocol(task, 1)
+    else:
+        group = fold
+        multiplier = check_multiplier(multiplier, fold)
+        protocol = distill_protocol(task, fold) if recipe == "distill" else paper_protocol(task, fold)
+        align = check_align(align) if fold > 1 else 1  # f=1 is the original, at its own widths
+    protocol = with_overrides(protocol, overrides, group)
+    return RunSpec(dataset=dataset, fold=fold, mode=mode, multiplier=multiplier, align=align,
+                   recipe=recipe if group > 1 else "paper", protocol=protocol, epochs=epochs or protocol.epochs,
+                   batch_size=batch_size, seed=seed, savedir=str(savedir),
+                   teacher=str(teacher) if teacher and protocol.distill else None, amp=amp, val_size=val_size,
+                   overrides=tuple(sorted(overrides.items())))
+
+
+def run_dir(root, spec):
+    """Where a sweep in `root` trains `spec`: root/<dataset>/fold<f>/multiplier<m>[-align<N>]/<none|fold|distill>
+    (none: the original, shared by both recipes; distill: a folded run of --recipe distill; -align<N>: --align), or
+    for the compound-scaled baseline root/<dataset>/efficientnet/phi<phi>."""
+    if spec.mode == "efficientnet":
+        return Path(root) / spec.dataset / "efficientnet" / f"phi{spec.fold}"
+    leaf = "none" if spec.fold == 1 else "distill" if spec.recipe == "distill" else "fold"
+    widths = f"multiplier{spec.multiplier:.4g}" + (f"-align{spec.align}" if spec.align > 1 else "")
+    return Path(root) / spec.dataset / f"fold{spec.fold}" / widths / leaf
+
+
+def check_resume(spec, state, path):
+    """A ValueError unless the training checkpoint `state` (read from `path`) is a run of `spec`."""
+    args = state.get("model_args", {})
+    found = (state.get("dataset"), args.get("fold"), args.get("multiplier"), args.get("mode", "folded"),
+             args.get("align", 1))
+    wanted = (spec.dataset, spec.fold, spec.multiplier, spec.mode, spec.align)
+    if found != wanted:
+        raise ValueError(f"checkpoint {path} is for dataset {found[0]}, fold {found[1]}, multiplier {found[2]}, "
+                         f"mode {found[3]}, align {found[4]}, not {wanted[0]}, fold {wanted[1]}, multiplier "
+                         f"{wanted[2]}, mode {wanted[3]}, align {wanted[4]}: pass that run's checkpoint")
+    if state.get("recipe", "paper") != spec.recipe:
+        raise ValueError(f"checkpoint {path} was trained with --recipe {state.get('recipe', 'paper')}: resume it with "
+                         f"that recipe, or start a new --savedir")
+    if state.get("slot_balance", False) != spec.protocol.slot_balance:  # checkpoints before it: balance off
+        was = "on" if state.get("slot_balance", False) else "off"
+        raise ValueError(f"checkpoint {path} was trained with --slot_balance {was}: resume it with --slot_balance "
+                         f"{was}, or start a new --savedir")

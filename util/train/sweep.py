@@ -1,0 +1,232 @@
+"""The sweep of train.py as a library: the RunSpecs of every (dataset, fold) in training order (`plan`), trained
+one after the other with finished runs skipped and unfinished ones resumed (`train_units`), and the summary.
+util/accuracy_table.py and util/recipe_choices.py train through `sweep`."""
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from config.tasks import SPLITS, SYNTHETIC, resolve_dataset
+from datasets import data_location
+from datasets.loaders import how_to_get
+from datasets.noscope import split_from_video
+from datasets.synthetic import make_game_dataset, make_noscope_video
+from util.core.device import REPO, pick_device
+from util.core.files import write_text_atomic
+from util.measure.benchmark import compare_with_plain_eager
+from util.measure.compare import speedups
+from util.train import distributed
+from util.train.spec import build_spec, run_dir
+from util.train.trainer import Options, train
+
+MODEL_FILES = REPO / "model_files"
+# test_top1 is at this project's best epoch (the most curriculum classes so far); authors_test_top1 at the
+# authors' (the highest validation top-1 of any epoch): docs/protocol.md, section 7.
+SUMMARY_COLUMNS = ["dataset", "fold", "mode", "recipe", "epochs", "best_val_top1", "test_top1", "worst_slot_test_top1",
+                   "authors_best_val_top1", "authors_test_top1", "train_images_per_sec"]
+SYNTHETIC_GAME_IMAGES = (150, 30, 30)  # per class, for train, val and test
+SYNTHETIC_VIDEO_FRAMES = 8000  # noscope-coral's splits then hold 1000 frames each
+SYNTHETIC_DATA_SEED = 0  # the stand-in data does not change with --seed, which seeds training
+# The demo: a game task and a NoScope task (through the video pipeline) sized for a 2-core CPU, the folded
+# models trained with --recipe distill. The paper trains for 1500 (game) and 50 (NoScope) epochs; folded
+# models need more epochs than the original, so the demo gives f=4 more of them. The lr is that of f=1 (and of
+# --recipe paper); distilled runs keep the recipe's.
+DEMO = {"datasets": [SYNTHETIC + "sot/coin_count-digits_3_4-v2", SYNTHETIC + "noscope-coral"], "folds": [1, 4],
+        "recipe": "distill",
+        "game": {"epochs": {1: 20, 4: 120}, "lr": 3e-4},
+        "noscope": {"epochs": {1: 10, 4: 10}, "lr": None}}
+
+
+def demo_settings(settings, dataset, fold):
+    """`settings` with the demo's epochs and lr for one run, where the user gave none."""
+    task, _ = resolve_dataset(dataset)
+    demo, overrides = DEMO[task.family], dict(settings["overrides"])
+    epochs = settings["epochs"] or demo["epochs"].get(fold, max(demo["epochs"].values()))
+    if not overrides.get("lr") and not (settings["recipe"] == "distill" and fold > 1):
+        overrides["lr"] = demo["lr"]
+    return {**settings, "epochs": epochs, "overrides": overrides}
+
+
+def teacher_path(dataset, root, teacher=None, trains_original=False):
+    """The distillation teacher of `dataset`'s folded runs: `teacher`, else model_files/<dataset>/original/model.pth,
+    else the authors' model_files/<dataset>/resnet18/model.t7, else the sweep's own f=1 best.pth where it exists or
+    the sweep trains it first (`trains_original`); None when there is none."""
+    own = run_dir(root, build_spec(dataset, 1)) / "best.pth"
+    candidates = [Path(teacher)] if teacher else [MODEL_FILES / dataset / "original" / "model.pth",
+                                                  MODEL_FILES / dataset / "resnet18" / "model.t7", own]
+    found = [path for path in candidates if path.exists()]
+    if found:
+        return found[0]
+    return own if trains_original and not teacher else None
+
+
+def missing_teacher(dataset, root):
+    """The error of a distilled run without a teacher."""
+    candidates = [MODEL_FILES / dataset / "original" / "model.pth", MODEL_FILES / dataset / "resnet18" / "model.t7",
+                  run_dir(root, build_spec(dataset, 1)) / "best.pth"]
+    return (f"{dataset}: folded training distils the original model, but no teacher was found at "
+            f"{' or '.join(map(str, candidates))}; train fold 1 first (--folds 1 ...) or pass --teacher")
+
+
+def plan(root, datasets, folds, settings, demo=False, need_teacher=True):
+    """The sweep as [(dataset, [RunSpec, ...])] units in training order (see sweep_units), each spec in its run
+    directory under `root`. `settings`: util.train.spec.build_spec's keyword arguments for every run; `demo`: the
+    demo's epochs and lr where not given. A ValueError names a setting that does not fit a dataset, or a distilled
+    run without a teacher (unless not `need_teacher`: --dry_run shows the teacher as None)."""
+    units = []
+    for dataset, unit_folds in sweep_units(datasets, sorted(set(folds)), settings["recipe"]):
+        specs = []
+        for fold in unit_folds:
+            one = demo_settings(settings, dataset, fold) if demo else settings
+            spec = build_spec(dataset, fold, root, **{**one, "teacher": None})
+            teacher = None
+            if spec.protocol.distill:
+                teacher = teacher_path(dataset, root, settings.get("teacher"), trains_original=1 in unit_folds)
+                if teacher is None and need_teacher:
+                    raise ValueError(missing_teacher(dataset, root))
+            specs.append(dataclasses.replace(spec, savedir=str(run_dir(root, spec)),
+                                             teacher=None if teacher is None else str(teacher)))
+        units.append((dataset, specs))
+    return units
+
+
+def run_result(root, dataset, fold, recipe="paper"):
+    """The result.json of a finished (dataset, fold) run of a sweep in `root` (default multiplier sqrt(f))."""
+    path = run_dir(root, build_spec(dataset, fold, recipe=recipe)) / "result.json"
+    return json.loads(path.read_text())
+
+
+def folding_gains(summary, device, batch_size=1024):
+    """Lines comparing each folded run of `summary` with its f=1 run: test top-1, the gap, and the images/sec of
+    the folded CNN over the original's on this machine (the default inference path, a short measurement)."""
+    device = pick_device(device)
+    lines = [f"\nWhat folding buys here (test top-1; inference images/sec at batch {batch_size} on {device}):"]
+    for dataset, runs in summary.groupby("dataset", sort=False):
+        top1 = dict(zip(runs.fold, runs.test_top1))
+        folds = [f for f in top1 if f > 1]
+        if 1 not in top1 or not folds:
+            continue
+        task, _ = resolve_dataset(dataset)
+        speeds, backend = compare_with_plain_eager(task.name, folds, batch_size, device, trials=3, min_time=0.3)
+        gains = speedups(speeds, base="default f=1")
+        for f in folds:
+            gain = gains[f"default f={f}"]
+            lines.append(f"  {dataset}: f={f} top-1 {top1[f]:.3f}, f=1 {top1[1]:.3f} ({100 * (top1[f] - top1[1]):+.1f} "
+                         f"points), {gain:.2f}x the images/sec of f=1 ({backend})")
+    return "\n".join(lines)
+
+
+def prepare_synthetic(dataset, options):
+    """Generate a synthetic-<task> dataset where it is missing (always the same data: SYNTHETIC_DATA_SEED)."""
+    task, _ = resolve_dataset(dataset)
+    location = data_location(dataset, options.data_dir, options.data_root)
+    if location.is_dir():
+        return
+    print(f"{dataset}: generating stand-in data in {location}", flush=True)
+    if task.family == "game":
+        make_game_dataset(task.name, location, per_class=SYNTHETIC_GAME_IMAGES, seed=SYNTHETIC_DATA_SEED)
+    elif task.family == "noscope":
+        source = Path(options.data_dir) / f"{dataset}-video"
+        source.mkdir(parents=True, exist_ok=True)
+        video, labels = make_noscope_video(task.name, source / "video.mp4", source / "labels.csv",
+                                           n_frames=SYNTHETIC_VIDEO_FRAMES, seed=SYNTHETIC_DATA_SEED)
+        split_from_video(dataset, location, labels, video)
+    else:
+        raise ValueError(f"{dataset}: there is no synthetic stand-in for {task.family} tasks; use {task.name}")
+
+
+def data_ready(dataset, options):
+    """None if `dataset`'s data is in place, else the one line saying where it must be and how to get it."""
+    task, _ = resolve_dataset(dataset)
+    location = data_location(dataset, options.data_dir, options.data_root)
+    how = how_to_get(dataset, location)
+    if task.family == "cifar":
+        present = options.download or (location.is_dir() and any(location.iterdir()))
+        return None if present else f"skipping {dataset}: no data at {location}; {how}"
+    if not location.is_dir():
+        return f"skipping {dataset}: no data at {location}; {how}"
+    for split in SPLITS:
+        folder = location / split
+        if not folder.is_dir() or not any(folder.iterdir()):
+            return f"skipping {dataset}: missing or empty split directory {folder}; {how}"
+    return None
+
+
+def resume_point(spec, options):
+    """(result, None) for a finished run; else (None, the checkpoint to resume from, or None to start)."""
+    savedir = Path(spec.savedir)
+    result_file, current = savedir / "result.json", savedir / "current.pth"
+    name = f"{spec.dataset} {spec.fold_name} {spec.fold}"
+    if options.continue_from_file:
+        resume = options.continue_from_file
+    elif result_file.exists() and json.loads(result_file.read_text())["epochs"] == spec.epochs:
+        print(f"{name}: finished earlier, skipping ({savedir})", flush=True)
+        return json.loads(result_file.read_text()), None
+    else:
+        resume = str(current) if current.exists() else None
+    if resume:
+        print(f"{name}: resuming from {resume}", flush=True)
+    else:
+        print(f"{name}: training {spec.epochs} epochs into {savedir}", flush=True)
+    return None, resume
+
+
+def train_one(spec, options):
+    """Train (or resume, or skip when finished) one run; returns its result row."""
+    finished, resume = distributed.on_main(resume_point, spec, options)
+    return finished or train(spec, dataclasses.replace(options, continue_from_file=resume))
+
+
+def sweep_units(datasets, folds, recipe="paper"):
+    """The sweep as independent jobs, in training order: one per (dataset, fold), except that the folds of
+    a task trained by distillation (CIFAR-10, or every task with --recipe distill) stay together, since its
+    fold-1 model is their teacher."""
+    units = []
+    for dataset in datasets:
+        task, _ = resolve_dataset(dataset)
+        if (task.distill_folded or recipe == "distill") and 1 in folds:
+            units.append((dataset, folds))
+        else:
+            units.extend((dataset, [fold]) for fold in folds)
+    return units
+
+
+def shard(units, index, count):
+    """Shard `index` of `count` (1-based): every count-th unit, so the shards are disjoint and cover all units."""
+    return units[index - 1::count]
+
+
+def train_units(units, options=Options()):
+    """Train every unit of `plan` whose data is in place (generating stand-ins); returns the summary rows and the
+    sets of datasets found ready and missing."""
+    rows, ready, missing = [], set(), set()
+    for dataset, specs in units:
+        if dataset in missing:
+            continue
+        if dataset not in ready:
+            if dataset.startswith(SYNTHETIC):
+                distributed.on_main(prepare_synthetic, dataset, options)
+            problem = data_ready(dataset, options)
+            if problem:
+                distributed.print0(problem)
+                missing.add(dataset)
+                continue
+            ready.add(dataset)
+        for spec in specs:
+            result = train_one(spec, options)
+            rows.append({c: result.get(c) for c in SUMMARY_COLUMNS})  # runs finished before a column existed
+    return rows, ready, missing
+
+
+def sweep(root, datasets, folds, settings, options=Options()):
+    """Plan and train a sweep in `root` (see plan and train_units); returns the summary rows."""
+    rows, _, _ = train_units(plan(root, datasets, folds, settings), options)
+    return rows
+
+
+def write_summary(rows, path):
+    """summary.csv (written by rank 0); returns the summary as a DataFrame."""
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    distributed.on_main(write_text_atomic, path, summary.to_csv(index=False, float_format="%.4f"))
+    return summary

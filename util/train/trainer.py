@@ -1,0 +1,378 @@
+"""Train one run (a RunSpec) with its protocol (docs/protocol.md, section 3) or as a student of the trained original
+(--recipe distill, section 8): `train(spec, options)`.
+
+Every epoch trains, then validates and tests. It writes, in the run directory: `run.json` (the spec) when it
+starts (a resumed run: with its first checkpoint), one stats file per split and metric (`stats/<split>_<metric>.txt`, one line appended per epoch),
+`current.pth` every `checkpoint_cycle` epochs, `best.pth` on a better validation top-1, and `result.json` when the
+run is finished. A run continues from a checkpoint with `continue_from_file`.
+
+Under `torchrun` it trains with DistributedDataParallel: each rank trains on its own 1/N of every epoch's images,
+in batches of batch_size / N (a multiple of f); training metrics are summed over the ranks; rank 0 alone
+validates, tests and writes files.
+"""
+import contextlib
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from config.tasks import SPLITS
+from datasets import DATA_DIR, CurriculumDataset, DistillationDataset, curriculum_schedule, load_splits
+from datasets.loaders import split_targets
+from models import build_classifier
+from util.core.device import cpu_bf16_problem, seed_everything
+from util.core.files import append_line, keep_lines, save_atomic, write_json_atomic
+from util.train import distributed
+from util.train.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
+                                   set_rng_state)
+from util.train.loop import averages, evaluate, slot_top1, train_one_epoch
+from util.train.protocol import lr_factor, make_optimizer, set_learning_rate
+from util.train.spec import check_resume
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How a run is carried out on this machine, beside what it is (the RunSpec): none of it changes the result."""
+
+    device: str | None = None  # cpu, cuda or cuda:N; None: CUDA when available
+    data_dir: str = str(DATA_DIR)  # CIFAR and NoScope data
+    data_root: str | None = None  # game data ($DATA_ROOT, then data_root/)
+    download: bool = False  # CIFAR through torchvision when missing
+    stream_images: bool = False  # read game/NoScope images from disk every epoch instead of holding them in memory
+    workers: int | None = None  # data-loader workers (None: 0 for images in memory, else cores - 1, at most 4)
+    checkpoint_cycle: int = 1  # save current.pth every N epochs
+    continue_from_file: str | None = None  # the checkpoint to resume from
+
+
+@dataclasses.dataclass
+class Progress:
+    """What a run has done so far: saved in every checkpoint, restored on resume."""
+
+    epoch: int = 0
+    best: dict = dataclasses.field(
+        default_factory=lambda: {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": 0})
+    # The authors' selection: the strictly highest validation top-1 of any epoch, whatever its classes.
+    authors_best: dict = dataclasses.field(default_factory=lambda: {"val_top1": -1.0, "epoch": None, "test_top1": None})
+    train_images: int = 0
+    train_seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class Run:
+    """A run's live objects: its spec and options, and the model, optimizer and data built for them."""
+
+    spec: object  # RunSpec
+    options: Options
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    splits: dict
+    spec_written: bool = False  # run.json holds this spec
+
+    @property
+    def group(self):
+        return self.spec.images_per_input
+
+    @property
+    def protocol(self):
+        return self.spec.protocol
+
+    @property
+    def num_classes(self):
+        return self.spec.task.num_classes
+
+
+def load_teacher(path, task, device):
+    """The original (f=1) model of `task` from `path` (a checkpoint of this repository, or a plain state dict)."""
+    fix = "pass the trained original's best.pth (or model.pth) with --teacher"
+    teacher, state = load_classifier(path, device, task=task, what="teacher", fix=fix)
+    args = state.get("model_args", {"task": task.name, "fold": 1})
+    if args["fold"] != 1:
+        raise ValueError(f"teacher {path} is a fold-{args['fold']} model; the teacher must be the original (fold 1)")
+    if args["task"] != task.name:
+        raise ValueError(f"teacher {path} is a model of {args['task']}, not {task.name}; {fix}")
+    return teacher
+
+
+@torch.no_grad()
+def teacher_logits(teacher, data, device, cache):
+    """The teacher's logits for every sample of `data` (un-augmented), in its order: computed once into `cache`
+    and read from there while the cache holds as many samples with the same labels in the same order."""
+    labels = torch.tensor(split_targets(data))
+    if cache.exists():
+        saved = torch.load(cache, weights_only=True)
+        if isinstance(saved, dict) and torch.equal(saved["targets"], labels):
+            return saved["logits"]
+    loader = DataLoader(data, batch_size=256, shuffle=False)
+    logits = torch.cat([teacher(images.to(device)).float().cpu() for images, _ in loader])
+    save_atomic({"logits": logits, "targets": labels}, cache)
+    return logits
+
+
+def distillation_targets(spec, options, device):
+    """The teacher's logits for each split (cached in the run directory): the regression targets of distillation.
+
+    Prints the teacher's top-1 on each split's labels, so that a wrong teacher shows at once."""
+    teacher = load_teacher(spec.teacher, spec.task, device)
+    plain = load_splits(spec.dataset, spec.images_per_input, options.data_dir, options.data_root, spec.seed,
+                        augment=False, val_size=spec.val_size)
+    savedir = Path(spec.savedir)
+    targets = {s: teacher_logits(teacher, plain[s], device, savedir / f"teacher_logits_{s}.pt") for s in SPLITS}
+    accuracy = {s: (targets[s].argmax(1) == torch.tensor(split_targets(plain[s]))).float().mean().item()
+                for s in SPLITS}
+    print(f"teacher {spec.teacher}: top-1 " + ", ".join(f"{s} {accuracy[s]:.4f}" for s in SPLITS), flush=True)
+    return targets
+
+
+def per_rank_batch(batch_size, fold, world):
+    """Each of `world` processes' share of --batch_size, rounded down to a multiple of f; a ValueError if none."""
+    share = (batch_size // world // fold) * fold
+    if share < fold:
+        processes = f" x {world} processes" if world > 1 else ""
+        raise ValueError(f"--batch_size {batch_size} is smaller than the fold {fold}{processes}: "
+                         f"use at least {fold * world}")
+    return share
+
+
+def prepare_savedir(savedir, epochs_done):
+    """Create savedir/stats, remove a killed run's unfinished writes, and keep `epochs_done` lines of each
+    stats file (a line past the checkpoint, or one torn by a crash, is dropped)."""
+    savedir = Path(savedir)
+    stats_dir = savedir / "stats"
+    try:
+        stats_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot write to {savedir}: {e.strerror}; choose a writable savedir") from None
+    for stale in [*savedir.glob(".*.tmp"), *stats_dir.glob(".*.tmp")]:
+        stale.unlink()
+    for path in stats_dir.glob("*.txt"):
+        keep_lines(path, epochs_done)
+
+
+def append_stats(stats_dir, metrics):
+    """Append this epoch's line to each stats file (`<split>_<metric>.txt`)."""
+    for split, values in metrics.items():
+        for name, value in values.items():
+            if name != "images" and not name.startswith("slot"):
+                append_line(stats_dir / f"{split}_{name}.txt", f"{value:.6f}")
+
+
+def build_splits(spec, options, device):
+    """The train/val/test datasets of the run: with teacher logits when distilling, a curriculum when scheduled."""
+    task, group, protocol = spec.task, spec.images_per_input, spec.protocol
+    splits = load_splits(spec.dataset, group, options.data_dir, options.data_root, spec.seed, options.download,
+                         val_size=spec.val_size, cache=not options.stream_images)
+    if protocol.distill:
+        if not spec.teacher:
+            raise ValueError(f"{spec.dataset} at fold {group} is trained by distillation: pass --teacher "
+                             f"(the trained original's best.pth or model_files/{task.name}/original/model.pth)")
+        targets = distributed.on_main(distillation_targets, spec, options, device)
+        splits = {s: DistillationDataset(splits[s], targets[s]) for s in SPLITS}
+    if protocol.curriculum:
+        start, step, gap = curriculum_schedule(task.num_classes, group, spec.epochs, protocol.epochs,
+                                               protocol.slow_curriculum)
+        splits = {s: CurriculumDataset(d, task.num_classes, start, step, gap) for s, d in splits.items()}
+    return splits
+
+
+def check_precision(amp, device):
+    """A ValueError if autocast `amp` cannot run on `device`."""
+    no_bf16 = cpu_bf16_problem(fix="drop --amp")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"--amp (fp16 mixed precision) needs CUDA, and this run is on {device}: drop --amp"
+                         + ("" if no_bf16 else ", or use --amp bf16"))
+    if amp == "bf16" and device.type == "cpu" and no_bf16:
+        raise ValueError(f"--amp bf16: {no_bf16}")
+
+
+def setup_run(spec, options, device, world):
+    """Check the run, load the data and build the model and optimizer; returns (Run, checkpoint or None)."""
+    check_precision(spec.amp, device)
+    per_rank_batch(spec.batch_size, spec.images_per_input, world)
+    state = None  # checked before anything is written or loaded
+    if options.continue_from_file:
+        state = read_training_state(options.continue_from_file, device)
+        check_resume(spec, state, options.continue_from_file)
+    savedir = Path(spec.savedir)
+    if not state and (savedir / "current.pth").exists():
+        raise ValueError(f"{savedir} already holds a run: resume it with --continue_from_file "
+                         f"{savedir / 'current.pth'}, or choose another --savedir")
+    distributed.on_main(prepare_savedir, savedir, state["epoch"] if state else 0)
+    seed_everything(spec.seed)
+    splits = build_splits(spec, options, device)
+    model = build_classifier(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align).to(device)
+    if not state:  # a resumed run writes its spec with its first checkpoint, so a failed resume changes nothing
+        distributed.on_main(write_spec, spec)
+    protocol = spec.protocol
+    optimizer = make_optimizer(model, protocol)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, protocol.lr_step, 0.5) if protocol.schedule == "step" else None
+    scaler = torch.amp.GradScaler(device.type, enabled=spec.amp == "fp16")  # bf16 needs no loss scaling
+    return Run(spec, options, device, model, optimizer, scheduler, scaler, splits, spec_written=not state), state
+
+
+def write_spec(spec):
+    """run.json: the run's spec (RunSpec.describe()), what --dry_run prints."""
+    write_json_atomic(Path(spec.savedir) / "run.json", spec.describe())
+
+
+def restore(run, state):
+    """Continue from a training checkpoint: weights, optimizer, schedules and random generators; returns Progress."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scaler.load_state_dict(state["scaler"])
+    if run.scheduler:
+        run.scheduler.load_state_dict(state["scheduler"])
+    if run.spec.overridden("lr"):  # a new --lr replaces the checkpoint's
+        set_learning_rate(run.optimizer, run.scheduler, run.spec.overridden("lr"))
+    if run.protocol.curriculum:
+        for s in SPLITS:
+            run.splits[s].load_state_dict(state["curriculum"])
+    set_rng_state(state["rng"])
+    return Progress(state["epoch"], state["best"], state.get("authors_best", Progress().authors_best),
+                    state["train_images"], state["train_seconds"])
+
+
+def checkpoint(run, progress):
+    """Everything a resume needs, in util/train/checkpoint.py's format, with the run's spec."""
+    spec = run.spec
+    return {"model_args": model_args(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align),
+            "model": run.model.state_dict(), "run": spec.describe(),
+            "dataset": spec.dataset, "recipe": spec.recipe,
+            "slot_balance": run.protocol.slot_balance, "epoch": progress.epoch, "best": progress.best,
+            "authors_best": progress.authors_best,
+            "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
+            "scheduler": run.scheduler.state_dict() if run.scheduler else None,
+            "curriculum": run.splits["train"].state_dict() if run.protocol.curriculum else None,
+            "train_images": progress.train_images, "train_seconds": progress.train_seconds, "rng": rng_state()}
+
+
+def make_loaders(run, batch_size, rank, world):
+    """(loaders, generator, sampler): training shuffled per epoch (sharded under torchrun), evaluation in order."""
+    in_memory = run.spec.task.family != "cifar" and not run.options.stream_images
+    workers = run.options.workers
+    if workers is None:
+        workers = 0 if in_memory else min(4, (os.cpu_count() or 1) - 1)
+    generator = torch.Generator()
+    sampler = distributed.ShardSampler(run.splits["train"], rank, world, seed=run.spec.seed) if world > 1 else None
+    loading = {"num_workers": workers, "pin_memory": run.device.type == "cuda"}
+    loaders = {"train": DataLoader(run.splits["train"], batch_size, shuffle=sampler is None, sampler=sampler,
+                                   generator=generator, **loading)}
+    for s in ("val", "test"):  # rank 0 evaluates alone, with the whole batch
+        loaders[s] = DataLoader(run.splits[s], run.spec.eval_batch_size, shuffle=False, **loading)
+    return loaders, generator, sampler
+
+
+def end_epoch(run, loaders, progress, train_metrics, classes):
+    """Rank 0's part of an epoch: validate, test, append the stats, save the checkpoints; updates `progress`."""
+    spec, metrics = run.spec, {"train": train_metrics}
+    for s in ("val", "test"):
+        desc = f"Epoch {progress.epoch}. {s}"
+        unbalanced = dataclasses.replace(run.protocol, slot_balance=False)  # losses comparable across settings
+        metrics[s] = averages(evaluate(run.model, loaders[s], run.group, run.device, run.num_classes, desc,
+                                       unbalanced), run.group, desc)
+    append_stats(Path(spec.savedir) / "stats", metrics)
+    best = progress.best
+    if classes > best["classes"]:  # a curriculum step makes validation harder: compare like with like
+        best = {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": classes}
+    improved = metrics["val"]["top1"] > best["val_top1"]
+    if improved:
+        best = {**best, "val_top1": metrics["val"]["top1"], "epoch": progress.epoch, "test_top1": metrics["test"]["top1"],
+                "val_slot_top1": slot_top1(metrics["val"], run.group), "test_slot_top1": slot_top1(metrics["test"], run.group)}
+    if metrics["val"]["top1"] > progress.authors_best["val_top1"]:
+        progress.authors_best = {"val_top1": metrics["val"]["top1"], "epoch": progress.epoch,
+                                 "test_top1": metrics["test"]["top1"]}
+    progress.best, progress.epoch = best, progress.epoch + 1
+    print(f"{spec.dataset} {spec.fold_name} {spec.fold} epoch {progress.epoch}/{spec.epochs}: "
+          f"train loss {train_metrics['loss']:.4f} top-1 {train_metrics['top1']:.4f} | "
+          f"val top-1 {metrics['val']['top1']:.4f} | test top-1 {metrics['test']['top1']:.4f}"
+          + (f" | {classes}/{run.num_classes} classes" if run.protocol.curriculum else ""), flush=True)
+    if improved:
+        save_checkpoint(Path(spec.savedir) / "best.pth", **checkpoint(run, progress))
+    if progress.epoch % run.options.checkpoint_cycle == 0 or progress.epoch == spec.epochs:
+        save_checkpoint(Path(spec.savedir) / "current.pth", **checkpoint(run, progress))
+    if not run.spec_written:
+        write_spec(spec)
+        run.spec_written = True
+    return progress
+
+
+def batch_lr_setter(run, epoch):
+    """For a per-batch schedule (onecycle, cosine), the `set_lr(fraction of epoch)` of train_one_epoch: the rate
+    follows from the epoch alone, so a resumed run continues on the same curve. None for the others."""
+    if run.protocol.schedule not in ("onecycle", "cosine"):
+        return None
+
+    def set_lr(fraction):
+        lr = run.protocol.lr * lr_factor(run.protocol.schedule, (epoch + fraction) / run.spec.epochs)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+    return set_lr
+
+
+def write_result(run, progress):
+    """result.json: the run's identity, its best epoch (this project's and the authors'), per-slot top-1, speed."""
+    spec, best = run.spec, progress.best
+    result = {"dataset": spec.dataset, "fold": spec.fold, "mode": spec.mode, "recipe": spec.recipe,
+              "multiplier": None if spec.multiplier is None else round(spec.multiplier, 6),
+              "align": spec.align, "slot_balance": run.protocol.slot_balance, "epochs": spec.epochs,
+              "best_epoch": best["epoch"], "best_val_top1": best["val_top1"], "test_top1": best["test_top1"],
+              "val_slot_top1": best.get("val_slot_top1"), "test_slot_top1": best.get("test_slot_top1"),
+              "worst_slot_test_top1": min(best.get("test_slot_top1") or [best["test_top1"]]),
+              "authors_best_epoch": progress.authors_best["epoch"],
+              "authors_best_val_top1": progress.authors_best["val_top1"],
+              "authors_test_top1": progress.authors_best["test_top1"],
+              "train_images_per_sec": progress.train_images / progress.train_seconds if progress.train_seconds else 0.0,
+              "train_seconds": progress.train_seconds}
+    write_json_atomic(Path(spec.savedir) / "result.json", result)
+    return result
+
+
+def train(spec, options=Options()):
+    """Train (or resume) the run `spec` describes; returns the result dict also written to result.json."""
+    rank, world, device = distributed.setup(options.device)
+    run, state = setup_run(spec, options, device, world)
+    progress = restore(run, state) if state else Progress()
+    train_model = run.model
+    if world > 1:
+        device_ids = [device.index] if device.type == "cuda" else None
+        train_model = DistributedDataParallel(run.model, device_ids=device_ids)
+    loaders, generator, sampler = make_loaders(run, per_rank_batch(spec.batch_size, run.group, world), rank, world)
+
+    for epoch in range(progress.epoch, spec.epochs):
+        classes = run.num_classes
+        if run.protocol.curriculum:
+            classes = [run.splits[s].set_epoch(epoch) for s in SPLITS][0]
+        generator.manual_seed(spec.seed + epoch)
+        if sampler:
+            sampler.set_epoch(epoch)
+            seed_everything(spec.seed + epoch * world + rank)  # each rank its own augmentation, the same on resume
+        tic = time.perf_counter()
+        with train_model.join() if world > 1 else contextlib.nullcontext():  # ranks may have a batch more or less
+            sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.group, device,
+                                   run.num_classes, f"Epoch {epoch}. train", run.protocol, spec.amp,
+                                   batch_lr_setter(run, epoch))
+        train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), device))), run.group,
+                                 f"Epoch {epoch}. train")
+        progress.train_seconds += time.perf_counter() - tic
+        progress.train_images += train_metrics["images"]
+        if run.scheduler:
+            run.scheduler.step()
+        progress = distributed.on_main(end_epoch, run, loaders, progress, train_metrics, classes)
+    return distributed.on_main(write_result, run, progress)
+
+
+def error_message(error):
+    """`error`'s message; for one raised in a data-loader worker, the worker's own one-line message.
+
+    PyTorch re-raises a worker's error as "Caught ... in DataLoader worker ...", its traceback, then "Type: message".
+    """
+    lines = str(error).strip().splitlines()
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        return lines[-1].split(": ", 1)[-1]
+    return str(error)
