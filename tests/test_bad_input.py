@@ -28,6 +28,8 @@ DATASET = "noscope-coral"
 FRESH = "{w}/fresh-run"  # a savedir that does not exist yet: it must not be created either
 RESUME = ["--continue_from_file", "{run}/current.pth", "--epochs", "3"]  # one more epoch of the finished run
 
+pytestmark = pytest.mark.slow  # every test here runs commands in new processes
+
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):

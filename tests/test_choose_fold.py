@@ -61,6 +61,7 @@ def test_fold_cnn_aligns_a_grouped_conv_to_both():
     assert (grouped.groups, grouped.in_channels, grouped.out_channels) == (2, 16, 32)  # int(20 sqrt 2) = 28 -> 32
 
 
+@pytest.mark.slow
 def test_flop_count_with_align_and_the_paper_table_kept(tmp_path):
     done = run_cli("./flop_count.sh", "--align", "16")
     assert done.returncode == 0, done.stderr

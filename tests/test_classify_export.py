@@ -104,6 +104,7 @@ def test_frame_tensor_is_the_training_input(trained):
     assert torch.equal(video_lib.frame_tensor(frame), ToTensor()(rgb))
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_pytorch(trained, tmp_path):
     _, video, checkpoint = trained
     classifier, _ = load_classifier(checkpoint)

@@ -45,6 +45,7 @@ def test_shard_sampler_gives_every_item_once_per_epoch(n, world):
     assert n < 3 or orders[0] != orders[1]  # a new order every epoch
 
 
+@pytest.mark.slow
 def test_torchrun_trains_with_ddp_and_rank_0_alone_writes(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two processes on a 2-core machine
     data = tmp_path / "data"

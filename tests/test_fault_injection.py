@@ -6,11 +6,14 @@ import sys
 import tempfile
 import time
 
+import pytest
 import torch
 
 from helpers import REPO, write_image_folder
 
 TASK, FOLD, EPOCHS = "noscope-taipei", 2, 8  # a 31 MB checkpoint: its writes take long enough to be hit
+
+pytestmark = pytest.mark.slow  # kills and restarts training processes
 
 
 def command(savedir, data_dir):

@@ -24,6 +24,7 @@ def flop_count_output():
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_flop_count_prints_the_16_models(flop_count_output):
     tasks = all_tasks().values()
     expected = {t.model_map_key for t in tasks} | {t.efficientnet_key for t in tasks if t.compound_scaling_baseline}
@@ -64,6 +65,7 @@ def test_compound_scaling_shrinks_flops(flop_count_output):
             assert base["fold2_ops"] < 0.7 * base["og_ops"]
 
 
+@pytest.mark.slow
 def test_flop_count_write_goes_to_the_given_path(tmp_path):
     out = tmp_path / "map.json"
     done = run_cli("./flop_count.sh", "--write", out)

@@ -37,6 +37,7 @@ def test_folding_a_registry_model_gives_the_hand_written_folded_cnn(task, fold):
         assert (original.pool.padding, folded.net.pool.padding, expected.pool.padding) == (1, 1, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build", [torchvision.models.resnet18, torchvision.models.mobilenet_v3_small])
 def test_torchvision_models_fold_train_and_export(build):
     torch.manual_seed(0)
@@ -144,6 +145,7 @@ def build():
 '''
 
 
+@pytest.mark.slow
 def test_infer_and_the_sweep_measure_a_users_model_and_its_folded_cnns(tmp_path):
     (tmp_path / "mine.py").write_text(USER_MODEL_FILE)
     spec = f"{tmp_path / 'mine.py'}:build"

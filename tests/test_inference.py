@@ -30,6 +30,7 @@ def test_cpu_backends_here():
     assert "eager" in CPU_BACKENDS and "tensorrt" not in CPU_BACKENDS and "cudagraph" not in CPU_BACKENDS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_every_backend_matches_eager_and_reports_throughput(backend):
     bench = Benchmark(Config(**SMALL, backend=backend, chunk="4"), warmup=1)
@@ -149,6 +150,7 @@ def read_csv(path):
     return rows[1:]
 
 
+@pytest.mark.slow
 def test_quick_sweep_on_one_model(tmp_path):
     out = tmp_path / "results.csv"
     result = run_cli("./run_inference.sh", out, "--quick", "--models", "noscope-coral", "--batch_sizes", "64",
@@ -170,6 +172,7 @@ def test_quick_sweep_on_one_model(tmp_path):
     assert len(read_csv(out)) == 2
 
 
+@pytest.mark.slow
 def test_sweep_and_report_keep_their_files_in_one_folder_beside_the_csv(tmp_path):
     out = tmp_path / "sweep.csv"
     result = run_cli("./run_inference.sh", out, "--quick", "--models", "noscope-night", "--folds", "2",
@@ -195,6 +198,7 @@ def test_baselines_sweep_phi(tmp_path):
     assert [(r[2], r[4]) for r in read_csv(out)] == [("1", "EfficientNet"), ("2", "EfficientNet")]
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_leaves_whole_rows_and_resumes(tmp_path):
     out = tmp_path / "results.csv"
     command = ["./run_inference.sh", str(out), "--models", "lol/timer-minutes", "apex/squad_count_v2",
@@ -343,6 +347,7 @@ def test_report_without_machine_file_and_errors(tmp_path):
     assert result.returncode == 2 and "run ./run_inference.sh" in result.stderr
 
 
+@pytest.mark.slow
 def test_peak_probe():
     from util.measure.machine import measure_peak
     peak = measure_peak("cpu", min_time=0.01)
@@ -353,6 +358,7 @@ def test_peak_probe():
     assert ("bf16" in peak["matmul_flops"]) == BF16_HERE  # the bf16 peak wherever bf16 can be measured
 
 
+@pytest.mark.slow
 def test_benchmark_script(tmp_path):
     result = run_cli(sys.executable, "util/benchmark_eager.py", "--tasks", "noscope-coral", "--batch_size", "16",
                      "--trials", "1", "--min_time", "0", "--device", "cpu", "--out", tmp_path / "bench.md")
@@ -362,6 +368,7 @@ def test_benchmark_script(tmp_path):
     assert "| noscope-coral |" in text and "Median over models of default f=4 / plain eager original" in text
 
 
+@pytest.mark.slow
 def test_benchmark_backends_prints_every_variant_with_its_speed_over_eager():
     result = run_cli(sys.executable, "util/benchmark_backends.py", "--tasks", "noscope-coral", "--folds", "4",
                      "--device", "cpu", "--trials", "1", "--min_time", "0", "--warmup", "0", "--modes", "default")

@@ -146,6 +146,7 @@ def test_a_stale_cache_is_recomputed(tmp_path):
     assert torch.load(savedir / "teacher_logits_train.pt", weights_only=True)["logits"].shape == (48, 2)
 
 
+@pytest.mark.slow
 def test_torchrun_distills_with_one_teacher_pass(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two processes on a 2-core machine
     data = noscope_data(tmp_path)
@@ -189,9 +190,12 @@ def test_a_task_added_as_a_config_folder_trains_with_both_recipes(tmp_path, monk
         tasks.all_tasks.cache_clear()
 
 
+@pytest.mark.slow
 def test_the_accuracy_table_trains_both_recipes_and_writes_csv_and_markdown(tmp_path):
     from util import accuracy_table
     out = tmp_path / "results" / "table"
+    # small stand-in data already in place, so the sweep trains on it instead of generating the full stand-in
+    write_image_folder(tmp_path / "data" / f"{tasks.SYNTHETIC}{TASK}-subset", ["0", "1"], (50, 50), per_split=(24, 8, 8))
     accuracy_table.main([str(tmp_path / "runs"), "--out", str(out), "--tasks", TASK, "--noscope_epochs", "1",
                          "--data_dir", str(tmp_path / "data"), "--device", "cpu"])
     rows = [line.split(",") for line in (tmp_path / "results" / "table.csv").read_text().splitlines()]

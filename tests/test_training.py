@@ -83,6 +83,7 @@ def test_cifar_splits_from_torchvision_format(tiny_cifar10):
     assert set(splits["val"].indices).isdisjoint(splits["train"].indices)
 
 
+@pytest.mark.slow
 def test_cifar_distillation_end_to_end(tiny_cifar10, tmp_path, capsys):
     teacher = train_args(trainer_args(tmp_path / "f1", "cifar10", 1, 2, data_dir=tiny_cifar10, val_size=16))
     assert teacher["epochs"] == 2 and (tmp_path / "f1" / "best.pth").exists()

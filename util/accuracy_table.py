@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 
 from config.tasks import SYNTHETIC, task_names  # noqa: E402
 from datasets import DataMissing  # noqa: E402
-from util.core.cli import markdown_table, one_line_errors, positive_int  # noqa: E402
+from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int  # noqa: E402
 from util.core.device import cpu_name  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.train.flags import options_from_args, spec_settings, training_flags  # noqa: E402
@@ -118,7 +118,7 @@ def markdown(frame, args, command, minutes, missing=0):
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("savedir", help="folder of the sweep's runs (train.py's layout)")
-    parser.add_argument("--out", required=True, help="write OUT.csv and OUT.md")
+    add_out_arg(parser, ["csv", "md"], required=True)
     parser.add_argument("--tasks", nargs="+", choices=STAND_INS, default=STAND_INS, metavar="TASK",
                         help="default: every game and NoScope task")
     parser.add_argument("--no_train", action="store_true",
@@ -146,9 +146,10 @@ def main(argv=None):
     frame = pd.DataFrame(rows, columns=COLUMNS)
     command = shlex.join(["python3", "util/accuracy_table.py", *(sys.argv[1:] if argv is None else argv)])
     text = markdown(frame, args, command, (time.perf_counter() - tic) / 60, missing)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(Path(args.out + ".csv"), frame.to_csv(index=False, float_format="%.4f"))
-    write_text_atomic(Path(args.out + ".md"), text)
+    out = out_paths(args.out, ["csv", "md"])
+    out["csv"].parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out["csv"], frame.to_csv(index=False, float_format="%.4f"))
+    write_text_atomic(out["md"], text)
     print(text)
 
 

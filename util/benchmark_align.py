@@ -20,7 +20,7 @@ from tqdm import tqdm  # noqa: E402
 
 from config.tasks import all_tasks  # noqa: E402
 from models import build_model  # noqa: E402
-from util.core.cli import add_device_arg, markdown_table, positive_int, print_text  # noqa: E402
+from util.core.cli import add_device_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, print_text  # noqa: E402
 from util.core.device import cpu_name, pick_device  # noqa: E402
 from util.measure.benchmark import SWEEP_FAMILIES, Benchmark, Config, interleaved_medians, timing_protocol  # noqa: E402
 from util.measure.compare import speedups  # noqa: E402
@@ -52,7 +52,7 @@ def main(argv=None):
     parser.add_argument("--trials", type=positive_int, default=3, help="interleaved trials; default 3")
     parser.add_argument("--min_time", type=float, default=None, help="seconds per trial; default the protocol's")
     add_device_arg(parser)
-    parser.add_argument("--out", help="also write the markdown table to this file")
+    add_out_arg(parser, ["md"])
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     tasks = args.tasks or [name for name, t in all_tasks().items() if t.family in SWEEP_FAMILIES]
@@ -61,11 +61,9 @@ def main(argv=None):
     aligns = [1] + [a for a in args.aligns if a != 1]
     rows, backend = [], None
     for task in tqdm(tasks, desc="aligned widths", unit="task", file=sys.stderr, disable=not sys.stderr.isatty()):
-        try:
+        with one_line_errors(parser):
             results, backend = measure(task, args.folds, aligns, args.batch_size, str(device), protocol, args.trials,
                                        min_time)
-        except ValueError as e:
-            parser.exit(2, f"error: {e}\n")
         medians = {key: ips for key, (ips, _) in results.items()}
         over_f1 = speedups(medians, base=(1, 1))
         rows.append([task, 1, "-", first_width(task, 1, 1), f"{results[(1, 1)][1] / 1e6:.2f}",
@@ -83,7 +81,7 @@ def main(argv=None):
              f"{args.trials} interleaved trials; FLOPs per image counted from the model (MFLOPs).", ""]
     lines += markdown_table(["task", "f", "align", "first width", "MFLOPs/image", "images/sec", "vs paper widths",
                              "vs f=1"], rows)
-    print_text(parser, lines, args.out)
+    print_text(parser, lines, args.out and out_paths(args.out, ["md"])["md"])
 
 
 if __name__ == "__main__":

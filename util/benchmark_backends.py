@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from config.tasks import all_tasks  # noqa: E402
-from util.core.cli import add_device_arg, positive_int, print_text  # noqa: E402
+from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from models import mode_of  # noqa: E402
 from util.measure.benchmark import (COMPILE_MODES, PRECISIONS, SWEEP_FAMILIES, Benchmark, BackendError, Config,  # noqa: E402
@@ -97,12 +97,10 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=None,
                         help="warm-up batches; default 100 on CUDA, 2 on the CPU (the protocol's)")
     add_device_arg(parser)
-    parser.add_argument("--out", help="also write the markdown table to this file")
+    add_out_arg(parser, ["md"])
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors(parser):
         device = pick_device(args.device)
-    except ValueError as e:
-        parser.exit(2, f"error: {e}\n")
     fill_protocol(args, device)
     problem = backend_problem("eager", device, args.precision)
     if problem:
@@ -130,7 +128,7 @@ def main(argv=None):
         if ratios:
             lines.append(f"Median over configurations of {name} / eager nchw: {statistics.median(ratios):.2f}x "
                          f"({len(ratios)} configurations)")
-    print_text(parser, lines, args.out)
+    print_text(parser, lines, args.out and out_paths(args.out, ["md"])["md"])
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 from tqdm import tqdm  # noqa: E402
 
 from config.tasks import all_tasks  # noqa: E402
-from util.core.cli import add_device_arg, positive_int, print_text  # noqa: E402
+from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from util.measure.benchmark import BACKENDS, PRECISIONS, SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
 from util.measure.compare import speedups  # noqa: E402
@@ -36,17 +36,15 @@ def main(argv=None):
     parser.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
                         help="backend of the default path; default auto (the measured fastest for the precision)")
     add_device_arg(parser)
-    parser.add_argument("--out", help="also write the markdown table to this file")
+    add_out_arg(parser, ["md"])
     args = parser.parse_args(argv)
     tasks = args.tasks or [t.name for t in all_tasks().values() if t.family in SWEEP_FAMILIES]
-    try:
+    with one_line_errors(parser):
         device = str(pick_device(args.device))
         results = {}
         for task in tqdm(tasks, desc="benchmark", unit="model", file=sys.stderr, disable=not sys.stderr.isatty()):
             results[task], backend = compare_with_plain_eager(task, args.folds, args.batch_size, device, args.trials,
                                                               args.min_time, args.precision, args.backend)
-    except ValueError as e:
-        parser.exit(2, f"error: {e}\n")
 
     names = list(next(iter(results.values())))
     lines = [f"Images/sec, batch {args.batch_size}, {device}; plain eager: fp32, NCHW, whole batch; "
@@ -67,7 +65,7 @@ def main(argv=None):
     for n in names[2:]:
         wins = sum(results[t][n] > results[t]["default f=1"] for t in results)
         lines.append(f"{n} beats default f=1 on {wins} of {len(results)} models")
-    print_text(parser, lines, args.out)
+    print_text(parser, lines, args.out and out_paths(args.out, ["md"])["md"])
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from config.tasks import resolve_dataset  # noqa: E402
 from models import mode_of, model_key  # noqa: E402
-from util.core.cli import add_align_arg, markdown_table, positive_int  # noqa: E402
+from util.core.cli import add_align_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_protocol,  # noqa: E402
@@ -205,12 +205,12 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=positive_int, default=None,
                         help="the batch size of the CSV rows to read (of --measure: default 1024)")
     parser.add_argument("--trials", type=positive_int, default=3, help="--measure: trials per fold; default 3")
-    parser.add_argument("--out", metavar="PREFIX", help="write PREFIX.md, PREFIX.csv and PREFIX.png")
+    add_out_arg(parser, ["md", "csv", "png"])
     add_measurement_args(parser)
     args = parser.parse_args(argv)
     if (args.csv is None) == (not args.measure):
         parser.error("give a results CSV or --measure (one of them)")
-    try:
+    with one_line_errors(parser):
         if not Path(args.savedir).is_dir():
             raise ValueError(f"no savedir {args.savedir}: train first (python3 train.py {args.savedir})")
         runs = trained_runs(args.savedir, args.align)
@@ -225,13 +225,11 @@ def main(argv=None):
             device = None if args.device == "auto" else args.device
             speeds, source = csv_throughput(args.csv, list(runs), backend, args.precision, args.batch_size, device,
                                             args.align)
-    except ValueError as e:
-        parser.exit(2, f"error: {e}\n")
     rows = choose(runs, speeds, args.max_drop)
     text = markdown(rows, source, args.max_drop)
     print(text, end="")
     if args.out:
-        md, table_csv, png = (Path(f"{args.out}{suffix}") for suffix in (".md", ".csv", ".png"))
+        md, table_csv, png = out_paths(args.out, ["md", "csv", "png"]).values()
         md.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(md, text)
         write_csv(rows, table_csv)

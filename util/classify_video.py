@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from util.core.cli import add_device_arg, positive_int  # noqa: E402
+from util.core.cli import add_device_arg, one_line_errors, positive_int  # noqa: E402
 from util.deploy.video import classify_video  # noqa: E402
 
 
@@ -41,10 +41,8 @@ def main(argv=None):
                         help="images per batch, rounded down to a multiple of f (default 1024)")
     add_device_arg(parser)
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors(parser):
         summary = classify_video(args.video, args.checkpoint, args.out, args.batch_size, args.device)
-    except ValueError as e:
-        parser.exit(2, f"error: {e}\n")
     labels = ", ".join(f"{n} x {label}" for label, n in summary["labels"].items())
     print(f"classified {summary['frames']} frames of {summary['video']} with {summary['task']} fold {summary['fold']} "
           f"on {summary['device']} ({summary['frames_per_sec']:.0f} frames/s): {labels} "

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 from config.tasks import task_names  # noqa: E402
 from models import MODES  # noqa: E402
 from models.flops import flops_per_image  # noqa: E402
+from util.core.cli import one_line_errors  # noqa: E402
 
 
 def main(argv=None):
@@ -21,10 +22,8 @@ def main(argv=None):
     parser.add_argument("--mode", choices=MODES, default="folded", help="default: folded")
     parser.add_argument("--fold", type=int, default=1, help="fold f (phi for efficientnet); default 1")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors(parser):
         per_image = flops_per_image(args.task, args.mode, args.fold)
-    except ValueError as e:
-        parser.exit(2, f"error: {e}\n")
     print(f"{args.images_per_sec * per_image:.6g} FLOPs/sec ({args.task}, {args.mode}, fold {args.fold}: "
           f"{per_image:.6g} FLOPs per image x {args.images_per_sec:g} images/sec)")
 

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from models.flops import arithmetic_intensity  # noqa: E402
-from util.core.cli import markdown_table  # noqa: E402
+from util.core.cli import markdown_table, one_line_errors  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import sweep_models  # noqa: E402
 from util.measure.compare import speedups  # noqa: E402
@@ -323,7 +323,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     machine_path = Path(args.machine) if args.machine else machine_file(args.csv)
     out = Path(args.out) if args.out else report_dir(args.csv)
-    try:
+    with one_line_errors(parser, (ValueError, OSError)):
         if not Path(args.csv).is_file():
             raise ValueError(f"{args.csv} does not exist: run ./run_inference.sh {args.csv} first")
         table = medians(load(args.csv))
@@ -334,8 +334,6 @@ def main(argv=None):
             raise ValueError(f"--machine {args.machine} does not exist: "
                              f"measure it with python3 util/peak.py --out {args.machine}")
         out.mkdir(parents=True, exist_ok=True)
-    except (ValueError, OSError) as e:
-        parser.exit(2, f"error: {e}\n")
     write_text_atomic(out / "report.md", markdown(table, machine) + "\n")
     plot_speedup(table, machine, out / "speedup.png")
     written = ["report.md", "speedup.png"]

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 
 from config.tasks import task_names  # noqa: E402
 from datasets.noscope import split_from_frames, split_from_video, summary  # noqa: E402
+from util.core.cli import one_line_errors  # noqa: E402
 
 
 def main(argv=None):
@@ -38,13 +39,11 @@ def main(argv=None):
     source.add_argument("--indir", metavar="FRAMES", help="frames saved by util/noscope_video_save.py")
     source.add_argument("--video", metavar="VIDEO", help="split straight from the video instead")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors(parser, (ValueError, OSError)):
         if args.video:
             split_from_video(args.task, args.outdir, args.infile, args.video)
         else:
             split_from_frames(args.task, args.outdir, args.infile, args.indir)
-    except (ValueError, OSError) as e:
-        parser.exit(2, f"error: {e}\n")
     print(summary(args.outdir))
 
 

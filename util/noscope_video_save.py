@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 from datasets.noscope import FRAME_SIZE, save_frames  # noqa: E402
+from util.core.cli import one_line_errors  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
@@ -21,10 +22,8 @@ def main(argv=None):
     parser.add_argument("video", metavar="VIDEO", help="the video file (e.g. coral-reef-long.mp4)")
     parser.add_argument("outdir", metavar="OUTDIR", help="folder to create for the frames (must not hold files)")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors(parser, (ValueError, OSError)):
         n = save_frames(args.video, args.outdir)
-    except (ValueError, OSError) as e:
-        parser.exit(2, f"error: {e}\n")
     print(f"saved {n} frames of {args.video} as {FRAME_SIZE}x{FRAME_SIZE} PNGs in {args.outdir}")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from util.core.cli import add_device_arg, print_json  # noqa: E402
+from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, print_json  # noqa: E402
 from util.measure.machine import measure_peak  # noqa: E402
 
 
@@ -17,13 +17,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_device_arg(parser)
     parser.add_argument("--min_time", type=float, default=0.5, help="seconds per measurement; default 0.5")
-    parser.add_argument("--out", metavar="JSON", help="also write the result to this JSON file")
+    add_out_arg(parser, ["json"])
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors(parser):
         result = measure_peak(args.device, args.min_time)
-    except ValueError as e:
-        parser.exit(2, f"error: {e}\n")
-    print_json(parser, result, args.out, "--out")
+    print_json(parser, result, args.out and out_paths(args.out, ["json"])["json"], "--out")
 
 
 if __name__ == "__main__":

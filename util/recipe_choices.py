@@ -18,7 +18,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 from config.tasks import resolve_dataset  # noqa: E402
-from util.core.cli import markdown_table, positive_int  # noqa: E402
+from util.core.cli import add_out_arg, markdown_table, out_paths, positive_int  # noqa: E402
 from util.core.device import cpu_name  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.train.flags import options_from_args, spec_settings, training_flags  # noqa: E402
@@ -121,7 +121,7 @@ def get_args_parser():
     parser.add_argument("--teacher_lr", type=float, default=None, help="lr of the teacher (default: the paper's)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="VARIANT",
                         help=f"default: all of {', '.join(map(repr, VARIANTS))}")
-    parser.add_argument("--out", required=True, help="write OUT.csv and OUT.md")
+    add_out_arg(parser, ["csv", "md"], required=True)
     return parser
 
 
@@ -130,9 +130,10 @@ def main(argv=None):
     args, args.common = parser.parse_known_args(argv)  # the rest: training flags (--data_dir, --device, ...)
     frame = pd.DataFrame(measure(args), columns=COLUMNS)
     command = shlex.join(["python3", "util/recipe_choices.py", *(sys.argv[1:] if argv is None else argv)])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(Path(args.out + ".csv"), frame.to_csv(index=False, float_format="%.4f"))
-    write_text_atomic(Path(args.out + ".md"), markdown(frame, command))
+    out = out_paths(args.out, ["csv", "md"])
+    out["csv"].parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out["csv"], frame.to_csv(index=False, float_format="%.4f"))
+    write_text_atomic(out["md"], markdown(frame, command))
     print(markdown(frame, command))
 
 

@@ -1,6 +1,7 @@
 """The command-line kit every command shares: argument types, shared flags, one-line errors, printing results."""
 import argparse
 import json
+from pathlib import Path
 
 from util.core.files import write_json_atomic, write_text_atomic
 
@@ -56,9 +57,20 @@ def add_align_arg(parser, help_suffix=""):
                              + "; default 1: the paper's widths")
 
 
-def add_out_arg(parser, what="the markdown table", metavar="PATH"):
-    """--out, the one output flag of commands that print a report: also write it to this file."""
-    parser.add_argument("--out", metavar=metavar, help=f"also write {what} to this file")
+def add_out_arg(parser, formats, required=False):
+    """--out PREFIX, the one output rule of the commands that write a report: PREFIX.<format> for each of `formats`
+    (a PREFIX that already ends in one of them is taken without it)."""
+    files = " and ".join(f"PREFIX.{f}" for f in formats)
+    parser.add_argument("--out", metavar="PREFIX", required=required,
+                        help=f"{'write' if required else 'also write'} {files}")
+
+
+def out_paths(prefix, formats):
+    """{format: PREFIX.<format>} for --out PREFIX (see add_out_arg)."""
+    prefix = Path(prefix)
+    if prefix.suffix[1:] in formats:
+        prefix = prefix.with_suffix("")
+    return {f: prefix.parent / f"{prefix.name}.{f}" for f in formats}
 
 
 class one_line_errors:
