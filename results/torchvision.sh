@@ -3,7 +3,7 @@
 # machine's CPU, 64x64 images, batch 256, the default CPU inference path (fp32). Usage: results/torchvision.sh NAME
 # writes results/NAME/torchvision.csv, its machine record and report (name the CPU, e.g. amd-epyc-zen4).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 out="results/${1:?name the CPU, for example amd-epyc-zen4}"
 mkdir -p "$out"
 for model in resnet18 mobilenet_v3_small; do

@@ -9,7 +9,7 @@ from torch import nn
 
 from config.tasks import task_names
 from models import build_model, fold_cnn
-from models.flops import count_flops, count_model_flops
+from models.flops import count_flops
 from util.train.checkpoint import load_classifier
 from helpers import run_cli, train_args, trainer_args, write_image_folder
 

@@ -97,7 +97,8 @@ def test_cifar_distillation_end_to_end(tiny_cifar10, tmp_path, capsys):
     assert torch.load(student_dir / "teacher_logits_test.pt", weights_only=True)["logits"].shape == (40, 10)
     train_loss = [float(v) for v in lines(student_dir / "stats" / "train_loss.txt")]
     assert len(train_loss) == 2 and train_loss[1] < train_loss[0]
-    assert 0 <= result["test_top1"] <= 1
+    test_top1 = lines(student_dir / "stats" / "test_top1.txt")  # result.json's top-1 is the best epoch's
+    assert result["test_top1"] == pytest.approx(float(test_top1[result["best_epoch"]]), abs=1e-6)
 
 
 def test_distillation_needs_a_teacher(tiny_cifar10, tmp_path):
@@ -393,7 +394,8 @@ def test_bf16_mixed_precision_training_on_the_cpu(tmp_path):
             train_args(args)
         return
     result = train_args(args)
-    assert result["epochs"] == 2 and 0 <= result["test_top1"] <= 1
+    test_top1 = lines(tmp_path / "run" / "stats" / "test_top1.txt")
+    assert result["epochs"] == 2 and result["test_top1"] == pytest.approx(float(test_top1[result["best_epoch"]]), abs=1e-6)
     losses = [float(v) for v in lines(tmp_path / "run" / "stats" / "train_loss.txt")]
     assert len(losses) == 2 and all(loss == loss for loss in losses)  # finite, no NaN
     state = torch.load(tmp_path / "run" / "current.pth", weights_only=True)

@@ -135,7 +135,7 @@ def fmt(value, spec):
 
 
 def markdown(rows, source, max_drop):
-    lines = [f"# Which fold to deploy", "", f"Throughput: {source}. Recommended (**bold**): the fastest fold whose "
+    lines = ["# Which fold to deploy", "", f"Throughput: {source}. Recommended (**bold**): the fastest fold whose "
              f"test top-1 is at most {max_drop:g} points below f=1's.", ""]
     for name in dict.fromkeys(r["task"] for r in rows):
         table = []

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: E402
 
-from models import build_model  # noqa: E402
+from models import build_model, mode_of  # noqa: E402
 from util.core.device import cpu_name  # noqa: E402
 from util.measure.benchmark import chunked, onnx_model, ort_session, time_calls, tune_chunk  # noqa: E402
 
@@ -38,8 +38,7 @@ def runner(session):
 
 def measure(task, fold, trials, min_time):
     torch.manual_seed(0)
-    mode = "original" if fold == 1 else "folded"
-    model, shape = build_model(task, fold, mode)
+    model, shape = build_model(task, fold, mode_of(fold))
     model.eval()
     x = torch.rand(1024 // fold, *shape)
     with tempfile.TemporaryDirectory() as tmp:

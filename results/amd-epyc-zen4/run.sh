@@ -14,3 +14,6 @@ python3 util/benchmark_eager.py --tasks $cnns --precision bf16 --backend compile
 ./run_inference.sh $dir/fp32.csv
 python3 util/inference_report.py $dir/bf16.csv
 python3 util/inference_report.py $dir/fp32.csv
+# folded torchvision models (fold_cnn) and --align widths, measured on 2026-12-01 (results/README.md)
+./results/torchvision.sh amd-epyc-zen4
+python3 util/benchmark_align.py --out $dir/align.md

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from config.tasks import all_tasks, resolve_dataset
 from datasets import curriculum_schedule
+from models import mode_of
 from models.fold import check_align, check_fold, check_multiplier
 from util.train.protocol import LOSS_NAMES, Protocol, distill_protocol, paper_protocol, with_overrides
 
@@ -46,7 +47,7 @@ class RunSpec:
     @property
     def kind(self):
         """"original", "folded" or "efficientnet": what the run trains, as messages and result files name it."""
-        return self.mode if self.mode == "efficientnet" else "original" if self.fold == 1 else "folded"
+        return mode_of(self.fold, self.mode)
 
     @property
     def fold_name(self):
