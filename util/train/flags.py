@@ -64,7 +64,8 @@ def training_flags(add_help=False):
                              "--amp bf16 bf16 autocast, on CUDA or a CPU with bf16 instructions; default fp32 "
                              "as the paper")
     parser.add_argument("--dry_run", action="store_true",
-                        help="print the resolved protocol of each run as one JSON line and exit (reads no data)")
+                        help="print each run's spec (what it writes to run.json: task, widths, recipe, resolved protocol, "
+                             "budget, teacher) as one JSON line and exit (reads no data)")
     parser.add_argument("--seed", type=int, default=19,
                         help="seed of the splits, the evaluation orders and training (default 19, the authors')")
     return parser

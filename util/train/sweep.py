@@ -49,16 +49,17 @@ def demo_settings(settings, dataset, fold):
 
 
 def teacher_path(dataset, root, teacher=None, trains_original=False):
-    """The distillation teacher of `dataset`'s folded runs: `teacher`, else model_files/<dataset>/original/model.pth,
+    """The distillation teacher of `dataset`'s folded runs: `teacher` if given, else model_files/<dataset>/original/model.pth,
     else the authors' model_files/<dataset>/resnet18/model.t7, else the sweep's own f=1 best.pth where it exists or
     the sweep trains it first (`trains_original`); None when there is none."""
+    if teacher:
+        return Path(teacher)  # a missing file is the trainer's one-line error
     own = run_dir(root, build_spec(dataset, 1)) / "best.pth"
-    candidates = [Path(teacher)] if teacher else [MODEL_FILES / dataset / "original" / "model.pth",
-                                                  MODEL_FILES / dataset / "resnet18" / "model.t7", own]
+    candidates = [MODEL_FILES / dataset / "original" / "model.pth", MODEL_FILES / dataset / "resnet18" / "model.t7", own]
     found = [path for path in candidates if path.exists()]
     if found:
         return found[0]
-    return own if trains_original and not teacher else None
+    return own if trains_original else None
 
 
 def missing_teacher(dataset, root):
