@@ -48,7 +48,7 @@ def measure(task, fold, trials, min_time):
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
         runs = {name: runner(ort_session(path.read_bytes())) for name, path in (("fp32", fp32_path), ("int8", int8_path))}
         runs = {name: chunked(run, tune_chunk(run, x, torch.device("cpu"))) for name, run in runs.items()}
-        k = model(x[:1]).shape[1] // (fold if mode == "folded" else 1)
+        k = model(x[:1]).shape[1] // fold  # a FoldedCNN emits f x K logits per input
         top = {name: run(x).reshape(-1, k).argmax(1) for name, run in runs.items()}
         speeds = {name: [] for name in runs}
         for _ in range(trials):
