@@ -18,13 +18,15 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 from config.tasks import resolve_dataset  # noqa: E402
-from util.core.cli import add_out_arg, markdown_table, out_paths, positive_int  # noqa: E402
+from datasets import DataMissing  # noqa: E402
+from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int  # noqa: E402
 from util.core.device import cpu_name  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.train.flags import options_from_args, spec_settings, training_flags  # noqa: E402
 from util.train.protocol import DISTILL  # noqa: E402
 from util.train.spec import build_spec, run_dir  # noqa: E402
 from util.train.sweep import run_result, sweep  # noqa: E402
+from util.train.trainer import error_message  # noqa: E402
 
 # Each variant changes settings of the recipe (BASE); "paper" is the paper's recipe at the same epochs.
 VARIANTS = {
@@ -128,7 +130,8 @@ def get_args_parser():
 def main(argv=None):
     parser = get_args_parser()
     args, args.common = parser.parse_known_args(argv)  # the rest: training flags (--data_dir, --device, ...)
-    frame = pd.DataFrame(measure(args), columns=COLUMNS)
+    with one_line_errors(parser, (ValueError, DataMissing, FloatingPointError, FileNotFoundError), error_message):
+        frame = pd.DataFrame(measure(args), columns=COLUMNS)
     command = shlex.join(["python3", "util/recipe_choices.py", *(sys.argv[1:] if argv is None else argv)])
     out = out_paths(args.out, ["csv", "md"])
     out["csv"].parent.mkdir(parents=True, exist_ok=True)

@@ -54,20 +54,24 @@ def teacher_path(dataset, root, teacher=None, trains_original=False):
     the sweep trains it first (`trains_original`); None when there is none."""
     if teacher:
         return Path(teacher)  # a missing file is the trainer's one-line error
-    own = run_dir(root, build_spec(dataset, 1)) / "best.pth"
-    candidates = [MODEL_FILES / dataset / "original" / "model.pth", MODEL_FILES / dataset / "resnet18" / "model.t7", own]
+    candidates = teacher_candidates(dataset, root)
     found = [path for path in candidates if path.exists()]
     if found:
         return found[0]
-    return own if trains_original else None
+    return candidates[-1] if trains_original else None
+
+
+def teacher_candidates(dataset, root):
+    """Where a sweep in `root` looks for `dataset`'s teacher, in order; the last is the sweep's own f=1."""
+    return [MODEL_FILES / dataset / "original" / "model.pth", MODEL_FILES / dataset / "resnet18" / "model.t7",
+            run_dir(root, build_spec(dataset, 1)) / "best.pth"]
 
 
 def missing_teacher(dataset, root):
     """The error of a distilled run without a teacher."""
-    candidates = [MODEL_FILES / dataset / "original" / "model.pth", MODEL_FILES / dataset / "resnet18" / "model.t7",
-                  run_dir(root, build_spec(dataset, 1)) / "best.pth"]
     return (f"{dataset}: folded training distils the original model, but no teacher was found at "
-            f"{' or '.join(map(str, candidates))}; train fold 1 first (--folds 1 ...) or pass --teacher")
+            f"{' or '.join(map(str, teacher_candidates(dataset, root)))}; train fold 1 first (--folds 1 ...) or "
+            f"pass --teacher")
 
 
 def plan(root, datasets, folds, settings, demo=False, need_teacher=True):
