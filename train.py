@@ -8,6 +8,12 @@ skipped with a line saying where the data must be. At the end a summary is print
 instead of with the paper's recipe (docs/protocol.md, section 8). `--demo` trains generated stand-in
 data on a CPU in a few minutes and compares the folded models' accuracy and throughput with f=1's.
 
+Your own CNN on your own images instead of the registry's tasks (docs/own_cnn.md):
+    python3 train.py runs --model_file my_models.py:build --data my_images --folds 1 2 3 4
+trains build()'s model at f=1 and its FoldedCNNs (models.fold_cnn) as its students (--recipe distill by default)
+on the ImageFolder my_images/{train,val,test}/<class>/, into runs/my_images/...; --weights ORIGINAL.pth uses your
+trained original instead of training f=1.
+
 Under `torchrun` every run trains with DistributedDataParallel (see fold_trainer.py). `--shard I/N`
 runs the I-th of N disjoint slices of the sweep, so that N independent jobs run the whole of it;
 re-running without --shard afterwards finds every run finished and writes the full summary.csv.
@@ -20,7 +26,7 @@ from config.tasks import SYNTHETIC, get_task, task_names
 from datasets import DataMissing
 from util.core.cli import one_line_errors, positive_int
 from util.train import distributed
-from util.train.flags import options_from_args, spec_settings, training_flags
+from util.train.flags import options_from_args, spec_settings, training_flags, user_task_from_args
 from util.train.sweep import DEMO, folding_gains, plan, shard, train_units, write_summary
 from util.train.trainer import error_message, per_rank_batch
 
@@ -58,12 +64,16 @@ def get_args_parser(add_help=True):
 def main(argv=None):
     parser = get_args_parser()
     args = parser.parse_args(argv)
-    args.recipe = args.recipe or (DEMO["recipe"] if args.demo else "paper")
+    if args.model_file and (args.datasets or args.demo):
+        parser.error("--model_file trains your own CNN on --data: drop --datasets and --demo")
+    with one_line_errors(parser):
+        own = user_task_from_args(args)
+    args.recipe = args.recipe or (DEMO["recipe"] if args.demo or own else "paper")
     if args.demo:
         args.datasets = args.datasets or DEMO["datasets"]
         args.folds = DEMO["folds"] if args.folds == parser.get_default("folds") else args.folds
     baselines = [name for name in task_names("game") if get_task(name).compound_scaling_baseline]
-    datasets = args.datasets or (baselines if args.mode == "efficientnet" else task_names())
+    datasets = [own] if own else args.datasets or (baselines if args.mode == "efficientnet" else task_names())
     folds = sorted(set(args.folds))
     options = options_from_args(args)
     with one_line_errors(parser):

@@ -10,7 +10,8 @@ from functools import lru_cache
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent
-FAMILIES = ("game", "noscope", "cifar")
+FAMILIES = ("game", "noscope", "cifar")  # the registry's; a user's own CNN and data (train.py --model_file) is "user"
+USER = "user"
 SPLITS = ("train", "val", "test")  # every task's data splits
 
 
@@ -28,6 +29,8 @@ class Task:
     compound_scaling_baseline: bool = False  # the paper compares this game task with EfficientNet-style scaling
     slow_curriculum_folds: tuple = ()  # folds trained twice as long with a curriculum half as steep
     distill_folded: bool = False  # folded models regress the trained original's logits (CIFAR-10)
+    model_file: str | None = None  # family "user": FILE.py:FUNCTION building the original CNN
+    data: str | None = None  # family "user": the ImageFolder root holding train/, val/ and test/
 
     @property
     def model_map_key(self):
@@ -75,6 +78,14 @@ def task_names(family=None):
     return [n for n, t in all_tasks().items() if family is None or t.family == family]
 
 
+def user_task(name, model_file, data, input_shape, class_names):
+    """A task that is not in the registry: a user's own CNN (`model_file`, FILE.py:FUNCTION) on their own ImageFolder
+    data (`data`), images of `input_shape` (C, H, W), classes `class_names` (the class folders, sorted)."""
+    return Task(name=name, family=USER, input_shape=tuple(input_shape), architecture={},
+                num_classes=len(class_names), class_names=tuple(class_names), model_file=model_file,
+                data=None if data is None else str(data))
+
+
 def get_task(name):
     """The task called `name`; a ValueError listing the known tasks otherwise."""
     if isinstance(name, Task):
@@ -89,10 +100,18 @@ SYNTHETIC = "synthetic-"
 
 
 def resolve_dataset(name):
-    """`(task, synthetic)` for a dataset name: a task name, or `synthetic-<task>` for generated data."""
+    """`(task, synthetic)` for a dataset name: a task name, or `synthetic-<task>` for generated data (a Task, such as a
+    user's, is its own dataset)."""
+    if isinstance(name, Task):
+        return name, False
     synthetic = name.startswith(SYNTHETIC)
     try:
         return get_task(name[len(SYNTHETIC):] if synthetic else name), synthetic
     except ValueError:
         raise ValueError(f"unknown dataset {name!r}; choose a task ({', '.join(all_tasks())}) "
                          f"or {SYNTHETIC}<task> for generated stand-in data") from None
+
+
+def dataset_name(dataset):
+    """The name of a dataset given as a name or as a Task (a user's)."""
+    return dataset.name if isinstance(dataset, Task) else dataset

@@ -5,6 +5,8 @@
   flips on the training part only; normalised.
 - Game tasks: an ImageFolder tree `<data_root>/<task>/{train,val,test}/<class>/*.png`, ToTensor only.
 - NoScope tasks: `data/noscope-<task>-subset/{train,val,test}/{0,1}/*.png`, ToTensor only.
+- A user's own data (`--data DIR`, datasets/folder.py): the same ImageFolder layout, images read as grayscale or
+  RGB (the task's C) and resized (bilinear) to its H x W where they differ; ToTensor only; ordered as game data.
 For folded runs the game and NoScope sample lists are shuffled once with the seed, so that every
 folded group mixes classes; NoScope's validation and test sets are permuted once more (the authors'
 orders, docs/protocol.md, section 4.4).
@@ -23,7 +25,8 @@ from tqdm import tqdm
 from torchvision import datasets as tv_datasets
 from torchvision import transforms
 
-from config.tasks import SPLITS, resolve_dataset
+from config.tasks import SPLITS, USER, dataset_name, resolve_dataset
+from datasets.folder import LAYOUT
 from util.core.device import REPO
 
 DATA_DIR = REPO / "data"
@@ -43,6 +46,38 @@ def read_rgb(path, hw=None):
     return image
 
 
+def fit_image(image, input_shape):
+    """A PIL image as grayscale (C = 1) or RGB (C = 3), resized (bilinear) to `input_shape`'s H x W where it differs:
+    how a user's own images are read."""
+    c, h, w = input_shape
+    image = image.convert("L" if c == 1 else "RGB")
+    if (image.height, image.width) != (h, w):
+        image = image.resize((w, h), Image.Resampling.BILINEAR)
+    return image
+
+
+def read_resized(path, input_shape):
+    """The image file at `path` through fit_image; a ValueError naming the file if it cannot be decoded."""
+    try:
+        with Image.open(path) as image:
+            return fit_image(image, input_shape)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot read image {path} ({e}); replace or delete the file") from None
+
+
+def image_reader(task):
+    """How `task`'s image files are read: resized for a user's data, else checked to be the task's size."""
+    if task.family == USER:
+        return partial(read_resized, input_shape=task.input_shape)
+    return partial(read_rgb, hw=task.input_shape[1:])
+
+
+def uint8_chw(image):
+    """A PIL image as a (C, H, W) uint8 tensor (grayscale: C = 1)."""
+    array = np.array(image)
+    return torch.from_numpy(array[:, :, None] if array.ndim == 2 else array).permute(2, 0, 1)
+
+
 class CachedImages(Dataset):
     """An image folder decoded once into memory as uint8 (ToTensor's float images on access).
 
@@ -52,7 +87,7 @@ class CachedImages(Dataset):
 
     def __init__(self, folder_dataset, desc=""):
         self.classes, self.targets = folder_dataset.classes, list(folder_dataset.targets)
-        images = [torch.from_numpy(np.array(folder_dataset.loader(path))).permute(2, 0, 1)
+        images = [uint8_chw(folder_dataset.loader(path))
                   for path, _ in tqdm(folder_dataset.samples, desc=f"loading {desc}", leave=False, disable=None)]
         self.images = torch.stack(images)
 
@@ -73,8 +108,10 @@ def default_data_root():
 
 
 def data_location(dataset, data_dir=DATA_DIR, data_root=None):
-    """The folder holding `dataset`'s files."""
+    """The folder holding `dataset`'s files (a user's: the --data folder)."""
     task, _ = resolve_dataset(dataset)
+    if task.family == USER:
+        return Path(task.data)
     if task.family == "cifar":
         return Path(data_dir) / dataset
     if task.family == "noscope":
@@ -85,6 +122,8 @@ def data_location(dataset, data_dir=DATA_DIR, data_root=None):
 def how_to_get(dataset, location):
     """One sentence on how to put `dataset` at `location`."""
     task, synthetic = resolve_dataset(dataset)
+    if task.family == USER:
+        return f"give --data {LAYOUT}"
     if synthetic:
         return f"train.py generates it when it is missing (python3 train.py SAVEDIR --datasets {dataset})"
     if task.family == "cifar":
@@ -109,30 +148,30 @@ def seeded_permutation(n, seed):
     return indices
 
 
-def _image_folder_splits(dataset, root, class_names, hw, seed, cache, shuffle_samples, noscope):
+def _image_folder_splits(dataset, root, class_names, reader, seed, cache, shuffle_samples, noscope):
     """ImageFolder train/val/test under `root`, checked, in the authors' orders (docs/protocol.md, section 4.4):
     with `shuffle_samples` each split's sample list shuffled by `seed`; NoScope's val and test then permuted
     once more by `seed`."""
-    splits, classes = {}, None
+    splits, classes, name = {}, None, dataset_name(dataset)
     for split in SPLITS:
         folder = root / split
         if not folder.is_dir() or not any(folder.iterdir()):
-            raise DataMissing(f"{dataset}: missing or empty split directory {folder}; {how_to_get(dataset, root)}")
+            raise DataMissing(f"{name}: missing or empty split directory {folder}; {how_to_get(dataset, root)}")
         try:
-            data = tv_datasets.ImageFolder(folder, transform=transforms.ToTensor(), loader=partial(read_rgb, hw=hw))
+            data = tv_datasets.ImageFolder(folder, transform=transforms.ToTensor(), loader=reader)
         except (FileNotFoundError, RuntimeError) as e:
-            raise DataMissing(f"{dataset}: no images in {folder} ({e}); {how_to_get(dataset, root)}") from None
+            raise DataMissing(f"{name}: no images in {folder} ({e}); {how_to_get(dataset, root)}") from None
         if classes is not None and data.classes != classes:
-            raise ValueError(f"{dataset}: class folders of {folder} ({', '.join(data.classes)}) differ from "
+            raise ValueError(f"{name}: class folders of {folder} ({', '.join(data.classes)}) differ from "
                              f"those of {root / 'train'} ({', '.join(classes)}); every split needs the same classes")
         classes = data.classes
         if shuffle_samples:  # random.seed(seed); random.shuffle(samples)
             reorder(data, seeded_permutation(len(data.samples), seed))
         if noscope and split != "train":
             reorder(data, seeded_permutation(len(data.samples), seed))
-        splits[split] = CachedImages(data, f"{dataset} {split}") if cache else data
+        splits[split] = CachedImages(data, f"{name} {split}") if cache else data
     if class_names and tuple(classes) != tuple(sorted(class_names)):
-        raise ValueError(f"{dataset}: class folders {', '.join(classes)} differ from the task's classes "
+        raise ValueError(f"{name}: class folders {', '.join(classes)} differ from the task's classes "
                          f"{', '.join(sorted(class_names))} (config/.../model_description.json)")
     return splits
 
@@ -182,10 +221,10 @@ def load_splits(dataset, fold=1, data_dir=DATA_DIR, data_root=None, seed=19, dow
     if task.family == "cifar":
         return _cifar_splits(dataset, root, fold, seed, download, augment, val_size)
     if not root.is_dir():
-        raise DataMissing(f"{dataset}: no data at {root}; {how_to_get(dataset, root)}")
+        raise DataMissing(f"{dataset_name(dataset)}: no data at {root}; {how_to_get(dataset, root)}")
     if shuffle_samples is None:
         shuffle_samples = fold > 1
-    return _image_folder_splits(dataset, root, task.class_names, task.input_shape[1:], seed, cache,
+    return _image_folder_splits(dataset, root, task.class_names, image_reader(task), seed, cache,
                                 shuffle_samples, task.family == "noscope")
 
 

@@ -2,12 +2,13 @@
 from torch import nn
 from torch.nn import functional as F
 
-from config.tasks import get_task
+from config.tasks import USER, get_task
 from models.fold import FoldedClassifier, check_align, check_fold, check_multiplier, fold_input, unfold_output
 from models.fold_cnn import fold_cnn
 from models.game import GameCNN, compound_scaled_game_cnn
 from models.noscope import NoScopeCNN
 from models.resnet import ResNet18
+from models.user import user_classifier
 
 MODES = ("original", "folded", "efficientnet")
 
@@ -76,7 +77,13 @@ class ResizedClassifier(nn.Module):
 
 def build_classifier(task, fold=1, multiplier=None, mode="folded", align=1):
     """The model wrapped to take plain (N, C, H, W) image batches and return (N, K) logits: the FoldedCNN
-    (mode "folded", fold 1 = the original) or the compound-scaled baseline (mode "efficientnet", fold = phi)."""
+    (mode "folded", fold 1 = the original) or the compound-scaled baseline (mode "efficientnet", fold = phi). A
+    user's task (config.tasks.user_task) runs its model file: the original at f=1, models.fold_cnn's FoldedCNN above."""
+    task = get_task(task)
+    if task.family == USER:
+        if mode != "folded":
+            raise ValueError(f"{task.name} is your own CNN: it has FoldedCNNs (mode folded), no mode {mode!r}")
+        return user_classifier(task.model_file, task.input_shape, fold, multiplier, align)
     if mode == "efficientnet":
         model, shape = build_model(task, fold, "efficientnet", multiplier, align)
         return ResizedClassifier(model, shape[1:])

@@ -126,8 +126,8 @@ def check_independent(graph_module, images):
     alone = [record(model, images[i:i + 1]) for i in range(images.shape[0])]
     for node in model.graph.nodes:
         value = batched.values.get(node.name)
-        if node.op == "placeholder" or not isinstance(value, torch.Tensor):
-            continue
+        if node.op in ("placeholder", "get_attr") or not isinstance(value, torch.Tensor):
+            continue  # the input, or a weight read directly (replay names it)
         if not all(same_image(value, i, values.get(node.name)) for i, values in enumerate(alone)):
             raise ValueError(f"cannot fold the model: layer {describe(model, node)} mixes the images of a batch "
                              "(its output for one image depends on the others), so a folded model could not keep "

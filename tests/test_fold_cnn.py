@@ -12,7 +12,8 @@ from models import build_model, fold_cnn
 from models.flops import count_model_flops
 from helpers import run_cli
 from util.core.device import REPO
-from util.measure.benchmark import load_model_file, onnx_model
+from models.user import load_model_file
+from util.measure.benchmark import onnx_model
 from util.deploy.onnx import onnx_difference
 
 

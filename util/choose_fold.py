@@ -8,8 +8,8 @@ Throughput is the median images/sec over trials of each task's model at each fol
 (`--backend`/`--precision`/`--batch_size` pick the rows when it holds several) or measured now with
 `--measure` (util/measure/benchmark.py's protocol for this device, trials interleaved over the folds).
 
-Per task it prints: f, the recipe of the most accurate run at that f, test top-1, the worst slot, the
-gap to f=1 in points, images/sec and the speed-up over f=1. The recommended f is the fastest whose gap
+Per task it prints: f, the recipe of the most accurate run at that f, its epochs and training time, test
+top-1, the worst slot, the gap to f=1 in points, images/sec and the speed-up over f=1. The recommended f is the fastest whose gap
 is at most --max_drop points (f=1 always qualifies; equal speeds: the more accurate, then the smaller
 f). A fold with a trained run but no throughput, or throughput but no trained run, is listed as such
 and never recommended; a task without a trained f=1 gets no recommendation. --out PREFIX writes
@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -32,16 +33,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from config.tasks import resolve_dataset  # noqa: E402
 from models import mode_of, model_key  # noqa: E402
+from models.user import model_key as user_model_key  # noqa: E402
 from util.core.cli import add_align_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int  # noqa: E402
-from util.core.device import pick_device  # noqa: E402
+from util.core.device import cpu_name, pick_device  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_protocol,  # noqa: E402
                                     interleaved_medians)
 from util.measure.compare import speedups  # noqa: E402
 from util.measure.results_csv import load  # noqa: E402
 
-COLUMNS = ["task", "fold", "recipe", "test_top1", "worst_slot_top1", "gap_points", "images_per_sec", "speedup",
-           "recommended", "note"]
+COLUMNS = ["task", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
+           "images_per_sec", "speedup", "recommended", "note"]
 
 
 def trained_runs(savedir, align=1):
@@ -54,16 +56,28 @@ def trained_runs(savedir, align=1):
             continue  # the compound-scaled baseline, or not a training result
         if int(result["fold"]) > 1 and result.get("align", 1) != align:
             continue
-        task, _ = resolve_dataset(result["dataset"])
-        folds = runs.setdefault(task.name, {})
+        name = result["dataset"] if "model_file" in result else resolve_dataset(result["dataset"])[0].name
+        folds = runs.setdefault(name, {})
         fold = int(result["fold"])
         if fold not in folds or result["test_top1"] > folds[fold]["test_top1"]:
             folds[fold] = result
     return runs
 
 
-def csv_throughput(path, tasks, backend=None, precision=None, batch_size=None, device=None, align=1):
-    """{task name: {fold: median images/sec}} of the FoldedCNN rows of a sweep CSV at `align`, and the group they
+def own_model(folds):
+    """The model file of a user's task's runs ({fold: result}), None for a registry task."""
+    return next((r["model_file"] for r in folds.values() if "model_file" in r), None)
+
+
+def csv_name(name, folds):
+    """The Model column of a task's rows in a results CSV: the registry's key, or a user model's function name (what
+    ./run_inference.sh --model_file writes)."""
+    return user_model_key(own_model(folds)) if own_model(folds) else model_key(name)
+
+
+def csv_throughput(path, runs, backend=None, precision=None, batch_size=None, device=None, align=1):
+    """{task name: {fold: median images/sec}} of the FoldedCNN rows of a sweep CSV at `align` for the tasks of `runs`
+    (trained_runs), and the group they
     come from; ValueError when the CSV holds several backend/precision/device/batch groups and the flags pick none."""
     frame = load(path)
     frame = frame[frame["Mode"].isin(["Original", "Folded"]) & ((frame["Align"] == align) | (frame["Fold"] == 1))]
@@ -78,8 +92,8 @@ def csv_throughput(path, tasks, backend=None, precision=None, batch_size=None, d
     if not groups:
         raise ValueError(f"{path} has no FoldedCNN rows for these flags: run ./run_inference.sh {path} first")
     speeds = {}
-    for name in tasks:
-        rows = frame[frame["Model"] == model_key(name)]
+    for name, folds in runs.items():
+        rows = frame[frame["Model"] == csv_name(name, folds)]
         speeds[name] = {int(f): float(part["Throughput"].median()) for f, part in rows.groupby("Fold")}
     backend, precision, device, batch = groups[0]
     return speeds, f"{backend}, {precision}, {device}, batch {batch} (from {path})"
@@ -93,13 +107,18 @@ def measured_throughput(tasks, runs, args):
     for name in tasks:
         benches = {}
         for fold in sorted(runs[name]):
-            benches[fold] = Benchmark(config_from_args(args, name, mode_of(fold), fold, args.batch_size or 1024,
-                                                       device=str(device)), args.warmup)
+            model_file, shape = own_model(runs[name]), runs[name][fold].get("input_shape")
+            benches[fold] = Benchmark(config_from_args(args, model_file or name, mode_of(fold), fold,
+                                                       args.batch_size or 1024, device=str(device),
+                                                       model_file=model_file, input_shape=shape and tuple(shape)),
+                                      args.warmup)
             backend = benches[fold].backend
         speeds[name] = interleaved_medians(benches, args.trials, args.iters, args.min_time)
         print(f"measured {name}: " + ", ".join(f"f={f} {v:,.0f} images/sec" for f, v in speeds[name].items()),
               file=sys.stderr)
-    return speeds, f"{backend}, {args.precision}, {device}, batch {args.batch_size or 1024} (measured now)"
+    where = f"{device} ({cpu_name()}, {os.cpu_count()} cores)" if device.type == "cpu" else str(device)
+    return speeds, (f"{backend}, {args.precision}, {where}, batch {args.batch_size or 1024}, median of {args.trials} "
+                    "interleaved trials (measured now)")
 
 
 def choose(runs, speeds, max_drop):
@@ -117,6 +136,7 @@ def choose(runs, speeds, max_drop):
                     "no f=1 run: gap unknown" if base is None else "")
             task_rows.append({
                 "task": name, "fold": fold, "recipe": result and result.get("recipe", "paper"),
+                "epochs": (result or {}).get("epochs"), "train_minutes": minutes((result or {}).get("train_seconds")),
                 "test_top1": result and result["test_top1"],
                 "worst_slot_top1": result and result.get("worst_slot_test_top1", result["test_top1"]),
                 "gap_points": gap, "images_per_sec": ips,
@@ -130,6 +150,10 @@ def choose(runs, speeds, max_drop):
     return rows
 
 
+def minutes(seconds):
+    return None if seconds is None else seconds / 60
+
+
 def fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
@@ -141,13 +165,14 @@ def markdown(rows, source, max_drop):
         table = []
         for r in (r for r in rows if r["task"] == name):
             cells = [f"**{r['fold']}**" if r["recommended"] else str(r["fold"]), r["recipe"] or "-",
+                     fmt(r["epochs"], "d"), fmt(r["train_minutes"], ".2f"),
                      fmt(r["test_top1"], ".4f"), fmt(r["worst_slot_top1"], ".4f"), fmt(r["gap_points"], ".1f"),
                      fmt(r["images_per_sec"], ",.0f"), fmt(r["speedup"], ".2f") + ("x" if r["speedup"] else ""),
                      r["note"]]
             table.append(cells)
         chosen = [r["fold"] for r in rows if r["task"] == name and r["recommended"]]
         lines += [f"## {name}: " + (f"deploy f={chosen[0]}" if chosen else "no recommendation"), ""]
-        lines += markdown_table(["f", "recipe", "test top-1", "worst slot", "gap (pts)", "images/sec", "speed-up",
+        lines += markdown_table(["f", "recipe", "epochs", "training (min)", "test top-1", "worst slot", "gap (pts)", "images/sec", "speed-up",
                                  "note"], table) + [""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -223,7 +248,7 @@ def main(argv=None):
                 raise ValueError(f"no results CSV {args.csv}: run ./run_inference.sh {args.csv} first")
             backend = None if args.backend == "auto" else args.backend
             device = None if args.device == "auto" else args.device
-            speeds, source = csv_throughput(args.csv, list(runs), backend, args.precision, args.batch_size, device,
+            speeds, source = csv_throughput(args.csv, runs, backend, args.precision, args.batch_size, device,
                                             args.align)
     rows = choose(runs, speeds, args.max_drop)
     text = markdown(rows, source, args.max_drop)

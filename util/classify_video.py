@@ -1,6 +1,11 @@
-"""Classify every frame of a video with a trained NoScope FoldedCNN: one CSV row per frame.
+"""Classify every frame of a video (or every image of a folder) with a trained FoldedCNN: one CSV row each.
 
 Usage: python3 util/classify_video.py VIDEO CHECKPOINT --out predictions.csv
+       python3 util/classify_video.py FOLDER CHECKPOINT --out predictions.csv
+
+A checkpoint of your own CNN (train.py --model_file) reads frames as its training images were read (its grayscale
+or RGB, resized bilinearly to its H x W), and labels are its class folders. A FOLDER's images (any depth, sorted)
+are read as training read the task's images; its CSV has the header `image,label,score` (the path under FOLDER).
 
 The NoScope use case: a specialized CNN answers "is the task's object in this frame" for every
 frame of a long video. Frames are decoded one batch at a time (never the whole video in memory),
@@ -17,8 +22,9 @@ the frame; 0 = it is not: the class folders the model was trained on), score the
 probability of that label. It is written to a temporary file renamed at the end, so an
 interrupted run leaves no partial CSV.
 
-Only NoScope checkpoints are accepted: game-task CNNs take crops of a game's HUD (e.g. 22x52
-pixels of the gold counter), not whole video frames, and CIFAR CNNs take 32x32 normalised images.
+Videos take NoScope checkpoints and your own models': game-task CNNs take crops of a game's HUD (e.g. 22x52
+pixels of the gold counter), not whole video frames (a folder of such crops works), and CIFAR CNNs take 32x32
+normalised images.
 """
 import argparse
 import sys
@@ -32,10 +38,11 @@ from util.deploy.video import classify_video  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("video", metavar="VIDEO", help="the video file (anything OpenCV decodes, e.g. an mp4)")
+    parser.add_argument("video", metavar="VIDEO",
+                        help="the video file (anything OpenCV decodes, e.g. an mp4), or a folder of images")
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
-                        help="best.pth or current.pth written by fold_trainer.py for a NoScope task, or its run "
-                             "directory (best.pth)")
+                        help="best.pth or current.pth written by fold_trainer.py (a NoScope task's or your own "
+                             "model's), or its run directory (best.pth)")
     parser.add_argument("--out", required=True, metavar="CSV", help="the predictions CSV to write")
     parser.add_argument("--batch_size", type=positive_int, default=1024,
                         help="images per batch, rounded down to a multiple of f (default 1024)")
@@ -44,9 +51,10 @@ def main(argv=None):
     with one_line_errors(parser):
         summary = classify_video(args.video, args.checkpoint, args.out, args.batch_size, args.device)
     labels = ", ".join(f"{n} x {label}" for label, n in summary["labels"].items())
-    print(f"classified {summary['frames']} frames of {summary['video']} with {summary['task']} fold {summary['fold']} "
-          f"on {summary['device']} ({summary['frames_per_sec']:.0f} frames/s): {labels} "
-          f"(label 1: {summary['positive']} in the frame, 0: not); wrote {summary['out']}")
+    what = "images" if summary["folder"] else "frames"
+    meaning = f" (label 1: {summary['positive']} in the frame, 0: not)" if summary["positive"] else ""
+    print(f"classified {summary['frames']} {what} of {summary['video']} with {summary['task']} fold {summary['fold']} "
+          f"on {summary['device']} ({summary['frames_per_sec']:.0f} {what}/s): {labels}{meaning}; wrote {summary['out']}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from models import mode_of  # noqa: E402
+from models.user import model_key as user_model_key  # noqa: E402
 from util.core.cli import add_align_arg, positive_int  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from util.core.files import append_line, write_json_atomic  # noqa: E402
@@ -61,7 +62,7 @@ def sweep(args, models):
     """(model name, task name, mode, fold or phi, batch size) of every configuration: the registry's models, or the
     folds of --model_file's."""
     if args.model_file:
-        name = args.model_file.rpartition(":")[2]
+        name = user_model_key(args.model_file)
         return [(name, args.model_file, mode_of(fold), fold, batch_size)
                 for fold in args.folds for batch_size in args.batch_sizes]
     return [(name, task.name, mode, fold, batch_size)

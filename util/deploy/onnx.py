@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from config.tasks import get_task
-from util.train.checkpoint import load_classifier
+from util.train.checkpoint import load_classifier, task_of
 from util.core.files import write_atomic
 from util.measure.benchmark import logits_tolerance, onnx_model, ort_session
 
@@ -44,7 +43,7 @@ def export(checkpoint, out, images=False, seed=0):
     if not out.parent.is_dir():
         raise ValueError(f"cannot write {out}: no directory {out.parent}; create it or choose another output path")
     args = state["model_args"]
-    task, fold = get_task(args["task"]), args["fold"]
+    task, fold = task_of(args), args["fold"]
     c, hw = task.input_shape[0], tuple(task.input_shape[1:])
     if args.get("mode") == "efficientnet":  # one image per input, at the baseline's smaller resolution
         group, net_input = 1, (c, *classifier.hw)

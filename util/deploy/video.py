@@ -1,9 +1,11 @@
-"""Classify every frame of a video with a trained NoScope FoldedCNN, streaming: one CSV row per frame.
+"""Classify every frame of a video, or every image of a folder, with a trained FoldedCNN, streaming: one CSV row each.
 
-Frames are decoded one batch at a time (never the whole video in memory), resized to 50x50 with
-nearest-neighbour interpolation and turned into RGB floats in [0, 1], exactly as training saw them.
-Every f consecutive frames form one folded input; when the frame count is not a multiple of f, the
-last group is padded by repeating the last frame and the padding's predictions are dropped.
+Video frames are decoded one batch at a time (never the whole video in memory) and turned into what training saw:
+for a NoScope model resized to 50x50 with nearest-neighbour interpolation, RGB floats in [0, 1]; for a model of
+your own (train.py --model_file) converted to its grayscale or RGB and resized (bilinear) to its H x W, as its
+training images were. Images of a folder are read as training read its images. Every f consecutive images form
+one folded input; when their count is not a multiple of f, the last group is padded by repeating the last image and
+the padding's predictions are dropped. Labels are the class folders the model was trained on.
 """
 import csv
 import io
@@ -16,9 +18,13 @@ import torch
 from torchvision.transforms.functional import to_tensor
 from tqdm import tqdm
 
-from config.tasks import get_task, task_names
+from PIL import Image
+
+from config.tasks import USER, task_names
+from datasets.folder import is_image
+from datasets.loaders import fit_image, image_reader
 from datasets.noscope import frame_count, open_video, resize_frame
-from util.train.checkpoint import checkpoint_path, load_classifier
+from util.train.checkpoint import checkpoint_path, load_classifier, task_of
 from util.core.device import pick_device
 from util.core.files import write_atomic
 
@@ -28,12 +34,15 @@ def class_names(task):
     return sorted(task.class_names or [str(k) for k in range(task.num_classes)])
 
 
-def frame_tensor(frame):
+def frame_tensor(frame, task=None):
     """A decoded BGR video frame as the model's input: 50x50 nearest-neighbour, RGB, floats in [0, 1].
 
     Training read the PNGs that noscope_video_save.py wrote from `resize_frame(frame)` as RGB and
-    applied ToTensor; this is the same without the PNG round trip (PNG is lossless).
+    applied ToTensor; this is the same without the PNG round trip (PNG is lossless). A user's task (`task`) reads
+    the frame as its own images: datasets.loaders.read_resized.
     """
+    if task is not None and task.family == USER:
+        return to_tensor(fit_image(Image.fromarray(np.ascontiguousarray(frame[:, :, ::-1])), task.input_shape))
     return to_tensor(np.ascontiguousarray(resize_frame(frame)[:, :, ::-1]))
 
 
@@ -64,26 +73,56 @@ def predict(classifier, images, fold, device):
     return labels.cpu().tolist(), scores.cpu().tolist()
 
 
-def noscope_checkpoint(checkpoint, device):
-    """`(classifier, task, fold)` of a NoScope FoldedCNN checkpoint; a ValueError for any other task."""
+def video_checkpoint(checkpoint, device, video=True):
+    """`(classifier, task, fold)` of a checkpoint that can classify video frames (NoScope or a user's own model), or
+    with not `video` images of a folder (any but CIFAR's); a ValueError for any other task."""
     classifier, state = load_classifier(checkpoint, device)
-    task = get_task(state["model_args"]["task"])
-    if task.family != "noscope":
-        what = ("a game task: its CNN takes crops of the game's HUD, not whole video frames" if task.family == "game"
-                else f"a {task.family} task: its CNN takes {task.input_shape[1]}x{task.input_shape[2]} normalised images")
-        raise ValueError(f"checkpoint {checkpoint_path(checkpoint)} is for {task.name}, {what}; classify_video.py "
-                         f"needs a NoScope checkpoint ({', '.join(task_names('noscope'))})")
+    task = task_of(state["model_args"])
+    if task.family == "cifar":
+        raise ValueError(f"checkpoint {checkpoint_path(checkpoint)} is for {task.name}, whose CNN takes "
+                         f"{task.input_shape[1]}x{task.input_shape[2]} normalised images; classify_video.py takes "
+                         "NoScope checkpoints, your own models' and (for folders of images) game tasks'")
+    if video and task.family == "game":
+        raise ValueError(f"checkpoint {checkpoint_path(checkpoint)} is for {task.name}, a game task: its CNN takes "
+                         "crops of the game's HUD, not whole video frames; classify a folder of crops instead, or "
+                         f"give a NoScope checkpoint ({', '.join(task_names('noscope'))}) or your own model's")
     return classifier, task, state["model_args"]["fold"]
 
 
-def classify_video(video, checkpoint, out, batch_size=1024, device=None):
-    """Classify every frame of `video` with `checkpoint`, writing `frame,label,score` rows to `out`.
+def image_files(folder):
+    """Every image file under `folder` (recursively), sorted; a ValueError when there is none."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image(p))
+    if not files:
+        raise ValueError(f"no images in {folder}: give a folder of .png/.jpg images or a video file")
+    return files
 
-    Returns a summary dict. A ValueError with one line saying why for an unusable video, checkpoint,
+
+def video_frames(cap, batch_size, task):
+    """(frame indices, images) batches of a video."""
+    first = 0
+    for frames in frame_batches(cap, batch_size):
+        yield range(first, first + len(frames)), torch.stack([frame_tensor(x, task) for x in frames])
+        first += len(frames)
+
+
+def folder_images(folder, files, batch_size, task):
+    """(paths relative to `folder`, images) batches of image files, read as training read the task's images."""
+    read = image_reader(task)
+    for start in range(0, len(files), batch_size):
+        batch = files[start:start + batch_size]
+        yield [p.relative_to(folder).as_posix() for p in batch], torch.stack([to_tensor(read(p)) for p in batch])
+
+
+def classify_video(source, checkpoint, out, batch_size=1024, device=None):
+    """Classify every frame of the video `source`, or every image under the folder `source`, with `checkpoint`,
+    writing `frame,label,score` (a folder: `image,label,score`) rows to `out`.
+
+    Returns a summary dict. A ValueError with one line saying why for an unusable source, checkpoint,
     batch size or output path; nothing is written then.
     """
     device = pick_device(device)
-    classifier, task, fold = noscope_checkpoint(checkpoint, device)
+    folder = Path(source).is_dir()
+    classifier, task, fold = video_checkpoint(checkpoint, device, video=not folder)
     if batch_size < fold:
         raise ValueError(f"--batch_size {batch_size} is smaller than the fold {fold}: use at least {fold} images")
     batch_size -= batch_size % fold
@@ -92,25 +131,29 @@ def classify_video(video, checkpoint, out, batch_size=1024, device=None):
         raise ValueError(f"cannot write {out}: it is a directory; give a file name such as predictions.csv")
     names = class_names(task)
     counts, seconds = Counter(), []
-    cap = open_video(video)
+    if folder:
+        files = image_files(source)
+        cap, total, batches = None, len(files), folder_images(Path(source), files, batch_size, task)
+    else:
+        cap = open_video(source)
+        total, batches = frame_count(cap) or None, video_frames(cap, batch_size, task)
 
     def write(f):
-        f.write(b"frame,label,score\n")
-        start, frame = time.perf_counter(), 0
-        with tqdm(total=frame_count(cap) or None, desc=f"classifying {Path(video).name}", unit="frame",
+        f.write(b"image,label,score\n" if folder else b"frame,label,score\n")
+        start = time.perf_counter()
+        with tqdm(total=total, desc=f"classifying {Path(source).name}", unit="image" if folder else "frame",
                   dynamic_ncols=True) as bar:
-            for frames in frame_batches(cap, batch_size):
-                labels, scores = predict(classifier, torch.stack([frame_tensor(x) for x in frames]), fold, device)
+            for keys, images in batches:
+                labels, scores = predict(classifier, images, fold, device)
                 text = io.StringIO()
                 rows = csv.writer(text, lineterminator="\n")
-                for label, score in zip(labels, scores):
-                    rows.writerow((frame, names[label], f"{score:.6f}"))
+                for key, label, score in zip(keys, labels, scores):
+                    rows.writerow((key, names[label], f"{score:.6f}"))
                     counts[names[label]] += 1
-                    frame += 1
                 f.write(text.getvalue().encode())
-                bar.update(len(frames))
-        if frame == 0:
-            raise ValueError(f"cannot open video {video}: it has no decodable frames")
+                bar.update(len(images))
+        if not counts:
+            raise ValueError(f"cannot open video {source}: it has no decodable frames")
         seconds.append(time.perf_counter() - start)
 
     try:
@@ -118,9 +161,10 @@ def classify_video(video, checkpoint, out, batch_size=1024, device=None):
     except OSError as e:
         raise ValueError(f"cannot write {out}: {e.strerror or e}; choose a writable --out path") from None
     finally:
-        cap.release()
+        if cap is not None:
+            cap.release()
     frames = counts.total()
-    return {"video": str(video), "task": task.name, "fold": fold, "frames": frames,
+    return {"video": str(source), "task": task.name, "fold": fold, "frames": frames, "folder": folder,
             "frames_per_sec": frames / seconds[0] if seconds[0] else 0.0, "labels": dict(sorted(counts.items())),
             "device": str(device), "out": str(out),
-            "positive": task.labels["positive_object"] if task.labels else "the positive class"}
+            "positive": task.labels["positive_object"] if task.labels else None}

@@ -29,14 +29,13 @@ import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
 from config.tasks import all_tasks, get_task
 from models import build_model, mode_of, model_key
 from models.flops import count_model_flops, flops_per_image
-from models.fold_cnn import fold_cnn
+from models.user import check_model, model_key as user_model_key, user_classifier
 from models.fold import check_align, check_fold
 from util.core.cli import add_device_arg, positive_int
 from util.core.device import cpu_bf16_problem, pick_device
@@ -89,43 +88,17 @@ def config_from_args(args, task, mode, fold, batch_size=None, **changes):
     return Config(**{**settings, **changes})
 
 
-def load_model_file(spec):
-    """The model that `spec` ("path/to/file.py:function") builds: the function is called with no arguments and
-    must return an nn.Module (the original, unfolded CNN). The file is run as Python code: only name files you
-    trust."""
-    path, _, name = spec.rpartition(":")
-    if not path or not name:
-        raise ValueError(f"--model_file {spec!r}: give FILE.py:FUNCTION, for example my_models.py:build")
-    if not Path(path).is_file():
-        raise ValueError(f"--model_file {spec!r}: no file {path}")
-    module_spec = importlib.util.spec_from_file_location(f"user_model_{Path(path).stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as e:  # the user's file: whatever it raises, say where
-        raise ValueError(f"--model_file {spec!r}: running {path} failed: {type(e).__name__}: {e}") from None
-    build = getattr(module, name, None)
-    if not callable(build):
-        raise ValueError(f"--model_file {spec!r}: {path} defines no function {name}")
-    model = build()
-    if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"--model_file {spec!r}: {name}() returned {type(model).__name__}, not an nn.Module")
-    return model
-
-
 def user_model(spec, input_shape, fold, align=1):
     """(model, one input's shape, FLOPs per image, name) of a user's model at fold `fold`: the original as built
-    by `spec` for f=1, its FoldedCNN (models.fold_cnn, widths aligned to `align`) otherwise; the name is the
-    function's."""
+    by `spec` for f=1, its FoldedCNN (models.fold_cnn, widths aligned to `align`) otherwise."""
     if not input_shape or len(input_shape) != 3:
         raise ValueError("a --model_file model needs --input_shape C H W (one image's channels, height, width)")
-    original = load_model_file(spec).eval()
+    net = user_classifier(spec, input_shape, fold, align=align).net.eval()
     c, h, w = input_shape
-    net, shape = original, (c, h, w)
-    if fold > 1:
-        net = fold_cnn(original, fold, example_input=torch.rand(2, c, h, w), align=align).net.eval()
-        shape = (fold * c, h, w)
-    return net, shape, count_model_flops(net, shape) / fold, spec.rpartition(":")[2]
+    if fold == 1:
+        check_model(net, spec, input_shape)
+    shape = (fold * c, h, w)
+    return net, shape, count_model_flops(net, shape) / fold, user_model_key(spec)
 
 
 class BackendError(ValueError):

@@ -2,7 +2,9 @@
 
 A checkpoint is a dict of tensors and plain Python values (it loads with `weights_only=True`):
   model_args  {"task", "fold", "multiplier", "mode", "align"}: `build_classifier(**model_args)` rebuilds the
-              model (files written before --align have no "align": the paper's widths)
+              model (files written before --align have no "align": the paper's widths); a user's model
+              (train.py --model_file) adds "model_file" (FILE.py:FUNCTION, the file's absolute path),
+              "input_shape", "class_names" and "data": rebuilding it runs that file
   model       the FoldedClassifier's state dict
   dataset     the dataset it was trained on (a task, or synthetic-<task>)
   run         the run's spec (util.train.spec.RunSpec.describe(), as in run.json; files before it have none)
@@ -14,12 +16,13 @@ original model, or of the authors' CIFAR ResNet-18 (their `model_files/cifar10/r
 torchvision-style key names), renamed onto this project's model.
 """
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from config.tasks import get_task
+from config.tasks import USER, get_task, user_task
 from models import build_classifier
 from models.fold import check_align, check_fold, check_multiplier
 from util.core.files import save_atomic
@@ -35,8 +38,21 @@ def checkpoint_path(path):
 
 
 def model_args(task, fold, multiplier, mode="folded", align=1):
-    """The constructor arguments saved with the weights (mode "efficientnet": fold is phi, no multiplier)."""
-    return {"task": get_task(task).name, "fold": fold, "multiplier": multiplier, "mode": mode, "align": align}
+    """The constructor arguments saved with the weights (mode "efficientnet": fold is phi, no multiplier; a user's
+    task: how to rebuild its model and what its classes are)."""
+    task = get_task(task)
+    args = {"task": task.name, "fold": fold, "multiplier": multiplier, "mode": mode, "align": align}
+    if task.family == USER:
+        args.update(model_file=task.model_file, input_shape=list(task.input_shape),
+                    class_names=list(task.class_names), data=task.data)
+    return args
+
+
+def task_of(args):
+    """The task of a checkpoint's model_args: a registry task, or the user's task they describe."""
+    if "model_file" in args:
+        return user_task(args["task"], args["model_file"], args.get("data"), args["input_shape"], args["class_names"])
+    return get_task(args["task"])
 
 
 def save_checkpoint(path, **contents):
@@ -97,7 +113,7 @@ def load_classifier(path, device="cpu", task=None, what="checkpoint", fix=FIX):
     if "model_args" in state and "model" in state:
         try:
             args = state["model_args"]
-            task, fold, mode = get_task(args["task"]), check_fold(args["fold"]), args.get("mode", "folded")
+            task, fold, mode = task_of(args), check_fold(args["fold"]), args.get("mode", "folded")
             multiplier = None if mode == "efficientnet" else check_multiplier(args["multiplier"], fold)
             align = check_align(args.get("align", 1))  # files written before --align have the paper's widths
         except (ValueError, KeyError, TypeError) as e:
@@ -106,12 +122,19 @@ def load_classifier(path, device="cpu", task=None, what="checkpoint", fix=FIX):
     elif task is not None and "model" not in state and all(torch.is_tensor(v) for v in state.values()):
         task, fold, multiplier, mode, align = get_task(task), 1, 1.0, "folded", 1
         weights = from_authors_resnet(state, path, what) if is_authors_resnet(state) else state
+        if task.family == USER:  # the user's original model saved as PyTorch users do: its own keys
+            weights = {f"net.{k}": v for k, v in weights.items()}
         state = {"model": weights}
     else:
         raise ValueError(f"{what} {path} is not a FoldedCNN checkpoint of this repository (no model_args); {fix}")
+    if task.family == USER:
+        print(f"{what} {path}: rebuilding its model by running {task.model_file}", file=sys.stderr, flush=True)
     try:
         classifier = build_classifier(task, fold, multiplier, mode, align)
     except ValueError as e:
+        if task.family == USER:
+            raise ValueError(f"{what} {path} was trained with the model of {task.model_file}, which no longer "
+                             f"builds it ({e}); restore that file or retrain") from None
         raise ValueError(f"{what} {path}: its model_args do not describe a model ({e}); {fix}") from None
     for key, tensor in classifier.state_dict().items():  # files of older PyTorch versions lack this counter
         if key.endswith("num_batches_tracked") and key not in weights:
@@ -120,6 +143,9 @@ def load_classifier(path, device="cpu", task=None, what="checkpoint", fix=FIX):
         classifier.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as e:
         reason = str(e).strip().splitlines()[-1].strip()
+        if task.family == USER:
+            raise ValueError(f"{what} {path}: its weights do not fit the model {task.model_file} builds now ({reason}); "
+                             "the file changed since training: restore it or retrain") from None
         model = (f"compound-scaled baseline at phi {fold}" if mode == "efficientnet"
                  else f"FoldedCNN at fold {fold} (multiplier {multiplier:g})")
         raise ValueError(f"{what} {path}: its weights do not fit {task.name}'s {model}: {reason}") from None

@@ -1,8 +1,14 @@
 """The training flags shared by fold_trainer.py (one run), train.py (the sweep) and the commands that train through
 the sweep (util/accuracy_table.py, util/recipe_choices.py), and how they become a RunSpec and Options."""
 import argparse
+import os
+import re
+from pathlib import Path
 
+from config.tasks import all_tasks, user_task
 from datasets import DATA_DIR
+from datasets.folder import scan_image_folder
+from models.user import absolute_model_file, check_model, load_model_file, load_weights
 from util.core.cli import add_align_arg, add_device_arg, positive_int
 from util.train.loop import AMP_DTYPES
 from util.train.protocol import DISTILL_LOSSES, RECIPES, SCHEDULES
@@ -27,8 +33,9 @@ def training_flags(add_help=False):
     parser.add_argument("--checkpoint_cycle", type=positive_int, default=1, help="save current.pth every N epochs")
     parser.add_argument("--continue_from_file", default=None, metavar="PATH",
                         help="resume from this checkpoint (train.py: select one dataset and one fold)")
-    parser.add_argument("--recipe", choices=RECIPES, default="paper",
-                        help="paper (default: the paper's protocol, exactly) or distill (folded runs learn the "
+    parser.add_argument("--recipe", choices=RECIPES, default=None,
+                        help="paper (default for the registry's tasks: the paper's protocol, exactly; for --model_file "
+                             "the game tasks') or distill (default for --model_file and --demo: (folded runs learn the "
                              "trained original's logits: KL divergence at temperature 4 (slots balanced, game and "
                              "CIFAR), Adam at lr 1e-3, one-cycle "
                              "schedule (constant for NoScope), no curriculum; docs/protocol.md, section 8)")
@@ -68,14 +75,53 @@ def training_flags(add_help=False):
                              "budget, teacher) as one JSON line and exit (reads no data)")
     parser.add_argument("--seed", type=int, default=19,
                         help="seed of the splits, the evaluation orders and training (default 19, the authors')")
+    own = parser.add_argument_group("your own CNN on your own images (instead of a registry task)")
+    own.add_argument("--model_file", metavar="FILE.py:FUNCTION", default=None,
+                     help="FUNCTION() in FILE.py returns your original CNN, (N, C, H, W) images -> (N, K) logits "
+                          "(the file is run as Python code); folds > 1 train its FoldedCNN (models.fold_cnn)")
+    own.add_argument("--data", metavar="DIR", default=None,
+                     help="your images: DIR/{train,val,test}/<class>/*.png (or .jpg ...), the same class folders in "
+                          "each split; classes, K and C H W come from it")
+    own.add_argument("--input_shape", nargs=3, type=positive_int, metavar=("C", "H", "W"), default=None,
+                     help="the shape images are read at (C 1 or 3; others are resized to H x W); default: the "
+                          "images' (C 1 when all are grayscale, H x W the most common size)")
+    own.add_argument("--name", default=None, help="the run's name (default: the --data folder's name)")
+    own.add_argument("--weights", metavar="ORIGINAL.pth", default=None,
+                     help="your trained original (torch.save(model.state_dict(), path)): f=1 is evaluated instead "
+                          "of trained, and it teaches the folded models")
     return parser
+
+
+def user_task_from_args(args):
+    """The task of --model_file and --data (None without them), checked before anything is written: the data's
+    layout, the model's input shape and logits, and --weights; says once what it found in the data."""
+    own = {"--model_file": args.model_file, "--data": args.data, "--input_shape": args.input_shape,
+           "--name": args.name, "--weights": args.weights}
+    if not any(own.values()):
+        return None
+    if not (args.model_file and args.data):
+        given = " ".join(flag for flag, value in own.items() if value)
+        raise ValueError(f"{given}: your own CNN needs both --model_file FILE.py:FUNCTION and --data DIR")
+    folder = scan_image_folder(args.data, args.input_shape)
+    model = load_model_file(args.model_file)
+    check_model(model, args.model_file, folder.input_shape, len(folder.class_names))
+    if args.weights:
+        load_weights(model, args.weights, args.model_file)
+    name = args.name or Path(args.data).resolve().name
+    if not re.fullmatch(r"[\w.-]+", name) or name in all_tasks():
+        raise ValueError(f"the run's name {name!r} " + ("is a registry task's" if name in all_tasks() else
+                         "is not a plain folder name") + ": pass --name NAME (letters, digits, . _ -)")
+    if os.environ.get("RANK", "0") == "0":
+        print(folder.describe(), flush=True)
+    return user_task(name, absolute_model_file(args.model_file), Path(args.data).resolve(), folder.input_shape,
+                     folder.class_names)
 
 
 def spec_settings(args):
     """The keyword arguments of util.train.spec.build_spec that the training flags in `args` give."""
-    return {"mode": args.mode, "multiplier": args.multiplier, "align": args.align, "recipe": args.recipe,
+    return {"mode": args.mode, "multiplier": args.multiplier, "align": args.align, "recipe": args.recipe or "paper",
             "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "teacher": args.teacher,
-            "amp": args.amp, "val_size": args.val_size,
+            "amp": args.amp, "val_size": args.val_size, "weights": args.weights,
             "overrides": {name: getattr(args, name) for name in OVERRIDES}}
 
 

@@ -5,10 +5,11 @@ directory when the run starts, printed by --dry_run, and compared with a checkpo
 import dataclasses
 from pathlib import Path
 
-from config.tasks import all_tasks, resolve_dataset
+from config.tasks import USER, all_tasks, resolve_dataset
 from datasets import curriculum_schedule
 from models import mode_of
 from models.fold import check_align, check_fold, check_multiplier
+from models.user import user_classifier
 from util.train.protocol import LOSS_NAMES, Protocol, distill_protocol, paper_protocol, with_overrides
 
 # The flags that change a protocol (util.train.protocol.with_overrides), as the user gave them.
@@ -19,7 +20,7 @@ OVERRIDES = ("optimizer", "lr", "lr_schedule", "distill_loss", "temperature", "c
 class RunSpec:
     """One training run: dataset and model (mode, fold, widths), recipe and resolved protocol, budget, seed, files."""
 
-    dataset: str  # a task name, or synthetic-<task>
+    dataset: str  # a task name, or synthetic-<task>, or a user task's name
     fold: int  # f; phi for the compound-scaled baseline (mode "efficientnet")
     mode: str  # "folded" (fold 1 = the original CNN) or "efficientnet"
     multiplier: float | None  # internal multiplier of a FoldedCNN; None for the baseline
@@ -34,10 +35,17 @@ class RunSpec:
     amp: str | None = None  # "fp16" or "bf16" autocast; None: fp32, as the paper
     val_size: int = 5000  # CIFAR validation images taken from the training set
     overrides: tuple = ()  # (flag, value) pairs the user set that change the protocol
+    user_task: object = None  # a user's own CNN and data (config.tasks.user_task), not a registry task
+    weights: str | None = None  # a user's trained original (a plain state dict): f=1 is evaluated, not trained
 
     @property
     def task(self):
-        return resolve_dataset(self.dataset)[0]
+        return self.user_task or resolve_dataset(self.dataset)[0]
+
+    @property
+    def data_source(self):
+        """What datasets.load_splits reads: the dataset's name, or a user's task (its --data folder)."""
+        return self.user_task or self.dataset
 
     @property
     def images_per_input(self):
@@ -81,25 +89,38 @@ class RunSpec:
                 "temperature": p.temperature if p.loss.startswith("kl") else None, "slot_balance": p.slot_balance,
                 "curriculum": curriculum, "precision": f"amp {self.amp}" if self.amp else "fp32", "seed": self.seed,
                 "batch_size": self.eval_batch_size, "val_size": self.val_size, "teacher": self.teacher,
-                "overrides": dict(self.overrides), "savedir": self.savedir}
+                "overrides": dict(self.overrides), "savedir": self.savedir, **self.describe_user_task()}
+
+    def describe_user_task(self):
+        """A user task's model, data and weights, for describe(); nothing for a registry task."""
+        task = self.user_task
+        if task is None:
+            return {}
+        return {"model_file": task.model_file, "data": task.data, "input_shape": list(task.input_shape),
+                "class_names": list(task.class_names), "weights": self.weights}
 
 
 def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, align=1, recipe="paper", epochs=None,
-               batch_size=32, seed=19, teacher=None, amp=None, val_size=5000, overrides=None):
+               batch_size=32, seed=19, teacher=None, amp=None, val_size=5000, overrides=None, weights=None):
     """The RunSpec of one run, with every setting checked (a one-line ValueError naming the fix otherwise).
 
     `overrides`: {flag: value} of the protocol flags in OVERRIDES (None values are ignored). The compound-scaled
     baseline (mode "efficientnet", fold = phi, a game task) trains with the original game CNN's protocol, one image
-    per input and no multiplier; the original (f=1) trains as the paper's under either recipe."""
+    per input and no multiplier; the original (f=1) trains as the paper's under either recipe. `dataset` may be a
+    user's task (config.tasks.user_task): its folded models are checked to fold (models.fold_cnn), and with
+    `weights` (its trained original) the f=1 run evaluates them instead of training (0 epochs)."""
     task, _ = resolve_dataset(dataset)
     fold = check_fold(fold)
+    user = task.family == USER
+    if weights and not user:
+        raise ValueError("--weights is a trained original of --model_file: for a registry task pass --teacher")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if mode == "efficientnet":
         if recipe != "paper":
             raise ValueError("--mode efficientnet trains the original game CNN's protocol: drop --recipe distill")
         if task.family != "game":
             baselines = " ".join(n for n, t in all_tasks().items() if t.compound_scaling_baseline)
-            raise ValueError(f"--mode efficientnet trains the compound-scaled game CNN; {dataset} is a "
+            raise ValueError(f"--mode efficientnet trains the compound-scaled game CNN; {task.name} is a "
                              f"{task.family} task: choose game tasks (--datasets {baselines})")
         if multiplier is not None or align != 1:
             raise ValueError("--mode efficientnet scales by phi (the fold): drop --multiplier and --align")
@@ -109,12 +130,19 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
         multiplier = check_multiplier(multiplier, fold)
         protocol = distill_protocol(task, fold) if recipe == "distill" else paper_protocol(task, fold)
         align = check_align(align) if fold > 1 else 1  # f=1 is the original, at its own widths
+        if user and fold > 1:
+            user_classifier(task.model_file, task.input_shape, fold, multiplier, align)  # a ValueError naming the layer
     protocol = with_overrides(protocol, overrides, group)
-    return RunSpec(dataset=dataset, fold=fold, mode=mode, multiplier=multiplier, align=align,
-                   recipe=recipe if group > 1 else "paper", protocol=protocol, epochs=epochs or protocol.epochs,
+    if user and weights and fold == 1:
+        epochs = 0
+    elif epochs is None:
+        epochs = protocol.epochs
+    return RunSpec(dataset=task.name if user else dataset, fold=fold, mode=mode, multiplier=multiplier, align=align,
+                   recipe=recipe if group > 1 else "paper", protocol=protocol, epochs=epochs,
                    batch_size=batch_size, seed=seed, savedir=str(savedir),
                    teacher=str(teacher) if teacher and protocol.distill else None, amp=amp, val_size=val_size,
-                   overrides=tuple(sorted(overrides.items())))
+                   overrides=tuple(sorted(overrides.items())), user_task=task if user else None,
+                   weights=str(weights) if weights and fold == 1 and user else None)
 
 
 def run_dir(root, spec):
@@ -138,6 +166,11 @@ def check_resume(spec, state, path):
         raise ValueError(f"checkpoint {path} is for dataset {found[0]}, fold {found[1]}, multiplier {found[2]}, "
                          f"mode {found[3]}, align {found[4]}, not {wanted[0]}, fold {wanted[1]}, multiplier "
                          f"{wanted[2]}, mode {wanted[3]}, align {wanted[4]}: pass that run's checkpoint")
+    if spec.user_task and (args.get("class_names"), args.get("input_shape")) != (
+            list(spec.task.class_names), list(spec.task.input_shape)):
+        raise ValueError(f"checkpoint {path} was trained on classes {args.get('class_names')} at input shape "
+                         f"{args.get('input_shape')}, not on --data {spec.task.data}'s: resume it with that data, or "
+                         "start a new savedir")
     if state.get("recipe", "paper") != spec.recipe:
         raise ValueError(f"checkpoint {path} was trained with --recipe {state.get('recipe', 'paper')}: resume it with "
                          f"that recipe, or start a new --savedir")

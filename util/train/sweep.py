@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from config.tasks import SPLITS, SYNTHETIC, resolve_dataset
+from config.tasks import SPLITS, SYNTHETIC, USER, dataset_name, resolve_dataset
 from datasets import data_location
 from datasets.loaders import how_to_get
 from datasets.noscope import split_from_video
@@ -62,14 +62,17 @@ def teacher_path(dataset, root, teacher=None, trains_original=False):
 
 
 def teacher_candidates(dataset, root):
-    """Where a sweep in `root` looks for `dataset`'s teacher, in order; the last is the sweep's own f=1."""
-    return [MODEL_FILES / dataset / "original" / "model.pth", MODEL_FILES / dataset / "resnet18" / "model.t7",
-            run_dir(root, build_spec(dataset, 1)) / "best.pth"]
+    """Where a sweep in `root` looks for `dataset`'s teacher, in order; the last is the sweep's own f=1 (the only
+    one of a user's task)."""
+    own = run_dir(root, build_spec(dataset, 1)) / "best.pth"
+    if resolve_dataset(dataset)[0].family == USER:
+        return [own]
+    return [MODEL_FILES / dataset / "original" / "model.pth", MODEL_FILES / dataset / "resnet18" / "model.t7", own]
 
 
 def missing_teacher(dataset, root):
     """The error of a distilled run without a teacher."""
-    return (f"{dataset}: folded training distils the original model, but no teacher was found at "
+    return (f"{dataset_name(dataset)}: folded training distils the original model, but no teacher was found at "
             f"{' or '.join(map(str, teacher_candidates(dataset, root)))}; train fold 1 first (--folds 1 ...) or "
             f"pass --teacher")
 
@@ -87,12 +90,13 @@ def plan(root, datasets, folds, settings, demo=False, need_teacher=True):
             spec = build_spec(dataset, fold, root, **{**one, "teacher": None})
             teacher = None
             if spec.protocol.distill:
-                teacher = teacher_path(dataset, root, settings.get("teacher"), trains_original=1 in unit_folds)
+                given = settings.get("teacher") or settings.get("weights")  # a user's trained original teaches
+                teacher = teacher_path(dataset, root, given, trains_original=1 in unit_folds)
                 if teacher is None and need_teacher:
                     raise ValueError(missing_teacher(dataset, root))
             specs.append(dataclasses.replace(spec, savedir=str(run_dir(root, spec)),
                                              teacher=None if teacher is None else str(teacher)))
-        units.append((dataset, specs))
+        units.append((dataset_name(dataset), specs))
     return units
 
 
@@ -144,17 +148,18 @@ def prepare_synthetic(dataset, options):
 def data_ready(dataset, options):
     """None if `dataset`'s data is in place, else the one line saying where it must be and how to get it."""
     task, _ = resolve_dataset(dataset)
+    name = dataset_name(dataset)
     location = data_location(dataset, options.data_dir, options.data_root)
     how = how_to_get(dataset, location)
     if task.family == "cifar":
         present = options.download or (location.is_dir() and any(location.iterdir()))
-        return None if present else f"skipping {dataset}: no data at {location}; {how}"
+        return None if present else f"skipping {name}: no data at {location}; {how}"
     if not location.is_dir():
-        return f"skipping {dataset}: no data at {location}; {how}"
+        return f"skipping {name}: no data at {location}; {how}"
     for split in SPLITS:
         folder = location / split
         if not folder.is_dir() or not any(folder.iterdir()):
-            return f"skipping {dataset}: missing or empty split directory {folder}; {how}"
+            return f"skipping {name}: missing or empty split directory {folder}; {how}"
     return None
 
 
@@ -212,7 +217,7 @@ def train_units(units, options=Options()):
         if dataset not in ready:
             if dataset.startswith(SYNTHETIC):
                 distributed.on_main(prepare_synthetic, dataset, options)
-            problem = data_ready(dataset, options)
+            problem = data_ready(specs[0].data_source, options)
             if problem:
                 distributed.print0(problem)
                 missing.add(dataset)

@@ -24,6 +24,7 @@ from config.tasks import SPLITS
 from datasets import DATA_DIR, CurriculumDataset, DistillationDataset, curriculum_schedule, load_splits
 from datasets.loaders import split_targets
 from models import build_classifier
+from models.user import load_weights
 from util.core.device import cpu_bf16_problem, seed_everything
 from util.core.files import append_line, keep_lines, save_atomic, write_json_atomic
 from util.train import distributed
@@ -120,7 +121,7 @@ def distillation_targets(spec, options, device):
 
     Prints the teacher's top-1 on each split's labels, so that a wrong teacher shows at once."""
     teacher = load_teacher(spec.teacher, spec.task, device)
-    plain = load_splits(spec.dataset, spec.images_per_input, options.data_dir, options.data_root, spec.seed,
+    plain = load_splits(spec.data_source, spec.images_per_input, options.data_dir, options.data_root, spec.seed,
                         augment=False, val_size=spec.val_size)
     savedir = Path(spec.savedir)
     targets = {s: teacher_logits(teacher, plain[s], device, savedir / f"teacher_logits_{s}.pt") for s in SPLITS}
@@ -166,12 +167,13 @@ def append_stats(stats_dir, metrics):
 def build_splits(spec, options, device):
     """The train/val/test datasets of the run: with teacher logits when distilling, a curriculum when scheduled."""
     task, group, protocol = spec.task, spec.images_per_input, spec.protocol
-    splits = load_splits(spec.dataset, group, options.data_dir, options.data_root, spec.seed, options.download,
+    splits = load_splits(spec.data_source, group, options.data_dir, options.data_root, spec.seed, options.download,
                          val_size=spec.val_size, cache=not options.stream_images)
     if protocol.distill:
         if not spec.teacher:
-            raise ValueError(f"{spec.dataset} at fold {group} is trained by distillation: pass --teacher "
-                             f"(the trained original's best.pth or model_files/{task.name}/original/model.pth)")
+            where = ("your f=1 run's best.pth, or --weights ORIGINAL.pth" if spec.user_task else
+                     f"the trained original's best.pth or model_files/{task.name}/original/model.pth")
+            raise ValueError(f"{spec.dataset} at fold {group} is trained by distillation: pass --teacher ({where})")
         targets = distributed.on_main(distillation_targets, spec, options, device)
         splits = {s: DistillationDataset(splits[s], targets[s]) for s in SPLITS}
     if protocol.curriculum:
@@ -206,7 +208,10 @@ def setup_run(spec, options, device, world):
     distributed.on_main(prepare_savedir, savedir, state["epoch"] if state else 0)
     seed_everything(spec.seed)
     splits = build_splits(spec, options, device)
-    model = build_classifier(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align).to(device)
+    model = build_classifier(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align)
+    if spec.weights:  # a user's trained original: evaluated, not trained
+        load_weights(model.net, spec.weights, spec.task.model_file)
+    model = model.to(device)
     if not state:  # a resumed run writes its spec with its first checkpoint, so a failed resume changes nothing
         distributed.on_main(write_spec, spec)
     protocol = spec.protocol
@@ -268,22 +273,35 @@ def make_loaders(run, batch_size, rank, world):
     return loaders, generator, sampler
 
 
-def end_epoch(run, loaders, progress, train_metrics, classes):
-    """Rank 0's part of an epoch: validate, test, append the stats, save the checkpoints; updates `progress`."""
-    spec, metrics = run.spec, {"train": train_metrics}
+def validate_and_test(run, loaders, epoch):
+    """{"val": metrics, "test": metrics} of the model now."""
+    metrics = {}
     for s in ("val", "test"):
-        desc = f"Epoch {progress.epoch}. {s}"
+        desc = f"Epoch {epoch}. {s}"
         unbalanced = dataclasses.replace(run.protocol, slot_balance=False)  # losses comparable across settings
         metrics[s] = averages(evaluate(run.model, loaders[s], run.group, run.device, run.num_classes, desc,
                                        unbalanced), run.group, desc)
+    return metrics
+
+
+def best_epoch(metrics, epoch, classes, group):
+    """The `best` record of an epoch whose validation and test `metrics` are the best so far."""
+    return {"val_top1": metrics["val"]["top1"], "epoch": epoch, "test_top1": metrics["test"]["top1"],
+            "classes": classes, "val_slot_top1": slot_top1(metrics["val"], group),
+            "test_slot_top1": slot_top1(metrics["test"], group)}
+
+
+def end_epoch(run, loaders, progress, train_metrics, classes):
+    """Rank 0's part of an epoch: validate, test, append the stats, save the checkpoints; updates `progress`."""
+    spec = run.spec
+    metrics = {"train": train_metrics, **validate_and_test(run, loaders, progress.epoch)}
     append_stats(Path(spec.savedir) / "stats", metrics)
     best = progress.best
     if classes > best["classes"]:  # a curriculum step makes validation harder: compare like with like
         best = {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": classes}
     improved = metrics["val"]["top1"] > best["val_top1"]
     if improved:
-        best = {**best, "val_top1": metrics["val"]["top1"], "epoch": progress.epoch, "test_top1": metrics["test"]["top1"],
-                "val_slot_top1": slot_top1(metrics["val"], run.group), "test_slot_top1": slot_top1(metrics["test"], run.group)}
+        best = best_epoch(metrics, progress.epoch, best["classes"], run.group)
     if metrics["val"]["top1"] > progress.authors_best["val_top1"]:
         progress.authors_best = {"val_top1": metrics["val"]["top1"], "epoch": progress.epoch,
                                  "test_top1": metrics["test"]["top1"]}
@@ -300,6 +318,20 @@ def end_epoch(run, loaders, progress, train_metrics, classes):
         write_spec(spec)
         run.spec_written = True
     return progress
+
+
+def evaluate_weights(run, loaders):
+    """f=1 of a user's task with --weights: the trained original evaluated on val and test instead of trained,
+    saved as best.pth and current.pth (what the folded runs and every tool take) with its result.json."""
+    metrics = validate_and_test(run, loaders, 0)
+    progress = Progress(best=best_epoch(metrics, None, run.num_classes, run.group),
+                        authors_best={"val_top1": metrics["val"]["top1"], "epoch": None,
+                                      "test_top1": metrics["test"]["top1"]})
+    print(f"{run.spec.dataset} fold 1: --weights {run.spec.weights} evaluated, not trained: val top-1 "
+          f"{metrics['val']['top1']:.4f} | test top-1 {metrics['test']['top1']:.4f}", flush=True)
+    for name in ("best.pth", "current.pth"):
+        save_checkpoint(Path(run.spec.savedir) / name, **checkpoint(run, progress))
+    return write_result(run, progress)
 
 
 def batch_lr_setter(run, epoch):
@@ -328,7 +360,7 @@ def write_result(run, progress):
               "authors_best_val_top1": progress.authors_best["val_top1"],
               "authors_test_top1": progress.authors_best["test_top1"],
               "train_images_per_sec": progress.train_images / progress.train_seconds if progress.train_seconds else 0.0,
-              "train_seconds": progress.train_seconds}
+              "train_seconds": progress.train_seconds, **spec.describe_user_task()}
     write_json_atomic(Path(spec.savedir) / "result.json", result)
     return result
 
@@ -343,6 +375,8 @@ def train(spec, options=Options()):
         device_ids = [device.index] if device.type == "cuda" else None
         train_model = DistributedDataParallel(run.model, device_ids=device_ids)
     loaders, generator, sampler = make_loaders(run, per_rank_batch(spec.batch_size, run.group, world), rank, world)
+    if spec.weights:
+        return distributed.on_main(evaluate_weights, run, loaders)
 
     for epoch in range(progress.epoch, spec.epochs):
         classes = run.num_classes
