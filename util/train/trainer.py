@@ -20,7 +20,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from config.tasks import SPLITS
+from config.tasks import SPLITS, USER
 from datasets import DATA_DIR, CurriculumDataset, DistillationDataset, curriculum_schedule, load_splits
 from datasets.loaders import split_targets
 from models import build_classifier
@@ -91,7 +91,8 @@ class Run:
 
 def load_teacher(path, task, device):
     """The original (f=1) model of `task` from `path` (a checkpoint of this repository, or a plain state dict)."""
-    fix = "pass the trained original's best.pth (or model.pth) with --teacher"
+    fix = ("pass your f=1 run's best.pth, or your trained model's state dict (torch.save(model.state_dict(), path))"
+           if task.family == USER else "pass the trained original's best.pth (or model.pth) with --teacher")
     teacher, state = load_classifier(path, device, task=task, what="teacher", fix=fix)
     args = state.get("model_args", {"task": task.name, "fold": 1})
     if args["fold"] != 1:
