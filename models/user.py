@@ -4,6 +4,8 @@ The file is run as Python code (only name files you trust); FUNCTION() takes no 
 original (unfolded) classifier, (N, C, H, W) images in, (N, K) logits out.
 """
 import importlib.util
+import re
+import sys
 from pathlib import Path
 
 import torch
@@ -21,8 +23,10 @@ def split_model_file(spec):
 
 
 def model_key(spec):
-    """A user model's name in results CSVs and reports: its function's name."""
-    return split_model_file(spec)[1]
+    """A user model's name in results CSVs and reports: FILE.FUNCTION (the file's name without .py), so that two
+    files' `build` functions stay apart."""
+    path, name = split_model_file(spec)
+    return f"{path.stem}.{name}"
 
 
 def absolute_model_file(spec):
@@ -37,6 +41,9 @@ def load_model_file(spec):
     path, name = split_model_file(spec)
     if not path.is_file():
         raise ValueError(f"--model_file {spec!r}: no file {path}")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # the file may import its neighbours (from my_layers import ...), as when run itself
+        sys.path.insert(0, folder)
     module_spec = importlib.util.spec_from_file_location(f"user_model_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
     try:
@@ -56,7 +63,9 @@ def load_model_file(spec):
 
 
 def first_line(error):
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    """The first line of an error's message, without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    return (text.splitlines() or [type(error).__name__])[0]
 
 
 @torch.no_grad()
@@ -108,12 +117,14 @@ def load_weights(model, path, spec):
     return model
 
 
-def user_classifier(spec, input_shape, fold=1, multiplier=None, align=1, weights=None):
-    """A user's model on plain (N, C, H, W) image batches: the original at f=1 (with `weights`, a plain state dict
-    file, loaded), its FoldedCNN (freshly initialised, models.fold_cnn) above; a FoldedClassifier either way."""
-    original = load_model_file(spec)
+def fold_user_model(original, input_shape, fold=1, multiplier=None, align=1):
+    """The original on plain (N, C, H, W) image batches at f=1, its FoldedCNN (freshly initialised, models.fold_cnn)
+    above; a FoldedClassifier either way."""
     if check_fold(fold) == 1:
-        if weights:
-            load_weights(original, weights, spec)
         return FoldedClassifier(original, 1)
     return fold_cnn(original, fold, multiplier, example_input=torch.rand(2, *input_shape), align=align)
+
+
+def user_classifier(spec, input_shape, fold=1, multiplier=None, align=1):
+    """fold_user_model of the model that `spec` (FILE.py:FUNCTION) builds."""
+    return fold_user_model(load_model_file(spec), input_shape, fold, multiplier, align)

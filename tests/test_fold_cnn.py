@@ -154,7 +154,7 @@ def test_infer_and_the_sweep_measure_a_users_model_and_its_folded_cnns(tmp_path)
                    "--batch_size", "32", "--min_time", "0", "--device", "cpu", "--json")
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout)
-    assert (row["model"], row["mode"], row["fold"], row["images_per_sec"] > 0) == ("build", "folded", 2, True)
+    assert (row["model"], row["mode"], row["fold"], row["images_per_sec"] > 0) == ("mine.build", "folded", 2, True)
     assert row["flops_per_sec"] / row["images_per_sec"] == pytest.approx(
         count_model_flops(fold_cnn(load_model_file(spec), 2, example_input=torch.rand(2, 3, 16, 16)).net,
                           (6, 16, 16)) / 2, rel=1e-6)
@@ -163,7 +163,7 @@ def test_infer_and_the_sweep_measure_a_users_model_and_its_folded_cnns(tmp_path)
                     "--no_peak", "--batch_sizes", "32", "--device", "cpu")
     assert sweep.returncode == 0, sweep.stderr
     rows = [line.split(",") for line in csv.read_text().splitlines()[1:]]
-    assert [(r[0], r[2], r[4]) for r in rows] == [("build", "1", "Original"), ("build", "4", "Folded")]
+    assert [(r[0], r[2], r[4]) for r in rows] == [("mine.build", "1", "Original"), ("mine.build", "4", "Folded")]
     report = run_cli(sys.executable, "util/inference_report.py", csv)
     assert report.returncode == 0 and (tmp_path / "mine-report" / "speedup.png").exists(), report.stderr
 
@@ -173,6 +173,8 @@ def test_infer_and_the_sweep_measure_a_users_model_and_its_folded_cnns(tmp_path)
     (["--model_file", "{dir}/mine.py:other", "--input_shape", "3", "8", "8"], "defines no function other"),
     (["--model_file", "{dir}/mine.py:build"], "needs --input_shape C H W"),
     (["noscope-coral", "--model_file", "{dir}/mine.py:build"], "name a TASK or a --model_file, not both"),
+    (["--model_file", "{dir}/mine.py:build", "--input_shape", "3", "9", "9", "--fold", "4"],
+     "the model rejects images of --input_shape 3 9 9"),
 ])
 def test_a_bad_model_file_is_one_line_error(tmp_path, argv, message):
     (tmp_path / "mine.py").write_text(USER_MODEL_FILE)

@@ -25,6 +25,11 @@ def build():
                          nn.Linear(8, 3))
 
 
+def neighbour():
+    from my_layers import head  # a file beside this one, imported as when the file runs itself
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head())
+
+
 def fixed():
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 14, 3))
 
@@ -65,6 +70,7 @@ def own(tmp_path_factory):
     """(folder, model spec, data folder): a model file and an ImageFolder of 3 classes of 10x16 RGB images."""
     root = tmp_path_factory.mktemp("own")
     (root / "my_models.py").write_text(MODEL)
+    (root / "my_layers.py").write_text("from torch import nn\n\n\ndef head():\n    return nn.Linear(8, 3)\n")
     write_image_folder(root / "shapes", CLASSES, (10, 16), per_split=(16, 4, 4))
     return root, f"{root / 'my_models.py'}:build", root / "shapes"
 
@@ -157,8 +163,6 @@ def test_fold_trainer_trains_one_run_of_the_users_model(own, trained, tmp_path):
     assert result.returncode == 0, result.stderr
     result_json = json.loads(result.stdout.strip().splitlines()[-1])
     assert result_json["fold"] == 3 and result_json["recipe"] == "distill" and len(result_json["test_slot_top1"]) == 3
-    missing = run_cli(*FOLD_TRAINER, "--model_file", spec, "--data", data, "--fold", "2", "--savedir", tmp_path / "x")
-    assert missing.returncode == 2 and "pass --teacher (your f=1 run's best.pth, or --weights" in missing.stderr
 
 
 def test_resume_after_a_kill_continues_exactly(own, tmp_path, monkeypatch):
@@ -318,3 +322,33 @@ def test_a_moved_or_changed_model_file_is_a_one_line_error(own, trained, tmp_pat
 def test_a_user_run_writes_nothing_in_the_repository(trained):
     _, result = trained
     assert repository_files() == result.repository_before
+
+
+def test_a_savedir_never_passes_one_models_runs_off_as_anothers(own, trained, tmp_path):
+    root, spec, data = own
+    runs, _ = trained
+    other = f"{root / 'my_models.py'}:wider"
+    fails(*TRAIN, runs, "--model_file", other, "--data", data, "--folds", "1", "2", "--epochs", "2",
+          fragments=[f"holds a run with model_file {spec}, not {other}", "another savedir (or under another --name)"])
+    fails(*TRAIN, runs, "--model_file", other, "--data", data, "--folds", "1", "--epochs", "3",
+          fragments=[f"holds a run with model_file {spec}, not {other}"])
+    torch.save(load_classifier(run_folder(runs, 1))[0].net.state_dict(), tmp_path / "original.pth")
+    fails(*TRAIN, runs, "--model_file", spec, "--data", data, "--folds", "1", "2", "--epochs", "2", "--weights",
+          tmp_path / "original.pth", fragments=["holds a run with weights None, not " + str(tmp_path / "original.pth")])
+
+
+def test_a_model_file_imports_its_neighbours(own, tmp_path):
+    root, _, data = own
+    result = run_cli(*TRAIN, tmp_path / "runs", "--model_file", f"{root / 'my_models.py'}:neighbour", "--data", data,
+                     "--folds", "1", "2", "--dry_run")
+    assert result.returncode == 0, result.stderr
+
+
+def test_checks_that_need_no_training_fail_before_anything_is_written(own, tmp_path):
+    _, spec, data = own
+    fails(*TRAIN, tmp_path / "runs", "--model_file", spec, "--data", data, "--folds", "1", "16",
+          fragments=["val/ holds 12 images, fewer than the fold 16", "drop fold 16"], written=[tmp_path / "runs"])
+    fails(*FOLD_TRAINER, "--model_file", spec, "--data", data, "--fold", "2", "--savedir", tmp_path / "f2",
+          fragments=["pass --teacher (your f=1 run's best.pth, or --weights"], written=[tmp_path / "f2"])
+    fails("./run_inference.sh", tmp_path / "r.csv", "--model_file", spec, "--input_shape", "3", "1", "1",
+          fragments=["the model rejects images of --input_shape 3 1 1"], written=[tmp_path / "r.csv"])

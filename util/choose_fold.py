@@ -6,7 +6,9 @@
 SAVEDIR is a train.py savedir: every finished run's result.json (test top-1, worst slot) is read.
 Throughput is the median images/sec over trials of each task's model at each fold, from the CSV
 (`--backend`/`--precision`/`--batch_size` pick the rows when it holds several) or measured now with
-`--measure` (util/measure/benchmark.py's protocol for this device, trials interleaved over the folds).
+`--measure` (util/measure/benchmark.py's protocol for this device, trials interleaved over the folds). Runs of
+your own CNN (train.py --model_file) match the CSV rows of `./run_inference.sh --model_file FILE.py:FUNCTION`
+(Model FILE.FUNCTION); --measure rebuilds them from the runs' model file and input shape.
 
 Per task it prints: f, the recipe of the most accurate run at that f, its epochs and training time, test
 top-1, the worst slot, the gap to f=1 in points, images/sec and the speed-up over f=1. The recommended f is the fastest whose gap

@@ -24,7 +24,8 @@ def training_flags(add_help=False):
                              "game baseline of the paper's comparison, fold = phi); default folded")
     parser.add_argument("--multiplier", type=float, default=None, help="internal multiplier (default sqrt(f))")
     add_align_arg(parser)
-    parser.add_argument("--epochs", type=positive_int, default=None, help="default: the paper's for the task")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="default: the paper's for the task; 30 for --model_file")
     parser.add_argument("--batch_size", type=positive_int, default=32,
                         help="images per mini-batch, rounded down to a multiple of f (default 32); under "
                              "torchrun, the sum over the processes")
@@ -35,7 +36,7 @@ def training_flags(add_help=False):
                         help="resume from this checkpoint (train.py: select one dataset and one fold)")
     parser.add_argument("--recipe", choices=RECIPES, default=None,
                         help="paper (default for the registry's tasks: the paper's protocol, exactly; for --model_file "
-                             "the game tasks') or distill (default for --model_file and --demo: (folded runs learn the "
+                             "the game tasks') or distill (default for --model_file and --demo; folded runs learn the "
                              "trained original's logits: KL divergence at temperature 4 (slots balanced, game and "
                              "CIFAR), Adam at lr 1e-3, one-cycle "
                              "schedule (constant for NoScope), no curriculum; docs/protocol.md, section 8)")
@@ -72,7 +73,8 @@ def training_flags(add_help=False):
                              "as the paper")
     parser.add_argument("--dry_run", action="store_true",
                         help="print each run's spec (what it writes to run.json: task, widths, recipe, resolved protocol, "
-                             "budget, teacher) as one JSON line and exit (reads no data)")
+                             "budget, teacher) as one JSON line and exit (trains nothing, writes nothing; reads no "
+                             "images, except that a --data folder is checked)")
     parser.add_argument("--seed", type=int, default=19,
                         help="seed of the splits, the evaluation orders and training (default 19, the authors')")
     own = parser.add_argument_group("your own CNN on your own images (instead of a registry task)")
@@ -107,6 +109,11 @@ def user_task_from_args(args):
     check_model(model, args.model_file, folder.input_shape, len(folder.class_names))
     if args.weights:
         load_weights(model, args.weights, args.model_file)
+    largest = max(getattr(args, "folds", None) or [getattr(args, "fold", 1)])
+    for split, count in folder.images.items():
+        if count < largest:
+            raise ValueError(f"--data {args.data}: {split}/ holds {count} images, fewer than the fold {largest} (a "
+                             f"folded input takes {largest} images): add images or drop fold {largest}")
     name = args.name or Path(args.data).resolve().name
     if not re.fullmatch(r"[\w.-]+", name) or name in all_tasks():
         raise ValueError(f"the run's name {name!r} " + ("is a registry task's" if name in all_tasks() else

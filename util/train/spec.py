@@ -97,7 +97,7 @@ class RunSpec:
         if task is None:
             return {}
         return {"model_file": task.model_file, "data": task.data, "input_shape": list(task.input_shape),
-                "class_names": list(task.class_names), "weights": self.weights}
+                "class_names": list(task.class_names), "weights": self.weights, "teacher": self.teacher}
 
 
 def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, align=1, recipe="paper", epochs=None,
@@ -116,12 +116,12 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
         raise ValueError("--weights is a trained original of --model_file: for a registry task pass --teacher")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if mode == "efficientnet":
-        if recipe != "paper":
-            raise ValueError("--mode efficientnet trains the original game CNN's protocol: drop --recipe distill")
         if task.family != "game":
             baselines = " ".join(n for n, t in all_tasks().items() if t.compound_scaling_baseline)
             raise ValueError(f"--mode efficientnet trains the compound-scaled game CNN; {task.name} is a "
                              f"{task.family} task: choose game tasks (--datasets {baselines})")
+        if recipe != "paper":
+            raise ValueError("--mode efficientnet trains the original game CNN's protocol: drop --recipe distill")
         if multiplier is not None or align != 1:
             raise ValueError("--mode efficientnet scales by phi (the fold): drop --multiplier and --align")
         group, protocol = 1, paper_protocol(task, 1)
@@ -137,6 +137,8 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
         epochs = 0
     elif epochs is None:
         epochs = protocol.epochs
+    if user:  # absolute, so that a rerun from elsewhere recognises its runs (check_same_model)
+        teacher, weights = (str(Path(p).resolve()) if p else None for p in (teacher, weights))
     return RunSpec(dataset=task.name if user else dataset, fold=fold, mode=mode, multiplier=multiplier, align=align,
                    recipe=recipe if group > 1 else "paper", protocol=protocol, epochs=epochs,
                    batch_size=batch_size, seed=seed, savedir=str(savedir),
@@ -156,6 +158,23 @@ def run_dir(root, spec):
     return Path(root) / spec.dataset / f"fold{spec.fold}" / widths / leaf
 
 
+# What makes a run of a user's task the same run: its model, data classes, shape, trained original and teacher.
+USER_IDENTITY = ("model_file", "input_shape", "class_names", "weights", "teacher")
+
+
+def check_same_model(spec, recorded, path):
+    """A ValueError unless `recorded` (a run's result.json, or a checkpoint's "run") is a run of the same user model,
+    classes, input shape, weights and teacher as `spec`, so that a savedir never passes one model's results off as
+    another's. Registry tasks: nothing to compare here (check_resume)."""
+    if not spec.user_task:
+        return
+    wanted = spec.describe()
+    for key in USER_IDENTITY:
+        if recorded.get(key) != wanted[key]:
+            raise ValueError(f"{path} holds a run with {key} {recorded.get(key)}, not {wanted[key]}: train this "
+                             "model into another savedir (or under another --name)")
+
+
 def check_resume(spec, state, path):
     """A ValueError unless the training checkpoint `state` (read from `path`) is a run of `spec`."""
     args = state.get("model_args", {})
@@ -166,11 +185,7 @@ def check_resume(spec, state, path):
         raise ValueError(f"checkpoint {path} is for dataset {found[0]}, fold {found[1]}, multiplier {found[2]}, "
                          f"mode {found[3]}, align {found[4]}, not {wanted[0]}, fold {wanted[1]}, multiplier "
                          f"{wanted[2]}, mode {wanted[3]}, align {wanted[4]}: pass that run's checkpoint")
-    if spec.user_task and (args.get("class_names"), args.get("input_shape")) != (
-            list(spec.task.class_names), list(spec.task.input_shape)):
-        raise ValueError(f"checkpoint {path} was trained on classes {args.get('class_names')} at input shape "
-                         f"{args.get('input_shape')}, not on --data {spec.task.data}'s: resume it with that data, or "
-                         "start a new savedir")
+    check_same_model(spec, state.get("run", {}), path)
     if state.get("recipe", "paper") != spec.recipe:
         raise ValueError(f"checkpoint {path} was trained with --recipe {state.get('recipe', 'paper')}: resume it with "
                          f"that recipe, or start a new --savedir")

@@ -17,7 +17,7 @@ from util.core.files import write_text_atomic
 from util.measure.benchmark import compare_with_plain_eager
 from util.measure.compare import speedups
 from util.train import distributed
-from util.train.spec import build_spec, run_dir
+from util.train.spec import build_spec, check_same_model, run_dir
 from util.train.trainer import Options, train
 
 MODEL_FILES = REPO / "model_files"
@@ -170,10 +170,13 @@ def resume_point(spec, options):
     name = f"{spec.dataset} {spec.fold_name} {spec.fold}"
     if options.continue_from_file:
         resume = options.continue_from_file
-    elif result_file.exists() and json.loads(result_file.read_text())["epochs"] == spec.epochs:
-        print(f"{name}: finished earlier, skipping ({savedir})", flush=True)
-        return json.loads(result_file.read_text()), None
     else:
+        if result_file.exists():
+            finished = json.loads(result_file.read_text())
+            check_same_model(spec, finished, result_file)  # never another model's result under this name
+            if finished["epochs"] == spec.epochs:
+                print(f"{name}: finished earlier, skipping ({savedir})", flush=True)
+                return finished, None
         resume = str(current) if current.exists() else None
     if resume:
         print(f"{name}: resuming from {resume}", flush=True)

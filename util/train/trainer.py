@@ -132,6 +132,16 @@ def distillation_targets(spec, options, device):
     return targets
 
 
+def check_teacher(spec, device):
+    """A ValueError, before anything is written, unless a distilled run has a teacher that loads."""
+    if not spec.teacher:
+        where = ("your f=1 run's best.pth, or --weights ORIGINAL.pth" if spec.user_task else
+                 f"the trained original's best.pth or model_files/{spec.task.name}/original/model.pth")
+        raise ValueError(f"{spec.dataset} at fold {spec.images_per_input} is trained by distillation: pass "
+                         f"--teacher ({where})")
+    load_teacher(spec.teacher, spec.task, device)  # a ValueError if it does not load or is not the original
+
+
 def per_rank_batch(batch_size, fold, world):
     """Each of `world` processes' share of --batch_size, rounded down to a multiple of f; a ValueError if none."""
     share = (batch_size // world // fold) * fold
@@ -171,10 +181,6 @@ def build_splits(spec, options, device):
     splits = load_splits(spec.data_source, group, options.data_dir, options.data_root, spec.seed, options.download,
                          val_size=spec.val_size, cache=not options.stream_images)
     if protocol.distill:
-        if not spec.teacher:
-            where = ("your f=1 run's best.pth, or --weights ORIGINAL.pth" if spec.user_task else
-                     f"the trained original's best.pth or model_files/{task.name}/original/model.pth")
-            raise ValueError(f"{spec.dataset} at fold {group} is trained by distillation: pass --teacher ({where})")
         targets = distributed.on_main(distillation_targets, spec, options, device)
         splits = {s: DistillationDataset(splits[s], targets[s]) for s in SPLITS}
     if protocol.curriculum:
@@ -206,6 +212,8 @@ def setup_run(spec, options, device, world):
     if not state and (savedir / "current.pth").exists():
         raise ValueError(f"{savedir} already holds a run: resume it with --continue_from_file "
                          f"{savedir / 'current.pth'}, or choose another --savedir")
+    if spec.protocol.distill:
+        distributed.on_main(check_teacher, spec, device)
     distributed.on_main(prepare_savedir, savedir, state["epoch"] if state else 0)
     seed_everything(spec.seed)
     splits = build_splits(spec, options, device)
