@@ -33,6 +33,11 @@ class Task:
     data: str | None = None  # family "user": the ImageFolder root holding train/, val/ and test/
 
     @property
+    def label_names(self):
+        """Class index -> name in training's order: ImageFolder's sorted class folders (NoScope: 0, 1)."""
+        return sorted(self.class_names or [str(k) for k in range(self.num_classes)])
+
+    @property
     def model_map_key(self):
         """This task's key in `config/model_map.json` (NoScope keys use `_`: `noscope_coral`)."""
         return self.name.replace("-", "_", 1) if self.family == "noscope" else self.name

@@ -225,6 +225,8 @@ def test_downstream_tools_take_the_runs(own, trained, tmp_path):
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         assert np.allclose(session.run(None, {"x": images.numpy()})[0], classifier(images).numpy(), atol=1e-4)
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert json.loads(metadata["class_names"]) == list(CLASSES) and metadata["fold"] == "2"
 
     out = tmp_path / "pred.csv"
     classified = run_cli(sys.executable, "util/classify_video.py", data / "test", run_folder(runs, 2), "--out", out)

@@ -17,7 +17,8 @@ exported graph is dynamic. Input `x`, output `logits`:
 Inputs are what training fed the model: RGB images as floats in [0, 1] (ToTensor), normalised with
 CIFAR's mean and std for the CIFAR tasks; for your own model (train.py --model_file) its C channels (grayscale
 or RGB) at its H x W, and the checkpoint rebuilds it by running its model file. Class i of the logits is the i-th
-class folder, sorted (the checkpoint's model_args["class_names"]). After exporting, ONNX Runtime runs the file on a random
+class folder, sorted. The file's metadata holds the task, fold, input kind and the class names in logit order
+(`class_names`, JSON; ONNX Runtime: session.get_modelmeta().custom_metadata_map). After exporting, ONNX Runtime runs the file on a random
 batch of a size other than the export's; its logits must match PyTorch's (tolerance 1e-4 + 1e-3 x
 the largest logit), else the file is not written and the exit status is 1.
 """

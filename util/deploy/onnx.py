@@ -7,8 +7,10 @@ Input `x`, output `logits`, the batch dimension dynamic:
   images   the network wrapped with its folding: x is (N, C, H, W) plain images with N a multiple of
            f, logits are (N, K), row i for image i.
 """
+import json
 from pathlib import Path
 
+import onnx
 import torch
 
 from util.train.checkpoint import load_classifier, task_of
@@ -28,6 +30,16 @@ def onnx_difference(onnx_bytes, model, x):
     if got.shape != reference.shape:
         raise ExportMismatch(f"ONNX Runtime returned logits of shape {tuple(got.shape)}, PyTorch {tuple(reference.shape)}")
     return (got - reference).abs().max().item(), reference.abs().max().item()
+
+
+def with_labels(onnx_bytes, task, fold, images):
+    """The ONNX model with what serving needs beside the graph in its metadata: the task, the fold, whether it takes
+    plain images, and the class names in logit order (JSON)."""
+    model = onnx.load_from_string(onnx_bytes)
+    for key, value in {"task": task.name, "fold": str(fold), "input": "images" if images else "folded",
+                       "class_names": json.dumps(task.label_names)}.items():
+        model.metadata_props.add(key=key, value=value)
+    return model.SerializeToString()
 
 
 def export(checkpoint, out, images=False, seed=0):
@@ -51,7 +63,7 @@ def export(checkpoint, out, images=False, seed=0):
         group, net_input = fold, (fold * c, *hw)
     model, per_input, multiple = (classifier, (c, *hw), group) if images else (classifier.net, net_input, 1)
     torch.manual_seed(seed)
-    onnx_bytes = onnx_model(model, torch.rand(2 * multiple, *per_input), multiple)
+    onnx_bytes = with_labels(onnx_model(model, torch.rand(2 * multiple, *per_input), multiple), task, fold, images)
     x = torch.rand(3 * multiple, *per_input)  # another batch size than the export's: the batch is dynamic
     error, scale = onnx_difference(onnx_bytes, model, x)
     tolerance = logits_tolerance(scale)

@@ -29,11 +29,6 @@ from util.core.device import pick_device
 from util.core.files import write_atomic
 
 
-def class_names(task):
-    """Class index -> name in training's order: ImageFolder's sorted class folders (NoScope: 0, 1)."""
-    return sorted(task.class_names or [str(k) for k in range(task.num_classes)])
-
-
 def frame_tensor(frame, task=None):
     """A decoded BGR video frame as the model's input: 50x50 nearest-neighbour, RGB, floats in [0, 1].
 
@@ -129,7 +124,7 @@ def classify_video(source, checkpoint, out, batch_size=1024, device=None):
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"cannot write {out}: it is a directory; give a file name such as predictions.csv")
-    names = class_names(task)
+    names = task.label_names
     counts, seconds = Counter(), []
     if folder:
         files = image_files(source)
