@@ -63,13 +63,14 @@ def export(checkpoint, out, images=False, seed=0):
         group, net_input = fold, (fold * c, *hw)
     model, per_input, multiple = (classifier, (c, *hw), group) if images else (classifier.net, net_input, 1)
     torch.manual_seed(seed)
-    onnx_bytes = with_labels(onnx_model(model, torch.rand(2 * multiple, *per_input), multiple), task, fold, images)
+    onnx_bytes = onnx_model(model, torch.rand(2 * multiple, *per_input), multiple)
     x = torch.rand(3 * multiple, *per_input)  # another batch size than the export's: the batch is dynamic
     error, scale = onnx_difference(onnx_bytes, model, x)
     tolerance = logits_tolerance(scale)
     if not error <= tolerance:  # also catches NaN
         raise ExportMismatch(f"ONNX Runtime's logits differ from PyTorch's by {error:.3g} (tolerance {tolerance:.3g}, "
                              f"largest logit {scale:.3g}); {out} was not written")
+    onnx_bytes = with_labels(onnx_bytes, task, fold, images)
     try:
         write_atomic(out, lambda f: f.write(onnx_bytes))
     except OSError as e:
