@@ -142,6 +142,21 @@ def test_game_original_end_to_end_learns(tmp_path):
     assert result["test_top1"] > 3 / 15  # well above chance after three epochs
 
 
+def test_channels_last_training_is_the_same_math(tmp_path):
+    task = get_task(GAME)
+    write_image_folder(tmp_path / "games" / GAME, task.class_names, task.input_shape[1:])
+    losses = {}
+    for layout in ("channels_last", "nchw"):
+        args = trainer_args(tmp_path / layout, GAME, 2, 2, data_root=tmp_path / "games", lr=0.003)
+        args.nchw = layout == "nchw"
+        train_args(args)
+        losses[layout] = [float(v) for v in lines(tmp_path / layout / "stats" / "train_loss.txt")]
+        weights = torch.load(tmp_path / layout / "best.pth", weights_only=True)["model"]
+        conv = next(w for w in weights.values() if w.dim() == 4)  # the first convolution's, saved as trained
+        assert conv.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    assert losses["channels_last"] == pytest.approx(losses["nchw"], rel=1e-4)
+
+
 def test_noscope_end_to_end_learns(tmp_path):
     write_image_folder(tmp_path / "data" / "noscope-coral-subset", ["0", "1"], (50, 50), per_split=(48, 16, 16))
     result = train_args(trainer_args(tmp_path / "run", "noscope-coral", 2, 3, data_dir=tmp_path / "data"))

@@ -75,11 +75,11 @@ sweep)
   ;;
 train)
   seconds=${SECONDS_EACH:-360}
-  log "step rate with resident data (the ceiling without a loader)"
-  for amp in "" --amp; do python3 results/h100/step_rate.py sot/coin_count-digits_3_4-v2 $amp >> "$out/step_rate.txt" 2>&1; done
-  python3 results/h100/step_rate.py sot/coin_count-digits_3_4-v2 --device cpu --min_time 1 >> "$out/step_rate.txt" 2>&1
+  log "step rate with resident data (the ceiling without a loader; util/step_rate.py)"
+  python3 util/step_rate.py sot/coin_count-digits_3_4-v2 --device cuda >> "$out/step_rate.txt" 2>&1
+  python3 util/step_rate.py sot/coin_count-digits_3_4-v2 --device cpu >> "$out/step_rate.txt" 2>&1
   log "game stand-in data"
-  python3 -c "import argparse, train; train.prepare_synthetic('$GAME', argparse.Namespace(data_dir='$work/data', data_root='$work/data_root', seed=0))"
+  python3 -c "from util.train.sweep import Options, prepare_synthetic; prepare_synthetic('$GAME', Options(data_dir='$work/data', data_root='$work/data_root'))"
   log "game stand-in at f=1 and f=4, paper recipe, side by side, ${seconds}s each"
   for f in 1 4; do
     timeout $seconds python3 fold_trainer.py --dataset $GAME --fold $f --epochs ${EPOCHS:-1500} --data_root "$work/data_root" \

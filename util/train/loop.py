@@ -11,16 +11,18 @@ TOPK = (1, 2, 5, 10)
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def batch_step(model, batch, fold, device, ks, protocol, amp=None):
+def batch_step(model, batch, fold, device, ks, protocol, amp=None, channels_last=False):
     """Forward one batch (cropped to a multiple of f): (loss, hits, images); None if under f images.
 
     hits: `top<k>` for each k, and for f > 1 `slot<j>`, the top-1 hits of the images at position j of their
     folded group (a model that starves one slot shows there). `amp` ("fp16" or "bf16"): forward under that
-    autocast (mixed precision) instead of fp32."""
+    autocast (mixed precision) instead of fp32. `channels_last`: the images in that memory format (the model's)."""
     n = (batch[0].shape[0] // fold) * fold
     if n == 0:
         return None
     images, labels = batch[0][:n].to(device, non_blocking=True), batch[1][:n].to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, AMP_DTYPES.get(amp, torch.float16), enabled=amp is not None):
         logits = model(images)
     teacher = batch[2][:n].to(device) if len(batch) > 2 else None
@@ -62,10 +64,11 @@ def check_finite(loss, desc):
 
 
 def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes, desc, protocol, amp=None,
-                    set_lr=None):
+                    set_lr=None, channels_last=False):
     """One pass over `loader`, updating `model` (under `amp` autocast if given); returns the epoch's sums.
 
-    `set_lr(fraction)`, if given, sets the learning rate before each batch (`fraction` of the epoch done)."""
+    `set_lr(fraction)`, if given, sets the learning rate before each batch (`fraction` of the epoch done);
+    `channels_last`: feed the images in that memory format (for a model converted to it)."""
     model.train()
     ks = [k for k in TOPK if k <= num_classes]
     totals = Totals(ks, fold)
@@ -73,7 +76,7 @@ def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes,
     for i, batch in enumerate(bar):
         if set_lr:
             set_lr(i / len(loader))
-        step = batch_step(model, batch, fold, device, ks, protocol, amp)
+        step = batch_step(model, batch, fold, device, ks, protocol, amp, channels_last)
         if step is None:
             continue
         check_finite(step[0], desc)
@@ -87,7 +90,7 @@ def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes,
 
 
 @torch.no_grad()
-def evaluate(model, loader, fold, device, num_classes, desc, protocol):
+def evaluate(model, loader, fold, device, num_classes, desc, protocol, channels_last=False):
     """Loss (the training loss of `protocol`) and top-k over `loader` without updating `model`; returns the sums
     (see Totals)."""
     model.eval()
@@ -95,7 +98,7 @@ def evaluate(model, loader, fold, device, num_classes, desc, protocol):
     totals = Totals(ks, fold)
     bar = progress_bar(loader, desc)
     for batch in bar:
-        step = batch_step(model, batch, fold, device, ks, protocol)
+        step = batch_step(model, batch, fold, device, ks, protocol, channels_last=channels_last)
         if step is None:
             continue
         check_finite(step[0], desc)

@@ -46,6 +46,7 @@ class Options:
     stream_images: bool = False  # read game/NoScope images from disk every epoch instead of holding them in memory
     workers: int | None = None  # data-loader workers (None: 0 for images in memory, else cores - 1, at most 4)
     checkpoint_cycle: int = 1  # save current.pth every N epochs
+    channels_last: bool = True  # model and batches in channels-last memory format (faster convolutions; same math)
     continue_from_file: str | None = None  # the checkpoint to resume from
 
 
@@ -220,7 +221,7 @@ def setup_run(spec, options, device, world):
     model = build_classifier(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align)
     if spec.weights:  # a user's trained original: evaluated, not trained
         load_weights(model.net, spec.weights, spec.task.model_file)
-    model = model.to(device)
+    model = model.to(device, memory_format=torch.channels_last if options.channels_last else torch.preserve_format)
     if not state:  # a resumed run writes its spec with its first checkpoint, so a failed resume changes nothing
         distributed.on_main(write_spec, spec)
     protocol = spec.protocol
@@ -289,7 +290,7 @@ def validate_and_test(run, loaders, epoch):
         desc = f"Epoch {epoch}. {s}"
         unbalanced = dataclasses.replace(run.protocol, slot_balance=False)  # losses comparable across settings
         metrics[s] = averages(evaluate(run.model, loaders[s], run.group, run.device, run.num_classes, desc,
-                                       unbalanced), run.group, desc)
+                                       unbalanced, run.options.channels_last), run.group, desc)
     return metrics
 
 
@@ -399,7 +400,7 @@ def train(spec, options=Options()):
         with train_model.join() if world > 1 else contextlib.nullcontext():  # ranks may have a batch more or less
             sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.group, device,
                                    run.num_classes, f"Epoch {epoch}. train", run.protocol, spec.amp,
-                                   batch_lr_setter(run, epoch))
+                                   batch_lr_setter(run, epoch), options.channels_last)
         train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), device))), run.group,
                                  f"Epoch {epoch}. train")
         progress.train_seconds += time.perf_counter() - tic
