@@ -17,6 +17,7 @@ from util.core.device import cpu_bf16_problem
 from torchvision.datasets import ImageFolder
 from helpers import run_cli, train_args, trainer_args, write_image_folder
 from util.train import loop, protocol as protocols, trainer
+from util.train.spec import build_spec
 
 GAME = "sot/coin_count-digits_3_4-v2"  # 15 classes, 17 x 40
 
@@ -487,3 +488,33 @@ def test_per_slot_accuracy_shows_a_starved_slot():
     totals.add(loss, hits, n)
     metrics = loop.averages(totals.sums, 3, "test")
     assert loop.slot_top1(metrics, 3) == [1.0, 1.0, 0.0] and metrics["top1"] == pytest.approx(8 / 12)
+
+
+def test_distilled_students_take_the_fast_precision_where_the_device_has_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(trainer, "cpu_bf16_problem", lambda **_: None)
+    fast = trainer.fast_amp(cpu)
+    assert fast == ("bf16", "auto: a distilled student on a CPU with bf16 instructions")
+    specs = {(fold, recipe, amp): build_spec("noscope-coral", fold, recipe=recipe, amp=amp, fast_amp=fast)
+             for fold in (1, 2) for recipe in ("paper", "distill") for amp in (None, "fp32")}
+    assert {k: (s.precision, s.precision_choice) for k, s in specs.items() if k[2] is None} == {
+        (1, "paper", None): ("fp32", "the paper's"), (1, "distill", None): ("fp32", "the paper's"),
+        (2, "paper", None): ("fp32", "the paper's"), (2, "distill", None): ("amp bf16", fast[1])}
+    assert all(s.precision == "fp32" and s.precision_choice == "given" for k, s in specs.items() if k[2] == "fp32")
+    monkeypatch.setattr(trainer, "cpu_bf16_problem", lambda **_: "no bf16 instructions")
+    assert trainer.fast_amp(cpu) == (None, "auto: a distilled student, and cpu has no bf16 instructions")
+
+
+def test_a_finished_run_of_another_precision_is_not_passed_off(tmp_path):
+    write_image_folder(tmp_path / "data" / "noscope-coral-subset", ["0", "1"], (50, 50), per_split=(8, 4, 4))
+    argv = [sys.executable, "train.py", tmp_path / "runs", "--datasets", "noscope-coral", "--folds", "1", "--epochs",
+            "1", "--data_dir", tmp_path / "data", "--device", "cpu"]
+    assert run_cli(*argv).returncode == 0
+    result = json.loads((tmp_path / "runs" / "noscope-coral" / "fold1" / "multiplier1" / "none" / "result.json")
+                        .read_text())
+    assert result["precision"] == "fp32"
+    if cpu_bf16_problem():
+        return  # bf16 cannot run here: nothing else to refuse
+    again = run_cli(*argv, "--amp", "bf16")
+    assert again.returncode == 2 and "was trained in fp32, and this command trains in amp bf16 (given): pass --amp " \
+        "fp32 to continue it" in again.stderr

@@ -10,10 +10,11 @@ from datasets import DATA_DIR
 from datasets.folder import scan_image_folder
 from models.user import absolute_model_file, check_model, load_model_file, load_weights
 from util.core.cli import add_align_arg, add_device_arg, positive_int
+from util.core.device import pick_device
 from util.train.loop import AMP_DTYPES
 from util.train.protocol import DISTILL_LOSSES, RECIPES, SCHEDULES
 from util.train.spec import OVERRIDES
-from util.train.trainer import Options
+from util.train.trainer import Options, fast_amp
 
 
 def training_flags(add_help=False):
@@ -70,10 +71,11 @@ def training_flags(add_help=False):
     parser.add_argument("--nchw", action="store_true",
                         help="train in PyTorch's default NCHW memory format instead of channels-last (the default: the "
                              "same fp32 math, 1.1-1.5x faster steps on a CPU: util/step_rate.py)")
-    parser.add_argument("--amp", nargs="?", const="fp16", default=None, choices=tuple(AMP_DTYPES),
-                        help="mixed precision: --amp (or --amp fp16) fp16 autocast with loss scaling, CUDA only; "
-                             "--amp bf16 bf16 autocast, on CUDA or a CPU with bf16 instructions; default fp32 "
-                             "as the paper")
+    parser.add_argument("--amp", nargs="?", const="fp16", default=None, choices=("fp32", *AMP_DTYPES),
+                        help="precision: --amp (or --amp fp16) fp16 autocast with loss scaling, CUDA only; --amp bf16 "
+                             "bf16 autocast, on CUDA or a CPU with bf16 instructions (AVX-512 BF16, AMX); --amp fp32. "
+                             "Default: fp32 (the paper's), except the folded students of --recipe distill: bf16 where the "
+                             "device has it (fp16 on a GPU without), else fp32 (run.json says which and why)")
     parser.add_argument("--dry_run", action="store_true",
                         help="print each run's spec (what it writes to run.json: task, widths, recipe, resolved protocol, "
                              "budget, teacher) as one JSON line and exit (trains nothing, writes nothing; reads no "
@@ -128,10 +130,12 @@ def user_task_from_args(args):
 
 
 def spec_settings(args):
-    """The keyword arguments of util.train.spec.build_spec that the training flags in `args` give."""
+    """The keyword arguments of util.train.spec.build_spec that the training flags in `args` give (with the fast
+    precision of the device the run will use)."""
     return {"mode": args.mode, "multiplier": args.multiplier, "align": args.align, "recipe": args.recipe or "paper",
             "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "teacher": args.teacher,
-            "amp": args.amp, "val_size": args.val_size, "weights": args.weights,
+            "amp": args.amp, "fast_amp": fast_amp(pick_device(args.device)), "val_size": args.val_size,
+            "weights": args.weights,
             "overrides": {name: getattr(args, name) for name in OVERRIDES}}
 
 

@@ -33,6 +33,7 @@ class RunSpec:
     savedir: str  # the run directory
     teacher: str | None = None  # the trained original, for a run that distils
     amp: str | None = None  # "fp16" or "bf16" autocast; None: fp32, as the paper
+    precision_choice: str = "the paper's"  # how amp was chosen: given (--amp), the paper's (fp32), or auto
     val_size: int = 5000  # CIFAR validation images taken from the training set
     overrides: tuple = ()  # (flag, value) pairs the user set that change the protocol
     user_task: object = None  # a user's own CNN and data (config.tasks.user_task), not a registry task
@@ -41,6 +42,11 @@ class RunSpec:
     @property
     def task(self):
         return self.user_task or resolve_dataset(self.dataset)[0]
+
+    @property
+    def precision(self):
+        """"fp32" or "amp bf16" / "amp fp16": what run.json, result.json and resume checks call the precision."""
+        return f"amp {self.amp}" if self.amp else "fp32"
 
     @property
     def data_source(self):
@@ -87,7 +93,7 @@ class RunSpec:
                 "lr": p.lr, "weight_decay": p.weight_decay,
                 "lr_schedule": schedules.get(p.schedule, p.schedule), "loss": LOSS_NAMES[p.loss],
                 "temperature": p.temperature if p.loss.startswith("kl") else None, "slot_balance": p.slot_balance,
-                "curriculum": curriculum, "precision": f"amp {self.amp}" if self.amp else "fp32", "seed": self.seed,
+                "curriculum": curriculum, "precision": self.precision, "precision_choice": self.precision_choice, "seed": self.seed,
                 "batch_size": self.eval_batch_size, "val_size": self.val_size, "teacher": self.teacher,
                 "overrides": dict(self.overrides), "savedir": self.savedir, **self.describe_user_task()}
 
@@ -101,7 +107,8 @@ class RunSpec:
 
 
 def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, align=1, recipe="paper", epochs=None,
-               batch_size=32, seed=19, teacher=None, amp=None, val_size=5000, overrides=None, weights=None):
+               batch_size=32, seed=19, teacher=None, amp=None, val_size=5000, overrides=None, weights=None,
+               fast_amp=(None, "")):
     """The RunSpec of one run, with every setting checked (a one-line ValueError naming the fix otherwise).
 
     `overrides`: {flag: value} of the protocol flags in OVERRIDES (None values are ignored). The compound-scaled
@@ -133,6 +140,12 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
         if user and fold > 1:
             user_classifier(task.model_file, task.input_shape, fold, multiplier, align)  # a ValueError naming the layer
     protocol = with_overrides(protocol, overrides, group)
+    if amp:  # --amp as given; "fp32" asks for none
+        amp, precision_choice = (None if amp == "fp32" else amp), "given"
+    elif recipe == "distill" and group > 1:  # a distilled student: the device's fast step (util.train.trainer.fast_amp)
+        amp, precision_choice = fast_amp
+    else:
+        precision_choice = "the paper's"
     if user and weights and fold == 1:
         epochs = 0
     elif epochs is None:
@@ -142,7 +155,7 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
     return RunSpec(dataset=task.name if user else dataset, fold=fold, mode=mode, multiplier=multiplier, align=align,
                    recipe=recipe if group > 1 else "paper", protocol=protocol, epochs=epochs,
                    batch_size=batch_size, seed=seed, savedir=str(savedir),
-                   teacher=str(teacher) if teacher and protocol.distill else None, amp=amp, val_size=val_size,
+                   teacher=str(teacher) if teacher and protocol.distill else None, amp=amp, precision_choice=precision_choice, val_size=val_size,
                    overrides=tuple(sorted(overrides.items())), user_task=task if user else None,
                    weights=str(weights) if weights and fold == 1 and user else None)
 
@@ -175,6 +188,16 @@ def check_same_model(spec, recorded, path):
                              "model into another savedir (or under another --name)")
 
 
+def check_precision_matches(spec, recorded, path):
+    """A ValueError unless `recorded` (result.json, or a checkpoint's "run"; fp32 when it says nothing) was trained
+    in `spec`'s precision."""
+    was = recorded.get("precision", "fp32")
+    if was != spec.precision:
+        flag = "fp32" if was == "fp32" else was.split()[-1]
+        raise ValueError(f"{path} was trained in {was}, and this command trains in {spec.precision} "
+                         f"({spec.precision_choice}): pass --amp {flag} to continue it, or train into another savedir")
+
+
 def check_resume(spec, state, path):
     """A ValueError unless the training checkpoint `state` (read from `path`) is a run of `spec`."""
     args = state.get("model_args", {})
@@ -189,6 +212,7 @@ def check_resume(spec, state, path):
     if state.get("recipe", "paper") != spec.recipe:
         raise ValueError(f"checkpoint {path} was trained with --recipe {state.get('recipe', 'paper')}: resume it with "
                          f"that recipe, or start a new --savedir")
+    check_precision_matches(spec, state.get("run", {}), path)
     if state.get("slot_balance", False) != spec.protocol.slot_balance:  # checkpoints before it: balance off
         was = "on" if state.get("slot_balance", False) else "off"
         raise ValueError(f"checkpoint {path} was trained with --slot_balance {was}: resume it with --slot_balance "

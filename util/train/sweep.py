@@ -17,7 +17,7 @@ from util.core.files import write_text_atomic
 from util.measure.benchmark import compare_with_plain_eager
 from util.measure.compare import speedups
 from util.train import distributed
-from util.train.spec import build_spec, check_same_model, run_dir
+from util.train.spec import build_spec, check_precision_matches, check_same_model, run_dir
 from util.train.trainer import Options, train
 
 MODEL_FILES = REPO / "model_files"
@@ -174,6 +174,7 @@ def resume_point(spec, options):
         if result_file.exists():
             finished = json.loads(result_file.read_text())
             check_same_model(spec, finished, result_file)  # never another model's result under this name
+            check_precision_matches(spec, finished, result_file)
             if finished["epochs"] == spec.epochs:
                 print(f"{name}: finished earlier, skipping ({savedir})", flush=True)
                 return finished, None

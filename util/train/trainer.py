@@ -191,6 +191,17 @@ def build_splits(spec, options, device):
     return splits
 
 
+def fast_amp(device):
+    """(autocast dtype name or None, why) of the fast training step on `device`: bf16 autocast on a CPU with bf16
+    instructions or on CUDA (fp16 on a GPU without bf16), else None (fp32). --recipe distill's students train in it
+    unless --amp says otherwise (util.train.spec.build_spec)."""
+    if device.type == "cuda":
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), "auto: a distilled student on CUDA"
+    if device.type == "cpu" and cpu_bf16_problem() is None:
+        return "bf16", "auto: a distilled student on a CPU with bf16 instructions"
+    return None, f"auto: a distilled student, and {device} has no bf16 instructions"
+
+
 def check_precision(amp, device):
     """A ValueError if autocast `amp` cannot run on `device`."""
     no_bf16 = cpu_bf16_problem(fix="drop --amp")
@@ -370,7 +381,7 @@ def write_result(run, progress):
               "authors_best_val_top1": progress.authors_best["val_top1"],
               "authors_test_top1": progress.authors_best["test_top1"],
               "train_images_per_sec": progress.train_images / progress.train_seconds if progress.train_seconds else 0.0,
-              "train_seconds": progress.train_seconds, **spec.describe_user_task()}
+              "train_seconds": progress.train_seconds, "precision": spec.precision, **spec.describe_user_task()}
     write_json_atomic(Path(spec.savedir) / "result.json", result)
     return result
 
