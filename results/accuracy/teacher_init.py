@@ -1,0 +1,83 @@
+"""Experiment (issue 31): a distilled f > 1 student initialised from its trained f=1 teacher, against the recipe's
+fresh initialisation. Not part of the trainer: results/accuracy/choices.md, round 4, says what it gave.
+
+The teacher's weights are copied block-diagonally: slot j's input channels feed hidden block j, which feeds slot j's
+logits, for as many slots as the folded widths hold copies of the original's (2 at f=4 with multiplier 2); the other
+entries of the copied rows are zeroed, so those slots start as exact copies of the teacher, and the remaining slots
+start from the fresh initialisation.
+
+    python3 results/accuracy/teacher_init.py synthetic-sot/coin_count-digits_3_4-v2 --fold 4 --epochs 40 \
+        --teacher T/best.pth --savedir /tmp/ti --init teacher --data_root DATA_ROOT [--lr 3e-4] [--lr_schedule constant]
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a command: make the repository importable
+
+import torch  # noqa: E402
+
+from util.core.device import pick_device  # noqa: E402
+from util.train import trainer  # noqa: E402
+from util.train.spec import build_spec  # noqa: E402
+from util.train.trainer import Options, fast_amp, load_teacher  # noqa: E402
+
+
+@torch.no_grad()
+def from_teacher(student, teacher):
+    """Copy `teacher`'s weights into `student`'s block-diagonal slots (both plain nets with the same layer names);
+    returns the number of slots copied in the last weight layer."""
+    s_state, t_state = student.state_dict(), teacher.state_dict()
+    copies, done = None, {}
+    for key, s in s_state.items():
+        t = t_state.get(key)
+        if t is None or s.dim() == 0 or not s.is_floating_point():
+            continue
+        new = s.clone()
+        if s.dim() >= 2:  # a weight: (out, in, ...)
+            out, cin = t.shape[0], t.shape[1]
+            copies = min(s.shape[0] // out, s.shape[1] // cin)
+            new[:copies * out] = 0
+            for j in range(copies):
+                new[j * out:(j + 1) * out, j * cin:(j + 1) * cin] = t
+        else:  # a bias or a norm's vector: the blocks of the weight before it
+            for j in range(min(copies or 1, s.shape[0] // t.shape[0])):
+                new[j * t.shape[0]:(j + 1) * t.shape[0]] = t
+        done[key] = new
+    student.load_state_dict({**s_state, **done})
+    return copies
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset")
+    parser.add_argument("--fold", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--teacher", required=True)
+    parser.add_argument("--savedir", required=True)
+    parser.add_argument("--init", choices=("fresh", "teacher"), default="teacher")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--lr_schedule", default=None)
+    parser.add_argument("--data_dir", default="data")
+    parser.add_argument("--data_root", default=None)
+    args = parser.parse_args()
+    build = trainer.build_classifier
+
+    def build_student(task, fold, multiplier, mode, align):
+        model = build(task, fold, multiplier, mode, align)
+        if args.init == "teacher" and fold > 1:
+            print("slots copied:", from_teacher(model.net, load_teacher(args.teacher, task, "cpu").net), flush=True)
+        return model
+
+    trainer.build_classifier = build_student
+    overrides = {"lr": args.lr, "lr_schedule": args.lr_schedule}
+    spec = build_spec(args.dataset, args.fold, args.savedir, recipe="distill", epochs=args.epochs,
+                      teacher=args.teacher, fast_amp=fast_amp(pick_device(None)), overrides=overrides)
+    result = trainer.train(spec, Options(data_dir=args.data_dir, data_root=args.data_root))
+    print(json.dumps({k: result[k] for k in ("test_top1", "worst_slot_test_top1", "test_slot_top1",
+                                             "train_seconds")}))
+
+
+if __name__ == "__main__":
+    main()
