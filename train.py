@@ -4,7 +4,7 @@ Each (dataset, fold) trains with fold_trainer.py's protocol into
 `savedir/<dataset>/fold<f>/multiplier<m>/<none|fold|distill>/`. Re-running the same command skips finished
 runs and resumes unfinished ones from their last checkpoint. A task whose data is missing is
 skipped with a line saying where the data must be. At the end a summary is printed and written to
-`savedir/summary.csv`. `--recipe distill` trains the folded models as students of the f=1 model
+`savedir/summary.csv` (after the rows an earlier command wrote there for other runs). `--recipe distill` trains the folded models as students of the f=1 model
 instead of with the paper's recipe (docs/protocol.md, section 8). `--demo` trains generated stand-in
 data on a CPU in a few minutes and compares the folded models' accuracy and throughput with f=1's.
 

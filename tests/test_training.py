@@ -282,6 +282,9 @@ def test_sweep_layout_summary_and_rerun(tmp_path):
     again = run_cli(*argv)
     assert again.returncode == 0 and again.stdout.count("finished earlier, skipping") == 2
     assert lines(tmp_path / "runs" / "summary.csv") == summary
+    one = run_cli(*argv[:argv.index("--folds")], "--folds", "1", *argv[argv.index("--folds") + 3:])
+    assert one.returncode == 0 and one.stdout.count("finished earlier, skipping") == 1
+    assert lines(tmp_path / "runs" / "summary.csv") == [summary[0], summary[2], summary[1]]  # f=2's row kept
 
 
 def test_bad_batch_size_and_fold(tmp_path):

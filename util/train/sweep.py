@@ -239,8 +239,22 @@ def sweep(root, datasets, folds, settings, options=Options()):
     return rows
 
 
+SUMMARY_KEY = ["dataset", "fold", "mode", "recipe"]  # one row per run of a savedir
+
+
 def write_summary(rows, path):
-    """summary.csv (written by rank 0); returns the summary as a DataFrame."""
+    """summary.csv (written by rank 0): this command's rows, after the rows an earlier command into the same savedir
+    wrote for other runs (a run trained again replaces its row); returns this command's rows as a DataFrame."""
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    distributed.on_main(write_text_atomic, path, summary.to_csv(index=False, float_format="%.4f"))
+    distributed.on_main(write_text_atomic, path, merged(summary, path).to_csv(index=False, float_format="%.4f"))
     return summary
+
+
+def merged(summary, path):
+    """`summary` after the rows of the summary.csv at `path` (if any) that are not of the same runs."""
+    if not Path(path).is_file():
+        return summary
+    earlier = pd.read_csv(path).reindex(columns=SUMMARY_COLUMNS)
+    keys = set(summary[SUMMARY_KEY].astype(str).itertuples(index=False, name=None))
+    others = earlier[[k not in keys for k in earlier[SUMMARY_KEY].astype(str).itertuples(index=False, name=None)]]
+    return pd.concat([others, summary], ignore_index=True) if len(others) else summary
