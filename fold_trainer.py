@@ -46,9 +46,7 @@ def main(argv=None):
     with one_line_errors(parser, (ValueError, DataMissing, FloatingPointError), error_message):
         own = user_task_from_args(args)
         args.recipe = args.recipe or ("distill" if own else "paper")
-        settings = spec_settings(args)
-        settings["teacher"] = args.teacher or args.weights
-        spec = build_spec(own or args.dataset, args.fold, args.savedir, **settings)
+        spec = build_spec(own or args.dataset, args.fold, args.savedir, **spec_settings(args))
         if args.dry_run:
             print(json.dumps(spec.describe()))
             return

@@ -33,13 +33,18 @@ DATA_DIR = REPO / "data"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 
-def read_rgb(path, hw=None):
-    """The image at `path` as RGB; a ValueError naming the file if it cannot be decoded or is not H x W = `hw`."""
+def read_image(path, mode="RGB"):
+    """The image at `path` converted to `mode`; a ValueError naming the file if it cannot be decoded."""
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            return image.convert(mode)
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read image {path} ({e}); replace or delete the file") from None
+
+
+def read_rgb(path, hw=None):
+    """The image at `path` as RGB; a ValueError naming the file if it cannot be decoded or is not H x W = `hw`."""
+    image = read_image(path)
     if hw is not None and (image.height, image.width) != tuple(hw):
         raise ValueError(f"image {path} is {image.height}x{image.width}, but the task takes "
                          f"{hw[0]}x{hw[1]} images (H x W): resize the data")
@@ -58,11 +63,7 @@ def fit_image(image, input_shape):
 
 def read_resized(path, input_shape):
     """The image file at `path` through fit_image; a ValueError naming the file if it cannot be decoded."""
-    try:
-        with Image.open(path) as image:
-            return fit_image(image, input_shape)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot read image {path} ({e}); replace or delete the file") from None
+    return fit_image(read_image(path, "L" if input_shape[0] == 1 else "RGB"), input_shape)
 
 
 def image_reader(task):

@@ -103,6 +103,12 @@ def load_weights(model, path, spec):
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"--weights {path} is not a state dict; save the original with "
                          "torch.save(model.state_dict(), path)")
+    return fit_weights(model, state, f"--weights {path}", spec)
+
+
+def fit_weights(model, state, label, spec):
+    """Load the plain state dict `state` into `model`; a one-line ValueError, starting with `label`, naming the keys
+    that do not fit."""
     wanted = model.state_dict()
     missing = [k for k in wanted if k not in state]
     unexpected = [k for k in state if k not in wanted]
@@ -111,10 +117,20 @@ def load_weights(model, path, spec):
     if missing or unexpected or wrong:
         parts = [f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}" for what, keys in
                  (("missing keys", missing), ("unexpected keys", unexpected), ("shapes differ", wrong)) if keys]
-        raise ValueError(f"--weights {path} do not fit the model of --model_file {spec} ({'; '.join(parts)}): "
+        raise ValueError(f"{label} do not fit the model of --model_file {spec} ({'; '.join(parts)}): "
                          "pass the state dict of this model")
     model.load_state_dict(state)
     return model
+
+
+def checked_model(spec, input_shape, num_classes=None):
+    """The original model of --model_file `spec`, checked to take images of --input_shape (and to return
+    `num_classes` logits when given); one-line ValueErrors."""
+    if not input_shape or len(input_shape) != 3:
+        raise ValueError("a --model_file model needs --input_shape C H W (one image's channels, height, width)")
+    original = load_model_file(spec)
+    check_model(original, spec, input_shape, num_classes)
+    return original
 
 
 def fold_user_model(original, input_shape, fold=1, multiplier=None, align=1):

@@ -344,6 +344,8 @@ def test_a_model_file_imports_its_neighbours(own, tmp_path):
     result = run_cli(*TRAIN, tmp_path / "runs", "--model_file", f"{root / 'my_models.py'}:neighbour", "--data", data,
                      "--folds", "1", "2", "--dry_run")
     assert result.returncode == 0, result.stderr
+    specs = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [(s["fold"], s["model_file"]) for s in specs] == [(f, f"{root / 'my_models.py'}:neighbour") for f in (1, 2)]
 
 
 def test_checks_that_need_no_training_fail_before_anything_is_written(own, tmp_path):

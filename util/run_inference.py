@@ -21,12 +21,12 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from models import mode_of  # noqa: E402
-from models.user import model_key as user_model_key  # noqa: E402
+from models.user import checked_model, model_key as user_model_key  # noqa: E402
 from util.core.cli import add_align_arg, positive_int  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from util.core.files import append_line, write_json_atomic  # noqa: E402
 from util.measure.benchmark import (Benchmark, BackendError, add_measurement_args, add_user_model_args,  # noqa: E402
-                                    check_user_model, config_from_args, configurations, default_models, fill_protocol,
+                                    config_from_args, configurations, default_models, fill_protocol,
                                     resolve_backend, resolve_models)
 from util.measure.compare import fastest, speedup_note  # noqa: E402
 from util.measure.machine import measure_peak  # noqa: E402
@@ -110,7 +110,7 @@ def main(argv=None):
         if args.model_file and args.models:
             raise ValueError("--models and --model_file exclude each other: measure the registry's models or yours")
         if args.model_file:
-            check_user_model(args.model_file, args.input_shape)  # before the CSV is touched
+            checked_model(args.model_file, args.input_shape)  # before the CSV is touched
         models = resolve_models(args.models) if args.models else default_models()
         configs = sweep(args, models)
         done = open_results(args.csv)

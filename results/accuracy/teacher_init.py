@@ -1,4 +1,4 @@
-"""Experiment (issue 31): a distilled f > 1 student initialised from its trained f=1 teacher, against the recipe's
+"""Experiment: a distilled f > 1 student initialised from its trained f=1 teacher, against the recipe's
 fresh initialisation. Not part of the trainer: results/accuracy/choices.md, round 4, says what it gave.
 
 The teacher's weights are copied block-diagonally: slot j's input channels feed hidden block j, which feeds slot j's

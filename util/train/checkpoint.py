@@ -25,6 +25,7 @@ import torch
 from config.tasks import USER, get_task, user_task
 from models import build_classifier
 from models.fold import check_align, check_fold, check_multiplier
+from models.user import first_line, fit_weights
 from util.core.files import save_atomic
 
 FIX = "pass a best.pth or current.pth written by fold_trainer.py"
@@ -95,8 +96,7 @@ def read_checkpoint(path, device="cpu", what="checkpoint", fix=FIX):
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # a file that is not a checkpoint fails in many ways (zip, pickle, EOF, globals)
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"cannot read {what} {path} ({reason}); {fix}") from None
+        raise ValueError(f"cannot read {what} {path} ({first_line(e)}); {fix}") from None
     if not isinstance(state, dict):
         raise ValueError(f"{what} {path} holds a {type(state).__name__}, not a checkpoint; {fix}")
     return state
@@ -121,9 +121,12 @@ def load_classifier(path, device="cpu", task=None, what="checkpoint", fix=FIX):
         weights = state["model"]
     elif task is not None and "model" not in state and all(torch.is_tensor(v) for v in state.values()):
         task, fold, multiplier, mode, align = get_task(task), 1, 1.0, "folded", 1
+        if task.family == USER:  # the user's original, saved as PyTorch users do: fitted key by key
+            print(f"{what} {path}: rebuilding its model by running {task.model_file}", file=sys.stderr, flush=True)
+            classifier = build_classifier(task)
+            fit_weights(classifier.net, state, f"{what} {path}", task.model_file)
+            return classifier.to(device).eval(), {"model": classifier.state_dict()}
         weights = from_authors_resnet(state, path, what) if is_authors_resnet(state) else state
-        if task.family == USER:  # the user's original model saved as PyTorch users do: its own keys
-            weights = {f"net.{k}": v for k, v in weights.items()}
         state = {"model": weights}
     else:
         raise ValueError(f"{what} {path} is not a FoldedCNN checkpoint of this repository (no model_args); {fix}")

@@ -8,7 +8,7 @@ from pathlib import Path
 from config.tasks import all_tasks, user_task
 from datasets import DATA_DIR
 from datasets.folder import scan_image_folder
-from models.user import absolute_model_file, check_model, load_model_file, load_weights
+from models.user import absolute_model_file, checked_model, load_weights
 from util.core.cli import add_align_arg, add_device_arg, positive_int
 from util.core.device import pick_device
 from util.train.loop import AMP_DTYPES
@@ -110,8 +110,7 @@ def user_task_from_args(args):
         given = " ".join(flag for flag, value in own.items() if value)
         raise ValueError(f"{given}: your own CNN needs both --model_file FILE.py:FUNCTION and --data DIR")
     folder = scan_image_folder(args.data, args.input_shape)
-    model = load_model_file(args.model_file)
-    check_model(model, args.model_file, folder.input_shape, len(folder.class_names))
+    model = checked_model(args.model_file, folder.input_shape, len(folder.class_names))
     if args.weights:
         load_weights(model, args.weights, args.model_file)
     largest = max(getattr(args, "folds", None) or [getattr(args, "fold", 1)])
@@ -133,7 +132,8 @@ def spec_settings(args):
     """The keyword arguments of util.train.spec.build_spec that the training flags in `args` give (with the fast
     precision of the device the run will use)."""
     return {"mode": args.mode, "multiplier": args.multiplier, "align": args.align, "recipe": args.recipe or "paper",
-            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "teacher": args.teacher,
+            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+            "teacher": args.teacher or args.weights,  # a user's trained original (--weights) teaches
             "amp": args.amp, "fast_amp": fast_amp(pick_device(args.device)), "val_size": args.val_size,
             "weights": args.weights,
             "overrides": {name: getattr(args, name) for name in OVERRIDES}}

@@ -90,8 +90,7 @@ def plan(root, datasets, folds, settings, demo=False, need_teacher=True):
             spec = build_spec(dataset, fold, root, **{**one, "teacher": None})
             teacher = None
             if spec.protocol.distill:
-                given = settings.get("teacher") or settings.get("weights")  # a user's trained original teaches
-                teacher = teacher_path(dataset, root, given, trains_original=1 in unit_folds)
+                teacher = teacher_path(dataset, root, settings.get("teacher"), trains_original=1 in unit_folds)
                 if teacher is None and need_teacher:
                     raise ValueError(missing_teacher(dataset, root))
             specs.append(dataclasses.replace(spec, savedir=str(run_dir(root, spec)),
