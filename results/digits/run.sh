@@ -20,3 +20,4 @@ for EPOCHS in 30 150; do
             --out "results/digits/table_${EPOCHS}epochs$SUFFIX"
     done
 done
+python3 infer.py --model_file $MODEL --input_shape 1 8 8 --fold auto --trials 7 --json > "$WORK/throughput.jsonl"

@@ -70,7 +70,7 @@ def training_flags(add_help=False):
                         help="data-loader workers (default: 0 for images held in memory, else cores - 1, at most 4)")
     parser.add_argument("--nchw", action="store_true",
                         help="train in PyTorch's default NCHW memory format instead of channels-last (the default: the "
-                             "same fp32 math, 1.1-1.5x faster steps on a CPU: util/step_rate.py)")
+                             "same fp32 math and faster steps: util/step_rate.py measures them here)")
     parser.add_argument("--amp", nargs="?", const="fp16", default=None, choices=("fp32", *AMP_DTYPES),
                         help="precision: --amp (or --amp fp16) fp16 autocast with loss scaling, CUDA only; --amp bf16 "
                              "bf16 autocast, on CUDA or a CPU with bf16 instructions (AVX-512 BF16, AMX); --amp fp32. "
