@@ -86,7 +86,8 @@ def main(argv=None):
             print("\n".join(json.dumps(spec.describe()) for _, specs in units for spec in specs))
             return
         _, world, _ = distributed.setup(args.device)
-        per_rank_batch(args.batch_size, folds[-1], world)
+        for spec in (spec for _, specs in units for spec in specs):
+            per_rank_batch(spec.batch_size, spec.images_per_input, world)
         try:
             Path(args.savedir).mkdir(parents=True, exist_ok=True)
         except OSError as e:

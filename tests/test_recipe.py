@@ -65,6 +65,49 @@ def test_the_learning_rate_curves():
     assert protocols.lr_factor("constant", 0.7) == protocols.lr_factor("step", 0.7) == 1
 
 
+def test_the_slot_curriculum_repeats_one_image_of_a_group_in_every_slot():
+    torch.manual_seed(0)
+    images, labels = torch.arange(12.).reshape(12, 1, 1, 1), torch.arange(12)
+    teacher = labels[:, None].float().repeat(1, 3)
+    repeated = protocols.repeat_groups((images, labels, teacher), 4, 1.0)
+    for part in repeated:  # every group: one of its own images, in all four slots, with its label and logits
+        groups = part.reshape(3, 4, -1)[..., 0]
+        assert (groups == groups[:, :1]).all()
+        assert all(int(g[0]) // 4 == i for i, g in enumerate(groups))
+    assert all(torch.equal(a, b) for a, b in zip(protocols.repeat_groups((images, labels, teacher), 4, 0.0),
+                                                 (images, labels, teacher)))
+    torch.manual_seed(1)
+    half = protocols.repeat_groups((torch.arange(4000.), torch.arange(4000)), 4, 0.5)[1].reshape(-1, 4)
+    assert 0.4 < (half == half[:, :1]).all(dim=1).float().mean() < 0.6  # about half the groups repeat
+    schedule = protocol(repeat=0.4)
+    assert protocols.group_transform(schedule, 4, 0.5) is None and protocols.group_transform(schedule, 1, 0) is None
+    assert protocols.group_transform(dataclasses.replace(schedule, mixup=0.2), 4, 0.9) is not None
+
+
+def test_mixup_mixes_groups_slot_by_slot_with_the_teachers_logits():
+    torch.manual_seed(3)
+    images = torch.arange(8.).reshape(8, 1, 1, 1)
+    labels, teacher = torch.arange(8), torch.arange(8.)[:, None] * torch.ones(1, 2)
+    mixed, kept, logits = protocols.mixup_groups((images, labels, teacher), 4, 0.4)
+    assert torch.equal(kept, labels)
+    lam = (mixed.flatten() - images.flatten()[[4, 5, 6, 7, 0, 1, 2, 3]]) / 4 * torch.tensor([-1.] * 4 + [1.] * 4)
+    if not torch.equal(mixed, images):  # two groups: mixed with the other one, slot by slot, or with itself
+        assert torch.allclose(lam, lam[0]) and 0 < lam[0] < 1
+    assert torch.allclose(logits[:, 0], mixed.flatten()) and torch.allclose(logits[:, 1], mixed.flatten())
+
+
+def test_shift_moves_each_image_by_at_most_the_given_pixels():
+    torch.manual_seed(2)
+    images, labels = torch.rand(16, 3, 10, 12), torch.arange(16)
+    moved, kept = protocols.shift_images((images, labels), 2)
+    assert moved.shape == images.shape and torch.equal(kept, labels)
+    padded = F.pad(images, (2,) * 4, mode="replicate")
+    offsets = [next((dy, dx) for dy in range(5) for dx in range(5)
+                    if torch.equal(moved[i], padded[i, :, dy:dy + 10, dx:dx + 12])) for i in range(16)]
+    assert len(set(offsets)) > 1  # each image its own offset
+    assert protocols.shift_images((images, labels), 0)[0] is images
+
+
 def test_the_recipe_resolves_and_the_paper_stays_exact(tmp_path):
     done = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", TASK, "sot/timer3", "--recipe",
                    "distill", "--dry_run")
@@ -74,9 +117,12 @@ def test_the_recipe_resolves_and_the_paper_stays_exact(tmp_path):
         original, folded = plans[(task, 1)], plans[(task, 3)]
         assert original["loss"] == "cross-entropy" and original["recipe"] == "paper"  # the teacher: as the paper
         assert folded["loss"] == "kl to the teacher's softened outputs" and folded["temperature"] == 4.0
+        game = task == "sot/timer3"  # game students: 32 folded inputs per batch at 1e-3 x sqrt(f)
         assert (folded["optimizer"], folded["lr"], folded["lr_schedule"], folded["curriculum"]) == \
-            ("adam", 1e-3, schedule, None)
+            ("adam", pytest.approx(1e-3 * (3 ** 0.5 if game else 1)), schedule, None)
+        assert (folded["batch_size"], original["batch_size"]) == (96 if game else 30, 32)
         assert folded["slot_balance"] == (task == "sot/timer3") and not original["slot_balance"]
+        assert folded["shift"] == (None if task == "sot/timer3" else 4) and original["shift"] is None
     paper = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", "sot/timer3", "--folds", "3",
                     "--dry_run")
     plan = json.loads(paper.stdout)
@@ -87,6 +133,12 @@ def test_the_recipe_resolves_and_the_paper_stays_exact(tmp_path):
     plan = json.loads(mixed.stdout)
     assert plan["loss"].startswith("mean of mse") and plan["curriculum"] and plan["lr"] == 3e-4
     assert plan["lr_schedule"] == "cosine (per batch)" and not (tmp_path / "one").exists()
+    extras = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", "sot/timer3", "--folds", "1", "4",
+                     "--recipe", "distill", "--repeat", "0.3", "--mixup", "0.2", "--shift", "3", "--weight_decay", "0",
+                     "--dry_run")
+    plans = {p["fold"]: p for p in map(json.loads, extras.stdout.splitlines())}
+    assert [plans[4][k] for k in ("repeat", "mixup", "shift", "weight_decay")] == [0.3, 0.2, 3, 0.0]
+    assert [plans[1][k] for k in ("repeat", "mixup", "shift", "weight_decay")] == [None, None, None, 0.0]  # teacher
 
 
 def noscope_data(tmp_path, per_split=(24, 8, 8)):
@@ -204,7 +256,9 @@ def test_the_accuracy_table_trains_both_recipes_and_writes_csv_and_markdown(tmp_
     assert [(r[1], r[2]) for r in rows[1:]] == [("1", "original")] + [(str(f), r) for f in (2, 3, 4)
                                                                        for r in ("paper", "distill")]
     for r in rows[1:]:
-        assert r[0] == TASK and r[3] == "1" and float(r[5]) == pytest.approx(float(rows[1][4]) - float(r[4]), abs=2e-4)
+        assert r[0] == TASK and r[3] == ("2" if r[2] == "distill" else "1")  # students: twice the epochs
+        assert float(r[5]) == pytest.approx(float(rows[1][4]) - float(r[4]), abs=2e-4)
+        assert float(r[8]) == pytest.approx(float(r[7]) / float(rows[1][7]), rel=1e-3)  # seconds over f=1's
     text = (tmp_path / "results" / "table.md").read_text()
     assert "| noscope | distill |" in text and "| noscope-coral | 4 | distill |" in text and "1 for NoScope" in text
     accuracy_table.main([str(tmp_path / "runs"), "--out", str(out), "--tasks", TASK, "noscope-night", "--no_train"])
@@ -219,7 +273,7 @@ def test_the_demo_distils_its_folded_models(tmp_path):
     game, coral = "synthetic-sot/coin_count-digits_3_4-v2", "synthetic-noscope-coral"
     assert set(plans) == {(game, 1), (game, 4), (coral, 1), (coral, 4)}
     assert (plans[(game, 1)]["loss"], plans[(game, 1)]["lr"], plans[(game, 1)]["epochs"]) == ("cross-entropy", 3e-4, 20)
-    assert (plans[(game, 4)]["recipe"], plans[(game, 4)]["lr"], plans[(game, 4)]["epochs"]) == ("distill", 1e-3, 120)
+    assert (plans[(game, 4)]["recipe"], plans[(game, 4)]["lr"], plans[(game, 4)]["epochs"]) == ("distill", 2e-3, 120)
     assert plans[(coral, 4)]["loss"].startswith("kl") and plans[(coral, 4)]["epochs"] == 10
     assert plans[(game, 4)]["savedir"].endswith("fold4/multiplier2/distill")
     paper = run_cli(sys.executable, "train.py", tmp_path / "runs", "--demo", "--recipe", "paper", "--dry_run")

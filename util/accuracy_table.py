@@ -1,10 +1,11 @@
 """Accuracy of both recipes on every synthetic stand-in: the table of results/accuracy/.
 
 Trains the 6 game and 4 NoScope stand-ins at f = 1 (once: the reference and the distill recipe's
-teacher), then at f = 2, 3, 4 with --recipe paper and --recipe distill, all at one epoch budget per
-family, through train.py's sweep (util.train.sweep: a rerun skips finished runs and resumes unfinished
-ones). It writes OUT.csv and OUT.md: test top-1 per task, fold and recipe, the gap to f=1, the worst slot and the training
-seconds, with medians over the tasks and the CPU they ran on.
+teacher), then at f = 2, 3, 4 with --recipe paper and --recipe distill (--recipes), at one epoch budget per
+family (the distilled students --distill_factor times it), through train.py's sweep (util.train.sweep: a rerun
+skips finished runs and resumes unfinished ones). It writes OUT.csv and OUT.md: test top-1 per task, fold and
+recipe, the gap to f=1, the worst slot, the training seconds and their ratio to f=1's, with medians over the tasks
+and the CPU they ran on.
 
     python3 util/accuracy_table.py runs/accuracy --out results/accuracy/table
 """
@@ -30,9 +31,10 @@ from util.train.trainer import error_message  # noqa: E402
 
 FAMILIES = ("game", "noscope")
 FOLDS = (2, 3, 4)
+RECIPES = ("paper", "distill")
 STAND_INS = [name for family in FAMILIES for name in task_names(family)]
 COLUMNS = ["dataset", "fold", "recipe", "epochs", "test_top1", "gap", "worst_slot_test_top1", "train_seconds",
-           "train_images_per_sec"]
+           "seconds_over_f1", "train_images_per_sec"]
 
 
 def train_family(args, family):
@@ -40,11 +42,13 @@ def train_family(args, family):
     datasets = [SYNTHETIC + name for name in task_names(family) if name in args.tasks]
     if not datasets:
         return []
-    epochs = str(getattr(args, f"{family}_epochs"))
+    epochs = getattr(args, f"{family}_epochs")
     lr = getattr(args, f"{family}_lr")
     paper_lr = ["--lr", str(lr)] if lr else []  # the paper's lr is tuned for its 1500 epochs
-    for folds, flags in (([1], paper_lr), (FOLDS, ["--recipe", "paper", *paper_lr]), (FOLDS, ["--recipe", "distill"])):
-        run = training_flags().parse_args([*args.train_flags, "--epochs", epochs, *flags])
+    runs = {"paper": (FOLDS, epochs, ["--recipe", "paper", *paper_lr]),
+            "distill": (FOLDS, round(epochs * args.distill_factor), ["--recipe", "distill"])}
+    for folds, budget, flags in [([1], epochs, paper_lr)] + [runs[r] for r in args.recipes]:
+        run = training_flags().parse_args([*args.train_flags, "--epochs", str(budget), *flags])
         sweep(args.savedir, datasets, folds, spec_settings(run), options_from_args(run))
     return datasets
 
@@ -57,13 +61,13 @@ def finished(savedir, dataset, fold, recipe="paper"):
         return None
 
 
-def rows_of(savedir, datasets):
+def rows_of(savedir, datasets, recipes=RECIPES):
     """One row per finished run of `datasets` (a task without its f=1 run has none); returns (rows, runs missing)."""
     rows, missing = [], 0
     for dataset in datasets:
         original = finished(savedir, dataset, 1)
         runs = [(1, "original", original)] + [(f, r, finished(savedir, dataset, f, r))
-                                              for f in FOLDS for r in ("paper", "distill")]
+                                              for f in FOLDS for r in recipes]
         missing += sum(result is None or original is None for _, _, result in runs)
         for fold, recipe, result in runs:
             if result is None or original is None:
@@ -73,6 +77,7 @@ def rows_of(savedir, datasets):
                          "gap": original["test_top1"] - result["test_top1"],
                          "worst_slot_test_top1": result["worst_slot_test_top1"],
                          "train_seconds": result["train_seconds"],
+                         "seconds_over_f1": result["train_seconds"] / original["train_seconds"],
                          "train_images_per_sec": result["train_images_per_sec"]})
     return rows, missing
 
@@ -91,27 +96,30 @@ def markdown(frame, args, command, minutes, missing=0):
              f"{frame.train_seconds.sum() / 60:.0f} min; this invocation took {minutes:.0f} min (a rerun skips "
              "finished runs)." + (f" **{missing} of the runs had not finished when this table was written; they are "
                                   "left out.**" if missing else ""), "",
-             f"Budget: {args.game_epochs} epochs for game tasks, {args.noscope_epochs} for NoScope, every fold and "
-             f"recipe; f=1 and --recipe paper with the paper's settings except the lr: {lr_text(args.game_lr)} (game), "
+             f"Budget: {args.game_epochs} epochs for game tasks, {args.noscope_epochs} for NoScope at f=1 and with "
+             f"--recipe paper, {args.distill_factor:g} times as many with --recipe distill; f=1 and --recipe paper "
+             f"with the paper's settings except the lr: {lr_text(args.game_lr)} (game), "
              f"{lr_text(args.noscope_lr)} (NoScope); --recipe distill at its own settings (docs/protocol.md, "
              "section 8). Test top-1 at the best validation epoch of seed 19 (one run each); gap = f=1's test "
              "top-1 minus the folded model's, in points; worst slot = the lowest test top-1 of a position in the "
-             "folded group; train s = training seconds (without evaluation); img/s = training images per second "
+             "folded group; train s = training seconds (without evaluation); x f=1 = train s over the f=1 run's; "
+             "img/s = training images per second "
              "(a curriculum trains on fewer images in early epochs, so compare the recipes' speed here).", "",
              "## Median gap to f=1 over the tasks (points)", ""]
     frame = frame.assign(family=[("noscope" if d.startswith("noscope") else "game") for d in frame.dataset])
     medians = []
     for family in ("game", "noscope", "all"):
         part = frame if family == "all" else frame[frame.family == family]
-        for recipe in ("paper", "distill"):
+        for recipe in args.recipes:
             gaps = [100 * part[(part.recipe == recipe) & (part.fold == f)].gap.median() for f in FOLDS]
             worst = 100 * part[(part.recipe == recipe) & (part.fold == 4)].gap.max()
             medians.append([family, recipe, *(points(g) for g in [*gaps, worst])])
     lines += markdown_table(["family", "recipe", "f=2", "f=3", "f=4", "worst at f=4"], medians)
     lines += ["", "## Every run", ""] + markdown_table(
-        ["task", "f", "recipe", "test top-1", "gap (pts)", "worst slot", "train s", "img/s"],
-        [[r.dataset, r.fold, r.recipe, f"{r.test_top1:.4f}", f"{100 * r.gap:.1f}", f"{r.worst_slot_test_top1:.4f}",
-          f"{r.train_seconds:.0f}", f"{r.train_images_per_sec:.0f}"] for r in frame.itertuples()])
+        ["task", "f", "recipe", "epochs", "test top-1", "gap (pts)", "worst slot", "train s", "x f=1", "img/s"],
+        [[r.dataset, r.fold, r.recipe, r.epochs, f"{r.test_top1:.4f}", f"{100 * r.gap:.1f}",
+          f"{r.worst_slot_test_top1:.4f}", f"{r.train_seconds:.0f}", f"{r.seconds_over_f1:.2f}",
+          f"{r.train_images_per_sec:.0f}"] for r in frame.itertuples()])
     return "\n".join(lines) + "\n"
 
 
@@ -121,6 +129,11 @@ def get_args_parser():
     add_out_arg(parser, ["csv", "md"], required=True)
     parser.add_argument("--tasks", nargs="+", choices=STAND_INS, default=STAND_INS, metavar="TASK",
                         help="default: every game and NoScope task")
+    parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES),
+                        help="the recipes of the folded runs (default both)")
+    parser.add_argument("--distill_factor", type=float, default=2.0,
+                        help="folded runs of --recipe distill train this many times the family's epochs (default 2: a "
+                             "folded model may take up to twice its original's training time)")
     parser.add_argument("--no_train", action="store_true",
                         help="write the table from the finished runs in SAVEDIR without training (the rest is left out)")
     parser.add_argument("--game_epochs", type=positive_int, default=40, help="epochs of every game run (default 40)")
@@ -142,7 +155,7 @@ def main(argv=None):
     else:
         with one_line_errors(parser, (ValueError, DataMissing, FloatingPointError), error_message):
             datasets = [d for family in FAMILIES for d in train_family(args, family)]
-    rows, missing = rows_of(args.savedir, datasets)
+    rows, missing = rows_of(args.savedir, datasets, args.recipes)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     command = shlex.join(["python3", "util/accuracy_table.py", *(sys.argv[1:] if argv is None else argv)])
     text = markdown(frame, args, command, (time.perf_counter() - tic) / 60, missing)

@@ -45,6 +45,12 @@ VARIANTS = {
     "batch 64": ["--batch_size", "64"],
     "batch 128": ["--batch_size", "128"],
     "batch 128 lr 3e-3": ["--batch_size", "128", "--lr", "3e-3"],
+    "batch 128 lr 2e-3": ["--batch_size", "128", "--lr", "2e-3"],
+    "shift 0": ["--shift", "0"],
+    "shift 2": ["--shift", "2"],
+    "shift 4": ["--shift", "4"],
+    "repeat 0.5": ["--repeat", "0.5"],
+    "mixup 0.2": ["--mixup", "0.2"],
     "schedule constant temperature 1": ["--lr_schedule", "constant", "--temperature", "1"],
     "rmsprop": ["--optimizer", "rmsprop"],
     "rmsprop schedule constant": ["--optimizer", "rmsprop", "--lr_schedule", "constant"],
@@ -94,7 +100,8 @@ def seconds_per_epoch(result):
 
 def describe(recipe):
     return (f"loss {recipe['loss']} at temperature {recipe['temperature']:g}, {recipe['optimizer']} at lr "
-            f"{recipe['lr']:g}, {recipe['schedule']} schedule, curriculum {'on' if recipe['curriculum'] else 'off'}")
+            f"{recipe['lr']:g}, {recipe['schedule']} schedule, curriculum {'on' if recipe['curriculum'] else 'off'}"
+            + (f", images shifted by up to {recipe['shift']} pixels" if recipe.get("shift") else ""))
 
 
 def markdown(frame, command):

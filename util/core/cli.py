@@ -33,6 +33,31 @@ def print_text(parser, lines, path=None, flag="--out"):
             parser.exit(2, f"error: cannot write {path}: {e.strerror}; choose a writable {flag} PATH\n")
 
 
+def float_between(low, high=float("inf")):
+    """argparse type: a number from `low` to `high`."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a number from {low:g}" + (f" to {high:g}" if high < float("inf")
+                                             else " up") + f", got {text!r}")
+        return value
+    return parse
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
 def positive_int(text):
     """argparse type: an integer >= 1."""
     try:

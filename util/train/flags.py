@@ -9,7 +9,7 @@ from config.tasks import all_tasks, user_task
 from datasets import DATA_DIR
 from datasets.folder import scan_image_folder
 from models.user import absolute_model_file, checked_model, load_weights
-from util.core.cli import add_align_arg, add_device_arg, positive_int
+from util.core.cli import add_align_arg, add_device_arg, float_between, non_negative_int, positive_int
 from util.core.device import pick_device
 from util.train.loop import AMP_DTYPES
 from util.train.protocol import DISTILL_LOSSES, RECIPES, SCHEDULES
@@ -27,9 +27,9 @@ def training_flags(add_help=False):
     add_align_arg(parser)
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="default: the paper's for the task; 30 for --model_file")
-    parser.add_argument("--batch_size", type=positive_int, default=32,
-                        help="images per mini-batch, rounded down to a multiple of f (default 32); under "
-                             "torchrun, the sum over the processes")
+    parser.add_argument("--batch_size", type=positive_int, default=None,
+                        help="images per mini-batch, rounded down to a multiple of f (default: the recipe's, 32 for "
+                             "the paper's); under torchrun, the sum over the processes")
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate (default: the paper's for the task); on resume it replaces the checkpoint's")
     parser.add_argument("--checkpoint_cycle", type=positive_int, default=1, help="save current.pth every N epochs")
@@ -38,9 +38,10 @@ def training_flags(add_help=False):
     parser.add_argument("--recipe", choices=RECIPES, default=None,
                         help="paper (default for the registry's tasks: the paper's protocol, exactly; for --model_file "
                              "the game tasks') or distill (default for --model_file and --demo; folded runs learn the "
-                             "trained original's logits: KL divergence at temperature 4 (slots balanced, game and "
-                             "CIFAR), Adam at lr 1e-3, one-cycle "
-                             "schedule (constant for NoScope), no curriculum; docs/protocol.md, section 8)")
+                             "trained original's logits: KL divergence at temperature 4; game and CIFAR: slots balanced, "
+                             "32 folded inputs per batch, Adam at lr 1e-3 x sqrt(f), one-cycle schedule; NoScope: "
+                             "32 images, lr 1e-3 constant, images shifted by up to 4 pixels; no curriculum; "
+                             "docs/protocol.md, section 8)")
     parser.add_argument("--teacher", default=None, metavar="PATH",
                         help="trained original model for distillation (folded runs of --recipe distill and of "
                              "CIFAR-10)")
@@ -52,6 +53,17 @@ def training_flags(add_help=False):
     parser.add_argument("--slot_balance", choices=("on", "off"), default=None,
                         help="folded runs: weigh each slot's loss by its size, so a lagging slot learns faster "
                              "(default: the recipe's)")
+    parser.add_argument("--repeat", type=float_between(0, 1), default=None, metavar="SHARE",
+                        help="folded runs: slot curriculum, this share (0-1) of folded groups carries one image in "
+                             "every slot at the start, falling to none halfway through (default: the recipe's)")
+    parser.add_argument("--mixup", type=float_between(0), default=None, metavar="ALPHA",
+                        help="folded runs: mixup between folded groups with Beta(ALPHA, ALPHA), the teacher's logits "
+                             "mixed alike (0: off; default: the recipe's)")
+    parser.add_argument("--shift", type=non_negative_int, default=None, metavar="PIXELS",
+                        help="folded runs: augment, each training image moved by up to PIXELS each way (edges "
+                             "repeated; default: the recipe's)")
+    parser.add_argument("--weight_decay", type=float_between(0), default=None,
+                        help="weight decay instead of the recipe's")
     parser.add_argument("--optimizer", choices=("adam", "rmsprop"), default=None,
                         help="optimizer instead of the recipe's (weight decay stays the recipe's)")
     parser.add_argument("--lr_schedule", choices=SCHEDULES, default=None,

@@ -64,11 +64,12 @@ def check_finite(loss, desc):
 
 
 def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes, desc, protocol, amp=None,
-                    set_lr=None, channels_last=False):
+                    set_lr=None, channels_last=False, transform=None):
     """One pass over `loader`, updating `model` (under `amp` autocast if given); returns the epoch's sums.
 
     `set_lr(fraction)`, if given, sets the learning rate before each batch (`fraction` of the epoch done);
-    `channels_last`: feed the images in that memory format (for a model converted to it)."""
+    `channels_last`: feed the images in that memory format (for a model converted to it); `transform(fraction)`, if
+    given, returns the batch transform to apply at that point (util.train.protocol.group_transform) or None."""
     model.train()
     ks = [k for k in TOPK if k <= num_classes]
     totals = Totals(ks, fold)
@@ -76,6 +77,8 @@ def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes,
     for i, batch in enumerate(bar):
         if set_lr:
             set_lr(i / len(loader))
+        change = transform(i / len(loader)) if transform else None
+        batch = change(batch) if change else batch
         step = batch_step(model, batch, fold, device, ks, protocol, amp, channels_last)
         if step is None:
             continue

@@ -18,6 +18,7 @@ class Protocol:
     epochs: int
     optimizer: str  # "rmsprop" or "adam"
     lr: float
+    batch_size: int = 32  # images per mini-batch (the paper's 32, rounded down to a multiple of f when used)
     weight_decay: float = 0.0
     lr_step: int = 0  # halve the learning rate every lr_step epochs (schedule "step")
     schedule: str = "constant"  # of the learning rate: "constant", "step", "onecycle" or "cosine" (per batch)
@@ -26,6 +27,10 @@ class Protocol:
     curriculum: bool = False
     slow_curriculum: bool = False
     slot_balance: bool = False  # weigh each slot's loss by its size: a slot that lags behind learns faster
+    repeat: float = 0.0  # slot curriculum: this share of folded groups carries one image in every slot at the start,
+    # falling linearly to none halfway through training (repeat_groups)
+    mixup: float = 0.0  # alpha of mixup between folded groups, teacher's logits mixed alike (0: off; mixup_groups)
+    shift: int = 0  # augmentation: each training image moved by up to this many pixels each way (shift_images)
 
     @property
     def distill(self):
@@ -58,10 +63,13 @@ def paper_protocol(task, fold):
 
 # The distill recipe's settings for folded runs, per family, chosen by results/accuracy/choices.md (CIFAR's
 # were not measured: they are the game tasks').
+# "inputs_per_batch": a student's mini-batch holds that many folded inputs (f times as many images), at the rate lr
+# times sqrt(f); None: the paper's 32 images at lr.
 _ONECYCLE = {"loss": "kl", "temperature": 4.0, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
-             "curriculum": False, "slot_balance": True}
+             "curriculum": False, "slot_balance": True, "shift": 0, "inputs_per_batch": 32}
 DISTILL = {"game": _ONECYCLE, "cifar": _ONECYCLE, USER: _ONECYCLE,
-           "noscope": {**_ONECYCLE, "schedule": "constant", "slot_balance": False}}
+           "noscope": {**_ONECYCLE, "schedule": "constant", "slot_balance": False, "shift": 4,
+                       "inputs_per_batch": None}}
 
 
 def distill_protocol(task, fold):
@@ -71,17 +79,21 @@ def distill_protocol(task, fold):
     if fold == 1:
         return paper
     recipe = DISTILL[task.family]
-    return Protocol(epochs=paper.epochs, optimizer=recipe["optimizer"], lr=recipe["lr"],
-                    weight_decay=paper.weight_decay, schedule=recipe["schedule"], loss=recipe["loss"],
+    inputs = recipe["inputs_per_batch"]
+    return Protocol(epochs=paper.epochs, optimizer=recipe["optimizer"],
+                    lr=recipe["lr"] * math.sqrt(fold) if inputs else recipe["lr"],
+                    batch_size=inputs * fold if inputs else paper.batch_size, weight_decay=paper.weight_decay, schedule=recipe["schedule"], loss=recipe["loss"],
                     temperature=recipe["temperature"], curriculum=recipe["curriculum"],
-                    slow_curriculum=paper.slow_curriculum, slot_balance=recipe["slot_balance"])
+                    slow_curriculum=paper.slow_curriculum, slot_balance=recipe["slot_balance"], shift=recipe["shift"])
 
 
 def with_overrides(protocol, overrides, group):
-    """`protocol` with the changes the user asked for (`overrides`: optimizer, lr, lr_schedule for every run;
-    distill_loss, temperature, curriculum "on"/"off" and slot_balance "on"/"off" for folded runs only: the original
-    stays a teacher trained on labels)."""
+    """`protocol` with the changes the user asked for (`overrides`: optimizer, lr, weight_decay, lr_schedule for every
+    run; distill_loss, temperature, curriculum "on"/"off", slot_balance "on"/"off", repeat and mixup for folded runs
+    only: the original stays a teacher trained on labels)."""
     changes = {"lr": overrides["lr"]} if overrides.get("lr") else {}
+    if overrides.get("weight_decay") is not None:
+        changes["weight_decay"] = overrides["weight_decay"]
     if overrides.get("optimizer"):
         changes["optimizer"] = overrides["optimizer"]
     if overrides.get("lr_schedule"):
@@ -97,6 +109,9 @@ def with_overrides(protocol, overrides, group):
             changes["curriculum"] = overrides["curriculum"] == "on"
         if overrides.get("slot_balance"):
             changes["slot_balance"] = overrides["slot_balance"] == "on"
+        for name in ("repeat", "mixup", "shift"):
+            if overrides.get(name) is not None:
+                changes[name] = overrides[name]
     return dataclasses.replace(protocol, **changes)
 
 
@@ -146,6 +161,56 @@ def training_loss(logits, labels, teacher, protocol, fold=1):
     slots = loss.reshape(-1, fold).mean(dim=0)
     weights = (slots / slots.mean().clamp_min(1e-12)).detach()
     return (weights * slots).mean()
+
+
+def repeat_groups(batch, fold, share):
+    """The slot curriculum (MIMO's input repetition): each folded group of `batch` (images, labels[, teacher
+    logits]; groups of `fold` consecutive rows) is, with probability `share`, replaced by one of its images (chosen
+    at random) in every slot, so that every slot learns the task before it learns to keep its image apart."""
+    groups = batch[0].shape[0] // fold
+    if share <= 0 or groups == 0:
+        return batch
+    rows = torch.arange(groups * fold).reshape(groups, fold)
+    chosen = rows[torch.arange(groups), torch.randint(fold, (groups,))]
+    index = torch.where((torch.rand(groups) < share)[:, None], chosen[:, None].expand(-1, fold), rows).reshape(-1)
+    return tuple(part[index] for part in batch)
+
+
+def mixup_groups(batch, fold, alpha):
+    """Mixup between folded groups: every image becomes lam * itself + (1 - lam) * the image in the same slot of
+    another group (lam ~ Beta(alpha, alpha), one per batch), and the teacher's logits are mixed alike; the labels
+    (for the top-1 counts) stay the first image's."""
+    groups = batch[0].shape[0] // fold
+    if alpha <= 0 or groups < 2:
+        return batch
+    lam = torch.distributions.Beta(alpha, alpha).sample().item()
+    index = (torch.randperm(groups)[:, None] * fold + torch.arange(fold)).reshape(-1)
+    images, labels, *teacher = (part[:groups * fold] for part in batch)
+    mixed = (lam * images + (1 - lam) * images[index], labels)
+    return mixed + tuple(lam * t + (1 - lam) * t[index] for t in teacher)
+
+
+def shift_images(batch, pixels):
+    """Each image of `batch` moved by a random offset of up to `pixels` each way, the edge pixels repeated into the
+    gap (a label-preserving augmentation: the teacher's logits of the unmoved image stay its targets)."""
+    if pixels <= 0:
+        return batch
+    images, *rest = batch
+    n, _, h, w = images.shape
+    padded = F.pad(images, (pixels,) * 4, mode="replicate")
+    dy, dx = torch.randint(2 * pixels + 1, (2, n)).tolist()
+    moved = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    return (moved, *rest)
+
+
+def group_transform(protocol, fold, progress):
+    """The training batches' transform at `progress` (0 to 1) of training, `batch -> batch`: the protocol's slot
+    curriculum, shift and mixup (None when it has none, or for f = 1)."""
+    share = protocol.repeat * max(0.0, 1 - 2 * progress)
+    if fold == 1 or (share <= 0 and protocol.mixup <= 0 and protocol.shift <= 0):
+        return None
+    return lambda batch: mixup_groups(shift_images(repeat_groups(batch, fold, share), protocol.shift), fold,
+                                      protocol.mixup)
 
 
 def lr_factor(schedule, progress):

@@ -13,7 +13,8 @@ from models.user import user_classifier
 from util.train.protocol import LOSS_NAMES, Protocol, distill_protocol, paper_protocol, with_overrides
 
 # The flags that change a protocol (util.train.protocol.with_overrides), as the user gave them.
-OVERRIDES = ("optimizer", "lr", "lr_schedule", "distill_loss", "temperature", "curriculum", "slot_balance")
+OVERRIDES = ("optimizer", "lr", "weight_decay", "lr_schedule", "distill_loss", "temperature", "curriculum",
+             "slot_balance", "repeat", "mixup", "shift")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,8 @@ class RunSpec:
     recipe: str  # "paper" or "distill"; "paper" for the original, which both recipes share
     protocol: Protocol
     epochs: int
-    batch_size: int  # images per mini-batch as given (rounded down to a multiple of images_per_input when used)
+    batch_size: int  # images per mini-batch: --batch_size, else the protocol's (rounded down to a multiple of
+    # images_per_input when used)
     seed: int
     savedir: str  # the run directory
     teacher: str | None = None  # the trained original, for a run that distils
@@ -93,6 +95,7 @@ class RunSpec:
                 "lr": p.lr, "weight_decay": p.weight_decay,
                 "lr_schedule": schedules.get(p.schedule, p.schedule), "loss": LOSS_NAMES[p.loss],
                 "temperature": p.temperature if p.loss.startswith("kl") else None, "slot_balance": p.slot_balance,
+                "repeat": p.repeat or None, "mixup": p.mixup or None, "shift": p.shift or None,
                 "curriculum": curriculum, "precision": self.precision, "precision_choice": self.precision_choice, "seed": self.seed,
                 "batch_size": self.eval_batch_size, "val_size": self.val_size, "teacher": self.teacher,
                 "overrides": dict(self.overrides), "savedir": self.savedir, **self.describe_user_task()}
@@ -107,7 +110,7 @@ class RunSpec:
 
 
 def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, align=1, recipe="paper", epochs=None,
-               batch_size=32, seed=19, teacher=None, amp=None, val_size=5000, overrides=None, weights=None,
+               batch_size=None, seed=19, teacher=None, amp=None, val_size=5000, overrides=None, weights=None,
                fast_amp=(None, "")):
     """The RunSpec of one run, with every setting checked (a one-line ValueError naming the fix otherwise).
 
@@ -154,7 +157,7 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
         teacher, weights = (str(Path(p).resolve()) if p else None for p in (teacher, weights))
     return RunSpec(dataset=task.name if user else dataset, fold=fold, mode=mode, multiplier=multiplier, align=align,
                    recipe=recipe if group > 1 else "paper", protocol=protocol, epochs=epochs,
-                   batch_size=batch_size, seed=seed, savedir=str(savedir),
+                   batch_size=batch_size or protocol.batch_size, seed=seed, savedir=str(savedir),
                    teacher=str(teacher) if teacher and protocol.distill else None, amp=amp, precision_choice=precision_choice, val_size=val_size,
                    overrides=tuple(sorted(overrides.items())), user_task=task if user else None,
                    weights=str(weights) if weights and fold == 1 and user else None)

@@ -31,7 +31,7 @@ from util.train import distributed
 from util.train.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
                                    set_rng_state)
 from util.train.loop import averages, evaluate, slot_top1, train_one_epoch
-from util.train.protocol import lr_factor, make_optimizer, set_learning_rate
+from util.train.protocol import group_transform, lr_factor, make_optimizer, set_learning_rate
 from util.train.spec import check_resume
 
 
@@ -368,6 +368,14 @@ def batch_lr_setter(run, epoch):
     return set_lr
 
 
+def batch_transform(run, epoch):
+    """train_one_epoch's `transform(fraction of epoch)`: the protocol's slot curriculum, shift and mixup at that point of
+    training (util.train.protocol.group_transform); None for a protocol with neither."""
+    if run.group == 1 or not (run.protocol.repeat or run.protocol.mixup or run.protocol.shift):
+        return None
+    return lambda fraction: group_transform(run.protocol, run.group, (epoch + fraction) / run.spec.epochs)
+
+
 def write_result(run, progress):
     """result.json: the run's identity, its best epoch (this project's and the authors'), per-slot top-1, speed."""
     spec, best = run.spec, progress.best
@@ -411,7 +419,7 @@ def train(spec, options=Options()):
         with train_model.join() if world > 1 else contextlib.nullcontext():  # ranks may have a batch more or less
             sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.group, device,
                                    run.num_classes, f"Epoch {epoch}. train", run.protocol, spec.amp,
-                                   batch_lr_setter(run, epoch), options.channels_last)
+                                   batch_lr_setter(run, epoch), options.channels_last, batch_transform(run, epoch))
         train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), device))), run.group,
                                  f"Epoch {epoch}. train")
         progress.train_seconds += time.perf_counter() - tic
