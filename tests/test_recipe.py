@@ -250,13 +250,13 @@ def test_the_accuracy_table_trains_both_recipes_and_writes_csv_and_markdown(tmp_
     # small stand-in data already in place, so the sweep trains on it instead of generating the full stand-in
     write_image_folder(tmp_path / "data" / f"{tasks.SYNTHETIC}{TASK}-subset", ["0", "1"], (50, 50), per_split=(24, 8, 8))
     accuracy_table.main([str(tmp_path / "runs"), "--out", str(out), "--tasks", TASK, "--noscope_epochs", "1",
-                         "--data_dir", str(tmp_path / "data"), "--device", "cpu"])
+                         "--noscope_student_epochs", "2", "--data_dir", str(tmp_path / "data"), "--device", "cpu"])
     rows = [line.split(",") for line in (tmp_path / "results" / "table.csv").read_text().splitlines()]
     assert rows[0] == accuracy_table.COLUMNS
     assert [(r[1], r[2]) for r in rows[1:]] == [("1", "original")] + [(str(f), r) for f in (2, 3, 4)
                                                                        for r in ("paper", "distill")]
     for r in rows[1:]:
-        assert r[0] == TASK and r[3] == ("2" if r[2] == "distill" else "1")  # students: twice the epochs
+        assert r[0] == TASK and r[3] == ("2" if r[2] == "distill" else "1")  # students: their own epochs
         assert float(r[5]) == pytest.approx(float(rows[1][4]) - float(r[4]), abs=2e-4)
         assert float(r[8]) == pytest.approx(float(r[7]) / float(rows[1][7]), rel=1e-3)  # seconds over f=1's
     text = (tmp_path / "results" / "table.md").read_text()
@@ -287,3 +287,28 @@ def test_the_original_is_shared_by_both_recipes(tmp_path):
     resumed = train_args(trainer_args(tmp_path / "f1", TASK, 1, 2, data_dir=data, recipe="paper",
                                              continue_from_file=tmp_path / "f1" / "current.pth"))
     assert first["recipe"] == resumed["recipe"] == "paper" and resumed["epochs"] == 2
+
+
+def test_accuracy_curves_plot_top1_against_training_seconds(tmp_path, capsys):
+    from util import accuracy_curves
+
+    def fake_run(name, dataset, top1, seconds=None, total=None):
+        run = tmp_path / name
+        (run / "stats").mkdir(parents=True)
+        (run / "stats" / "test_top1.txt").write_text("".join(f"{v}\n" for v in top1))
+        if seconds:
+            (run / "stats" / "train_seconds.txt").write_text("".join(f"{v}\n" for v in seconds))
+        (run / "result.json").write_text(json.dumps({"dataset": dataset, "fold": 4, "train_seconds": total or seconds[-1]}))
+        return run
+
+    new = fake_run("new", "synthetic-noscope-taipei", [0.5, 0.9, 1.0], seconds=[2.0, 5.0, 9.0])
+    old = fake_run("old", "synthetic-noscope-taipei", [0.5, 0.7], total=10.0)
+    other = fake_run("other", "sot/timer3", [0.1, 0.2], seconds=[1.0, 2.0])
+    assert accuracy_curves.curve(new) == ("synthetic-noscope-taipei", 4, [2.0, 5.0, 9.0], [0.5, 0.9, 1.0], False)
+    assert accuracy_curves.curve(old)[2:] == ([5.0, 10.0], [0.5, 0.7], True)  # no seconds file: spread evenly
+    assert accuracy_curves.parse_run(f"{new}=f=4, new") == (str(new), "f=4, new")
+    accuracy_curves.main([f"{new}=new", str(old), str(other), "--out", str(tmp_path / "curves.png")])
+    assert (tmp_path / "curves.png").stat().st_size > 0 and "3 runs of 2 task(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        accuracy_curves.main([str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")])
+    assert exit_info.value.code == 2 and "not a finished run" in capsys.readouterr().err

@@ -117,9 +117,13 @@ def test_game_curriculum_end_to_end(tmp_path):
     assert "4/15 classes" in done.stdout and "6/15 classes" in done.stdout  # one class more every epoch
     assert {p.name for p in savedir.iterdir()} >= {"best.pth", "current.pth", "result.json", "stats"}
     assert {p.name for p in (savedir / "stats").iterdir()} == {
-        f"{s}_{m}.txt" for s in ("train", "val", "test") for m in ("loss", "top1", "top2", "top5", "top10")}
+        f"{s}_{m}.txt" for s in ("train", "val", "test") for m in ("loss", "top1", "top2", "top5", "top10")} | {
+        "train_seconds.txt"}
     losses = [float(v) for v in lines(savedir / "stats" / "train_loss.txt")]
     assert len(losses) == 3
+    seconds = [float(v) for v in lines(savedir / "stats" / "train_seconds.txt")]  # so far, one line per epoch
+    assert len(seconds) == 3 and 0 < seconds[0] < seconds[1] < seconds[2]
+    assert seconds[-1] == pytest.approx(json.loads((savedir / "result.json").read_text())["train_seconds"], abs=1e-5)
     state = torch.load(savedir / "current.pth", weights_only=True)
     assert state["epoch"] == 3 and state["curriculum"]["active"] == 6
     # Beside this project's best (among epochs with the most classes), the authors' pick: the first epoch with

@@ -169,7 +169,8 @@ def prepare_savedir(savedir, epochs_done):
 
 
 def append_stats(stats_dir, metrics):
-    """Append this epoch's line to each stats file (`<split>_<metric>.txt`)."""
+    """Append this epoch's line to each stats file (`<split>_<metric>.txt`; `train_seconds.txt`: the training
+    seconds so far, without evaluation)."""
     for split, values in metrics.items():
         for name, value in values.items():
             if name != "images" and not name.startswith("slot"):
@@ -316,7 +317,7 @@ def end_epoch(run, loaders, progress, train_metrics, classes):
     """Rank 0's part of an epoch: validate, test, append the stats, save the checkpoints; updates `progress`."""
     spec = run.spec
     metrics = {"train": train_metrics, **validate_and_test(run, loaders, progress.epoch)}
-    append_stats(Path(spec.savedir) / "stats", metrics)
+    append_stats(Path(spec.savedir) / "stats", {**metrics, "train": {**train_metrics, "seconds": progress.train_seconds}})
     best = progress.best
     if classes > best["classes"]:  # a curriculum step makes validation harder: compare like with like
         best = {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": classes}
