@@ -118,3 +118,15 @@ def trainer_args(savedir, dataset, fold, epochs, **extra):
 def train_args(args):
     """Train the run of fold_trainer.py's parsed `args` in this process, as its main does; returns result.json."""
     return train(build_spec(args.dataset, args.fold, args.savedir, **spec_settings(args)), options_from_args(args))
+
+
+def assert_same_stats(reference, other):
+    """The stats files of run directory `other` equal `reference`'s line by line, except the wall-clock
+    train_seconds.txt, which must hold as many lines (one per epoch), rising."""
+    for stat in sorted((Path(reference) / "stats").iterdir()):
+        got = (Path(other) / "stats" / stat.name).read_text()
+        if stat.name == "train_seconds.txt":
+            seconds = [float(v) for v in got.split()]
+            assert len(seconds) == len(stat.read_text().split()) and seconds == sorted(seconds), stat.name
+        else:
+            assert got == stat.read_text(), stat.name

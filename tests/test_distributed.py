@@ -63,7 +63,8 @@ def test_torchrun_trains_with_ddp_and_rank_0_alone_writes(tmp_path, monkeypatch)
     assert files_under(tmp_path / "runs") == sorted(
         [str(run.relative_to(tmp_path / "runs") / name) for name in ("best.pth", "current.pth", "result.json", "run.json")]
         + [str(run.relative_to(tmp_path / "runs") / "stats" / f"{s}_{m}.txt")
-           for s in ("train", "val", "test") for m in metrics] + ["summary.csv"])
+           for s in ("train", "val", "test") for m in metrics]
+        + [str(run.relative_to(tmp_path / "runs") / "stats" / "train_seconds.txt"), "summary.csv"])
     for path in (run / "stats").iterdir():
         assert len(path.read_text().splitlines()) == EPOCHS
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from helpers import REPO, write_image_folder
+from helpers import REPO, assert_same_stats, write_image_folder
 
 TASK, FOLD, EPOCHS = "noscope-taipei", 2, 8  # a 31 MB checkpoint: its writes take long enough to be hit
 
@@ -108,8 +108,7 @@ def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_run(tmp_path)
     assert not finished_early and len(kinds) >= 5 and during_checkpoint >= 2, (kinds, during_checkpoint)
 
     assert temporary_files(killed) == []
-    for stat in sorted((reference / "stats").iterdir()):
-        assert (killed / "stats" / stat.name).read_text() == stat.read_text(), stat.name
+    assert_same_stats(reference, killed)
     for name in ("current.pth", "best.pth"):
         want, got = (torch.load(d / name, weights_only=True) for d in (reference, killed))
         assert got["epoch"] == want["epoch"] and got["best"] == want["best"], name

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 import train
 from config import tasks
-from helpers import run_cli, train_args, trainer_args, write_image_folder
+from helpers import assert_same_stats, run_cli, train_args, trainer_args, write_image_folder
 from util.train import protocol as protocols, sweep, trainer
 
 TASK = "noscope-coral"
@@ -178,8 +178,7 @@ def test_distill_caches_the_teacher_logits_and_resumes_on_the_same_curve(tmp_pat
     resumed = train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, continue_from_file=tmp_path / "parts" /
                                              "current.pth", **common))
     assert len(computed) == 3  # the resume read the cache
-    for stat in (tmp_path / "whole" / "stats").iterdir():  # the one-cycle rate followed the same curve
-        assert (tmp_path / "parts" / "stats" / stat.name).read_text() == stat.read_text(), stat.name
+    assert_same_stats(tmp_path / "whole", tmp_path / "parts")  # the one-cycle rate followed the same curve
     assert resumed["test_top1"] == whole["test_top1"]
 
     with pytest.raises(ValueError, match="trained with --recipe distill: resume it with that recipe"):

@@ -15,7 +15,7 @@ from datasets import CurriculumDataset, DataMissing, curriculum_schedule, load_s
 from datasets.loaders import cifar_split_indices
 from util.core.device import cpu_bf16_problem
 from torchvision.datasets import ImageFolder
-from helpers import run_cli, train_args, trainer_args, write_image_folder
+from helpers import assert_same_stats, run_cli, train_args, trainer_args, write_image_folder
 from util.train import loop, protocol as protocols, trainer
 from util.train.spec import build_spec
 
@@ -227,8 +227,7 @@ def test_resume_gives_the_same_run(tmp_path, monkeypatch):
     train_args(trainer_args(tmp_path / "parts", GAME, 4, 3, continue_from_file=tmp_path / "parts" / "current.pth",
                                   **common))
 
-    for stat in (tmp_path / "whole" / "stats").iterdir():
-        assert lines(tmp_path / "parts" / "stats" / stat.name) == lines(stat), stat.name
+    assert_same_stats(tmp_path / "whole", tmp_path / "parts")
     whole = torch.load(tmp_path / "whole" / "current.pth", weights_only=True)
     parts = torch.load(tmp_path / "parts" / "current.pth", weights_only=True)
     assert whole["epoch"] == parts["epoch"] == 3 and whole["curriculum"] == parts["curriculum"]
