@@ -89,7 +89,7 @@ def distill_protocol(task, fold):
 
 def with_overrides(protocol, overrides, group):
     """`protocol` with the changes the user asked for (`overrides`: optimizer, lr, weight_decay, lr_schedule for every
-    run; distill_loss, temperature, curriculum "on"/"off", slot_balance "on"/"off", repeat and mixup for folded runs
+    run; distill_loss, temperature, curriculum "on"/"off", slot_balance "on"/"off", repeat, mixup, shift for folded runs
     only: the original stays a teacher trained on labels)."""
     changes = {"lr": overrides["lr"]} if overrides.get("lr") else {}
     if overrides.get("weight_decay") is not None:
