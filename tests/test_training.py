@@ -184,6 +184,12 @@ def test_a_run_writes_its_spec_as_the_dry_run_prints_it_and_a_resume_checks_it(t
     assert torch.load(tmp_path / "run" / "best.pth", weights_only=True)["run"] == spec
     other = run_cli(sys.executable, *argv[:4], "3", *argv[5:], "--continue_from_file", tmp_path / "run" / "current.pth")
     assert other.returncode == 2 and "is for dataset noscope-coral, fold 2" in other.stderr
+    resume = [*argv, "--continue_from_file", tmp_path / "run" / "current.pth"]
+    batch = run_cli(sys.executable, *resume[:10], "4", *resume[11:])
+    assert batch.returncode == 2 and "trained with batch_size 8, and this command trains with 4" in batch.stderr
+    assert "pass --batch_size 8" in batch.stderr
+    shifted = run_cli(sys.executable, *resume, "--shift", "2")
+    assert shifted.returncode == 2 and "pass --shift 0 to continue it" in shifted.stderr
     assert json.loads((tmp_path / "run" / "run.json").read_text()) == spec  # a refused resume changes nothing
 
 

@@ -5,9 +5,12 @@ teacher), then at f = 2, 3, 4 with --recipe paper and --recipe distill (--recipe
 family (the distilled students their own: --game_student_epochs, --noscope_student_epochs), through train.py's sweep (util.train.sweep: a rerun
 skips finished runs and resumes unfinished ones). It writes OUT.csv and OUT.md: test top-1 per task, fold and
 recipe, the gap to f=1, the worst slot, the training seconds and their ratio to f=1's, with medians over the tasks
-and the CPU they ran on.
+and the CPU they ran on. With --seeds, every run is repeated per seed (seed 19 in SAVEDIR, others in SAVEDIR/seedN)
+and the table gives each folded run's spread over the seeds.
 
     python3 util/accuracy_table.py runs/accuracy --out results/accuracy/table
+    python3 util/accuracy_table.py runs/accuracy --out results/accuracy/seeds --tasks TASK... --folds 4 \\
+        --recipes distill --seeds 19 20 21
 """
 import argparse
 import os
@@ -34,22 +37,28 @@ FOLDS = (2, 3, 4)
 RECIPES = ("paper", "distill")
 STAND_INS = [name for family in FAMILIES for name in task_names(family)]
 COLUMNS = ["dataset", "fold", "recipe", "epochs", "test_top1", "gap", "worst_slot_test_top1", "train_seconds",
-           "seconds_over_f1", "train_images_per_sec"]
+           "seconds_over_f1", "train_images_per_sec", "seed"]
+SEED = 19  # training.py's default seed: its runs live in SAVEDIR itself
 
 
-def train_family(args, family):
-    """Train one family's stand-ins (of --tasks): f=1, then the folded runs of each recipe."""
+def seed_dir(savedir, seed):
+    """Where the runs of `seed` live: SAVEDIR for the default seed, SAVEDIR/seedN for the others."""
+    return Path(savedir) if seed == SEED else Path(savedir) / f"seed{seed}"
+
+
+def train_family(args, family, seed):
+    """Train one family's stand-ins (of --tasks) at `seed`: f=1, then the folded runs (--folds) of each recipe."""
     datasets = [SYNTHETIC + name for name in task_names(family) if name in args.tasks]
     if not datasets:
         return []
     epochs = getattr(args, f"{family}_epochs")
     lr = getattr(args, f"{family}_lr")
     paper_lr = ["--lr", str(lr)] if lr else []  # the paper's lr is tuned for its 1500 epochs
-    runs = {"paper": (FOLDS, epochs, ["--recipe", "paper", *paper_lr]),
-            "distill": (FOLDS, getattr(args, f"{family}_student_epochs"), ["--recipe", "distill"])}
+    runs = {"paper": (args.folds, epochs, ["--recipe", "paper", *paper_lr]),
+            "distill": (args.folds, getattr(args, f"{family}_student_epochs"), ["--recipe", "distill"])}
     for folds, budget, flags in [([1], epochs, paper_lr)] + [runs[r] for r in args.recipes]:
-        run = training_flags().parse_args([*args.train_flags, "--epochs", str(budget), *flags])
-        sweep(args.savedir, datasets, folds, spec_settings(run), options_from_args(run))
+        run = training_flags().parse_args([*args.train_flags, "--epochs", str(budget), "--seed", str(seed), *flags])
+        sweep(seed_dir(args.savedir, seed), datasets, folds, spec_settings(run), options_from_args(run))
     return datasets
 
 
@@ -61,13 +70,14 @@ def finished(savedir, dataset, fold, recipe="paper"):
         return None
 
 
-def rows_of(savedir, datasets, recipes=RECIPES):
+def rows_of(savedir, datasets, recipes=RECIPES, folds=FOLDS, seeds=(SEED,)):
     """One row per finished run of `datasets` (a task without its f=1 run has none); returns (rows, runs missing)."""
     rows, missing = [], 0
-    for dataset in datasets:
-        original = finished(savedir, dataset, 1)
-        runs = [(1, "original", original)] + [(f, r, finished(savedir, dataset, f, r))
-                                              for f in FOLDS for r in recipes]
+    for seed, dataset in [(seed, dataset) for seed in seeds for dataset in datasets]:
+        savedir_of_seed = seed_dir(savedir, seed)
+        original = finished(savedir_of_seed, dataset, 1)
+        runs = [(1, "original", original)] + [(f, r, finished(savedir_of_seed, dataset, f, r))
+                                              for f in folds for r in recipes]
         missing += sum(result is None or original is None for _, _, result in runs)
         for fold, recipe, result in runs:
             if result is None or original is None:
@@ -78,7 +88,7 @@ def rows_of(savedir, datasets, recipes=RECIPES):
                          "worst_slot_test_top1": result["worst_slot_test_top1"],
                          "train_seconds": result["train_seconds"],
                          "seconds_over_f1": result["train_seconds"] / original["train_seconds"],
-                         "train_images_per_sec": result["train_images_per_sec"]})
+                         "train_images_per_sec": result["train_images_per_sec"], "seed": seed})
     return rows, missing
 
 
@@ -101,26 +111,39 @@ def markdown(frame, args, command, minutes, missing=0):
              "f=1 and --recipe paper "
              f"with the paper's settings except the lr: {lr_text(args.game_lr)} (game), "
              f"{lr_text(args.noscope_lr)} (NoScope); --recipe distill at its own settings (docs/protocol.md, "
-             "section 8). Test top-1 at the best validation epoch of seed 19 (one run each); gap = f=1's test "
+             f"section 8). Test top-1 at the best validation epoch, one run each per seed ({', '.join(map(str, args.seeds))}); "
+             "gap = f=1's test "
              "top-1 minus the folded model's, in points; worst slot = the lowest test top-1 of a position in the "
-             "folded group; train s = training seconds (without evaluation); x f=1 = train s over the f=1 run's; "
+             "folded group; train s = training seconds (without evaluation); x f=1 = train s over the f=1 run's "
+             "(of the same seed); "
              "img/s = training images per second "
              "(a curriculum trains on fewer images in early epochs, so compare the recipes' speed here).", "",
              "## Median gap to f=1 over the tasks (points)", ""]
     frame = frame.assign(family=[("noscope" if d.startswith("noscope") else "game") for d in frame.dataset])
+    first = frame[frame.seed == args.seeds[0]]
+    if len(args.seeds) > 1:
+        lines[-2:-2] = [f"The medians are over seed {args.seeds[0]}'s runs; the last section gives the spread over "
+                        f"seeds {', '.join(map(str, args.seeds))}.", ""]
     medians = []
     for family in ("game", "noscope", "all"):
-        part = frame if family == "all" else frame[frame.family == family]
+        part = first if family == "all" else first[first.family == family]
         for recipe in args.recipes:
-            gaps = [100 * part[(part.recipe == recipe) & (part.fold == f)].gap.median() for f in FOLDS]
-            worst = 100 * part[(part.recipe == recipe) & (part.fold == 4)].gap.max()
+            gaps = [100 * part[(part.recipe == recipe) & (part.fold == f)].gap.median() for f in args.folds]
+            worst = 100 * part[(part.recipe == recipe) & (part.fold == max(args.folds))].gap.max()
             medians.append([family, recipe, *(points(g) for g in [*gaps, worst])])
-    lines += markdown_table(["family", "recipe", "f=2", "f=3", "f=4", "worst at f=4"], medians)
+    lines += markdown_table(["family", "recipe", *(f"f={f}" for f in args.folds), f"worst at f={max(args.folds)}"],
+                            medians)
     lines += ["", "## Every run", ""] + markdown_table(
-        ["task", "f", "recipe", "epochs", "test top-1", "gap (pts)", "worst slot", "train s", "x f=1", "img/s"],
-        [[r.dataset, r.fold, r.recipe, r.epochs, f"{r.test_top1:.4f}", f"{100 * r.gap:.1f}",
+        ["task", "f", "recipe", "seed", "epochs", "test top-1", "gap (pts)", "worst slot", "train s", "x f=1", "img/s"],
+        [[r.dataset, r.fold, r.recipe, r.seed, r.epochs, f"{r.test_top1:.4f}", f"{100 * r.gap:.1f}",
           f"{r.worst_slot_test_top1:.4f}", f"{r.train_seconds:.0f}", f"{r.seconds_over_f1:.2f}",
           f"{r.train_images_per_sec:.0f}"] for r in frame.itertuples()])
+    if len(args.seeds) > 1:
+        lines += ["", "## Spread over the seeds (gap to each seed's own f=1, points)", ""] + markdown_table(
+            ["task", "f", "recipe", "seeds", "gaps", "mean", "worst", "x f=1 (max)"],
+            [[task, fold, recipe, len(runs), ", ".join(f"{100 * g:.1f}" for g in runs.gap), points(runs.gap.mean() * 100),
+              points(runs.gap.max() * 100), f"{runs.seconds_over_f1.max():.2f}"]
+             for (task, fold, recipe), runs in frame[frame.fold > 1].groupby(["dataset", "fold", "recipe"], sort=False)])
     return "\n".join(lines) + "\n"
 
 
@@ -134,11 +157,16 @@ def get_args_parser():
                         help="the recipes of the folded runs (default both)")
     parser.add_argument("--game_student_epochs", type=positive_int, default=120,
                         help="epochs of the game tasks' folded runs of --recipe distill (default 120: a student at "
-                             "f=4 trains about 1.5x faster per image than its original, so 3x the epochs stay within "
-                             "twice the original's training seconds; the table's x f=1 column says where not)")
+                             "f=4 trains 1.5-2.5x faster per epoch than its original, so 3x the epochs stay within "
+                             "about twice the original's training seconds; the table's x f=1 column says where not)")
     parser.add_argument("--noscope_student_epochs", type=positive_int, default=20,
                         help="epochs of the NoScope tasks' folded runs of --recipe distill (default 20: twice the "
                              "original's)")
+    parser.add_argument("--folds", nargs="+", type=int, choices=FOLDS, default=list(FOLDS),
+                        help="the folds of the folded runs (default 2 3 4; f=1 always trains)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[SEED],
+                        help="train every run once per seed (default 19; others in SAVEDIR/seedN); the medians are "
+                             "the first seed's, and a last section gives the spread over the seeds")
     parser.add_argument("--no_train", action="store_true",
                         help="write the table from the finished runs in SAVEDIR without training (the rest is left out)")
     parser.add_argument("--game_epochs", type=positive_int, default=40,
@@ -160,8 +188,9 @@ def main(argv=None):
         datasets = [SYNTHETIC + name for family in FAMILIES for name in task_names(family) if name in args.tasks]
     else:
         with one_line_errors(parser, (ValueError, DataMissing, FloatingPointError), error_message):
-            datasets = [d for family in FAMILIES for d in train_family(args, family)]
-    rows, missing = rows_of(args.savedir, datasets, args.recipes)
+            datasets = [d for seed in args.seeds for family in FAMILIES for d in train_family(args, family, seed)]
+            datasets = list(dict.fromkeys(datasets))
+    rows, missing = rows_of(args.savedir, datasets, args.recipes, args.folds, args.seeds)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     command = shlex.join(["python3", "util/accuracy_table.py", *(sys.argv[1:] if argv is None else argv)])
     text = markdown(frame, args, command, (time.perf_counter() - tic) / 60, missing)

@@ -49,6 +49,8 @@ VARIANTS = {
     "shift 0": ["--shift", "0"],
     "shift 2": ["--shift", "2"],
     "shift 4": ["--shift", "4"],
+    "shift 8": ["--shift", "8"],
+    "shift 12": ["--shift", "12"],
     "repeat 0.5": ["--repeat", "0.5"],
     "mixup 0.2": ["--mixup", "0.2"],
     "schedule constant temperature 1": ["--lr_schedule", "constant", "--temperature", "1"],

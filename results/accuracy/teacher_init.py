@@ -7,7 +7,7 @@ entries of the copied rows are zeroed, so those slots start as exact copies of t
 start from the fresh initialisation.
 
     python3 results/accuracy/teacher_init.py synthetic-sot/coin_count-digits_3_4-v2 --fold 4 --epochs 40 \
-        --teacher T/best.pth --savedir /tmp/ti --init teacher --data_root DATA_ROOT [--lr 3e-4] [--lr_schedule constant]
+        --teacher T/best.pth --savedir /tmp/ti --init teacher --data_root DATA_ROOT [--lr 3e-4] [--lr_schedule constant] [--shift PIXELS]
 """
 import argparse
 import json
@@ -59,6 +59,7 @@ def main():
     parser.add_argument("--init", choices=("fresh", "teacher"), default="teacher")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--lr_schedule", default=None)
+    parser.add_argument("--shift", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--data_root", default=None)
     args = parser.parse_args()
@@ -71,7 +72,7 @@ def main():
         return model
 
     trainer.build_classifier = build_student
-    overrides = {"lr": args.lr, "lr_schedule": args.lr_schedule}
+    overrides = {"lr": args.lr, "lr_schedule": args.lr_schedule, "shift": args.shift}
     spec = build_spec(args.dataset, args.fold, args.savedir, recipe="distill", epochs=args.epochs,
                       teacher=args.teacher, fast_amp=fast_amp(pick_device(None)), overrides=overrides)
     result = trainer.train(spec, Options(data_dir=args.data_dir, data_root=args.data_root))

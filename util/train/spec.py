@@ -201,6 +201,10 @@ def check_precision_matches(spec, recorded, path):
                          f"({spec.precision_choice}): pass --amp {flag} to continue it, or train into another savedir")
 
 
+# Settings in run.json that a resumed run must share with its checkpoint (a checkpoint without one is not checked).
+RESUME_SETTINGS = {"batch_size": "--batch_size", "shift": "--shift", "repeat": "--repeat", "mixup": "--mixup"}
+
+
 def check_resume(spec, state, path):
     """A ValueError unless the training checkpoint `state` (read from `path`) is a run of `spec`."""
     args = state.get("model_args", {})
@@ -216,6 +220,11 @@ def check_resume(spec, state, path):
         raise ValueError(f"checkpoint {path} was trained with --recipe {state.get('recipe', 'paper')}: resume it with "
                          f"that recipe, or start a new --savedir")
     check_precision_matches(spec, state.get("run", {}), path)
+    recorded, wanted = state.get("run", {}), spec.describe()
+    for key, flag in RESUME_SETTINGS.items():
+        if key in recorded and recorded[key] != wanted[key]:
+            raise ValueError(f"checkpoint {path} was trained with {key} {recorded[key]}, and this command trains with "
+                             f"{wanted[key]}: pass {flag} {recorded[key] or 0} to continue it, or start a new --savedir")
     if state.get("slot_balance", False) != spec.protocol.slot_balance:  # checkpoints before it: balance off
         was = "on" if state.get("slot_balance", False) else "off"
         raise ValueError(f"checkpoint {path} was trained with --slot_balance {was}: resume it with --slot_balance "

@@ -371,9 +371,7 @@ def batch_lr_setter(run, epoch):
 
 def batch_transform(run, epoch):
     """train_one_epoch's `transform(fraction of epoch)`: the protocol's slot curriculum, shift and mixup at that point of
-    training (util.train.protocol.group_transform); None for a protocol with neither."""
-    if run.group == 1 or not (run.protocol.repeat or run.protocol.mixup or run.protocol.shift):
-        return None
+    training (util.train.protocol.group_transform, which says None where there is nothing to do)."""
     return lambda fraction: group_transform(run.protocol, run.group, (epoch + fraction) / run.spec.epochs)
 
 
