@@ -122,7 +122,7 @@ def test_the_recipe_resolves_and_the_paper_stays_exact(tmp_path):
             ("adam", pytest.approx(1e-3 * (3 ** 0.5 if game else 1)), schedule, None)
         assert (folded["batch_size"], original["batch_size"]) == (96 if game else 30, 32)
         assert folded["slot_balance"] == (task == "sot/timer3") and not original["slot_balance"]
-        assert folded["shift"] == (None if task == "sot/timer3" else 4) and original["shift"] is None
+        assert folded["shift"] == (None if task == "sot/timer3" else 12) and original["shift"] is None
     paper = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", "sot/timer3", "--folds", "3",
                     "--dry_run")
     plan = json.loads(paper.stdout)
@@ -263,6 +263,16 @@ def test_the_accuracy_table_trains_both_recipes_and_writes_csv_and_markdown(tmp_
     accuracy_table.main([str(tmp_path / "runs"), "--out", str(out), "--tasks", TASK, "noscope-night", "--no_train"])
     text = (tmp_path / "results" / "table.md").read_text()  # noscope-night never ran: left out, and said so
     assert "7 of the runs had not finished" in text and "noscope-night" not in text.split("## Every run")[1]
+    accuracy_table.main([str(tmp_path / "runs"), "--out", str(out), "--tasks", TASK, "--noscope_epochs", "1",
+                         "--noscope_student_epochs", "2", "--data_dir", str(tmp_path / "data"), "--device", "cpu",
+                         "--folds", "4", "--recipes", "distill", "--seeds", "19", "20"])
+    assert (tmp_path / "runs" / "seed20" / f"{tasks.SYNTHETIC}{TASK}").is_dir()  # seed 19's runs were reused
+    rows = [line.split(",") for line in (tmp_path / "results" / "table.csv").read_text().splitlines()]
+    assert [(r[1], r[2], r[10]) for r in rows[1:]] == [("1", "original", "19"), ("4", "distill", "19"),
+                                                       ("1", "original", "20"), ("4", "distill", "20")]
+    spread = (tmp_path / "results" / "table.md").read_text().split("## Spread over the seeds")[1]
+    gaps = ", ".join(f"{100 * float(r[5]):.1f}" for r in rows[1:] if r[1] == "4")
+    assert f"| {TASK} | 4 | distill | 2 | {gaps} |" in spread
 
 
 def test_the_demo_distils_its_folded_models(tmp_path):
@@ -273,7 +283,7 @@ def test_the_demo_distils_its_folded_models(tmp_path):
     assert set(plans) == {(game, 1), (game, 4), (coral, 1), (coral, 4)}
     assert (plans[(game, 1)]["loss"], plans[(game, 1)]["lr"], plans[(game, 1)]["epochs"]) == ("cross-entropy", 3e-4, 20)
     assert (plans[(game, 4)]["recipe"], plans[(game, 4)]["lr"], plans[(game, 4)]["epochs"]) == ("distill", 2e-3, 120)
-    assert plans[(coral, 4)]["loss"].startswith("kl") and plans[(coral, 4)]["epochs"] == 10
+    assert plans[(coral, 4)]["loss"].startswith("kl") and plans[(coral, 4)]["epochs"] == 20
     assert plans[(game, 4)]["savedir"].endswith("fold4/multiplier2/distill")
     paper = run_cli(sys.executable, "train.py", tmp_path / "runs", "--demo", "--recipe", "paper", "--dry_run")
     assert all(json.loads(line)["loss"] == "cross-entropy" for line in paper.stdout.splitlines())

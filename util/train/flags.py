@@ -40,7 +40,7 @@ def training_flags(add_help=False):
                              "the game tasks') or distill (default for --model_file and --demo; folded runs learn the "
                              "trained original's logits: KL divergence at temperature 4; game and CIFAR: slots balanced, "
                              "32 folded inputs per batch, Adam at lr 1e-3 x sqrt(f), one-cycle schedule; NoScope: "
-                             "32 images, lr 1e-3 constant, images shifted by up to 4 pixels; no curriculum; "
+                             "32 images, lr 1e-3 constant, images shifted by up to 12 pixels; no curriculum; "
                              "docs/protocol.md, section 8)")
     parser.add_argument("--teacher", default=None, metavar="PATH",
                         help="trained original model for distillation (folded runs of --recipe distill and of "

@@ -68,7 +68,7 @@ def paper_protocol(task, fold):
 _ONECYCLE = {"loss": "kl", "temperature": 4.0, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
              "curriculum": False, "slot_balance": True, "shift": 0, "inputs_per_batch": 32}
 DISTILL = {"game": _ONECYCLE, "cifar": _ONECYCLE, USER: _ONECYCLE,
-           "noscope": {**_ONECYCLE, "schedule": "constant", "slot_balance": False, "shift": 4,
+           "noscope": {**_ONECYCLE, "schedule": "constant", "slot_balance": False, "shift": 12,
                        "inputs_per_batch": None}}
 
 
