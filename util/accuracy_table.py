@@ -13,6 +13,7 @@ and the table gives each folded run's spread over the seeds.
         --recipes distill --seeds 19 20 21
 """
 import argparse
+import itertools
 import os
 import shlex
 import sys
@@ -38,7 +39,7 @@ RECIPES = ("paper", "distill")
 STAND_INS = [name for family in FAMILIES for name in task_names(family)]
 COLUMNS = ["dataset", "fold", "recipe", "epochs", "test_top1", "gap", "worst_slot_test_top1", "train_seconds",
            "seconds_over_f1", "train_images_per_sec", "seed"]
-SEED = 19  # training.py's default seed: its runs live in SAVEDIR itself
+SEED = training_flags().get_default("seed")  # the trainer's default seed: its runs live in SAVEDIR itself
 
 
 def seed_dir(savedir, seed):
@@ -46,11 +47,16 @@ def seed_dir(savedir, seed):
     return Path(savedir) if seed == SEED else Path(savedir) / f"seed{seed}"
 
 
+def stand_ins(tasks, family):
+    """The synthetic datasets of `family`'s tasks among `tasks`."""
+    return [SYNTHETIC + name for name in task_names(family) if name in tasks]
+
+
 def train_family(args, family, seed):
     """Train one family's stand-ins (of --tasks) at `seed`: f=1, then the folded runs (--folds) of each recipe."""
-    datasets = [SYNTHETIC + name for name in task_names(family) if name in args.tasks]
+    datasets = stand_ins(args.tasks, family)
     if not datasets:
-        return []
+        return
     epochs = getattr(args, f"{family}_epochs")
     lr = getattr(args, f"{family}_lr")
     paper_lr = ["--lr", str(lr)] if lr else []  # the paper's lr is tuned for its 1500 epochs
@@ -59,7 +65,6 @@ def train_family(args, family, seed):
     for folds, budget, flags in [([1], epochs, paper_lr)] + [runs[r] for r in args.recipes]:
         run = training_flags().parse_args([*args.train_flags, "--epochs", str(budget), "--seed", str(seed), *flags])
         sweep(seed_dir(args.savedir, seed), datasets, folds, spec_settings(run), options_from_args(run))
-    return datasets
 
 
 def finished(savedir, dataset, fold, recipe="paper"):
@@ -73,10 +78,9 @@ def finished(savedir, dataset, fold, recipe="paper"):
 def rows_of(savedir, datasets, recipes=RECIPES, folds=FOLDS, seeds=(SEED,)):
     """One row per finished run of `datasets` (a task without its f=1 run has none); returns (rows, runs missing)."""
     rows, missing = [], 0
-    for seed, dataset in [(seed, dataset) for seed in seeds for dataset in datasets]:
-        savedir_of_seed = seed_dir(savedir, seed)
-        original = finished(savedir_of_seed, dataset, 1)
-        runs = [(1, "original", original)] + [(f, r, finished(savedir_of_seed, dataset, f, r))
+    for seed, dataset in itertools.product(seeds, datasets):
+        original = finished(seed_dir(savedir, seed), dataset, 1)
+        runs = [(1, "original", original)] + [(f, r, finished(seed_dir(savedir, seed), dataset, f, r))
                                               for f in folds for r in recipes]
         missing += sum(result is None or original is None for _, _, result in runs)
         for fold, recipe, result in runs:
@@ -101,6 +105,7 @@ def lr_text(lr):
 
 
 def markdown(frame, args, command, minutes, missing=0):
+    seeds = ", ".join(map(str, args.seeds))
     lines = [f"# Folded accuracy by recipe on the synthetic stand-ins ({cpu_name()}, {os.cpu_count()} cores)", "",
              f"Command: `{command}`. Training time of all runs (without evaluation): "
              f"{frame.train_seconds.sum() / 60:.0f} min; this invocation took {minutes:.0f} min (a rerun skips "
@@ -111,19 +116,19 @@ def markdown(frame, args, command, minutes, missing=0):
              "f=1 and --recipe paper "
              f"with the paper's settings except the lr: {lr_text(args.game_lr)} (game), "
              f"{lr_text(args.noscope_lr)} (NoScope); --recipe distill at its own settings (docs/protocol.md, "
-             f"section 8). Test top-1 at the best validation epoch, one run each per seed ({', '.join(map(str, args.seeds))}); "
+             f"section 8). Test top-1 at the best validation epoch, one run each per seed ({seeds}); "
              "gap = f=1's test "
              "top-1 minus the folded model's, in points; worst slot = the lowest test top-1 of a position in the "
              "folded group; train s = training seconds (without evaluation); x f=1 = train s over the f=1 run's "
              "(of the same seed); "
              "img/s = training images per second "
-             "(a curriculum trains on fewer images in early epochs, so compare the recipes' speed here).", "",
-             "## Median gap to f=1 over the tasks (points)", ""]
+             "(a curriculum trains on fewer images in early epochs, so compare the recipes' speed here).", ""]
+    if len(args.seeds) > 1:
+        lines += [f"The medians are over seed {args.seeds[0]}'s runs; the last section gives the spread over "
+                  f"seeds {seeds}.", ""]
+    lines += ["## Median gap to f=1 over the tasks (points)", ""]
     frame = frame.assign(family=[("noscope" if d.startswith("noscope") else "game") for d in frame.dataset])
     first = frame[frame.seed == args.seeds[0]]
-    if len(args.seeds) > 1:
-        lines[-2:-2] = [f"The medians are over seed {args.seeds[0]}'s runs; the last section gives the spread over "
-                        f"seeds {', '.join(map(str, args.seeds))}.", ""]
     medians = []
     for family in ("game", "noscope", "all"):
         part = first if family == "all" else first[first.family == family]
@@ -184,12 +189,11 @@ def main(argv=None):
     parser = get_args_parser()
     args, args.train_flags = parser.parse_known_args(argv)  # the rest: training flags (--data_dir, --device, ...)
     tic = time.perf_counter()
-    if args.no_train:
-        datasets = [SYNTHETIC + name for family in FAMILIES for name in task_names(family) if name in args.tasks]
-    else:
+    datasets = [d for family in FAMILIES for d in stand_ins(args.tasks, family)]
+    if not args.no_train:
         with one_line_errors(parser, (ValueError, DataMissing, FloatingPointError), error_message):
-            datasets = [d for seed in args.seeds for family in FAMILIES for d in train_family(args, family, seed)]
-            datasets = list(dict.fromkeys(datasets))
+            for seed, family in itertools.product(args.seeds, FAMILIES):
+                train_family(args, family, seed)
     rows, missing = rows_of(args.savedir, datasets, args.recipes, args.folds, args.seeds)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     command = shlex.join(["python3", "util/accuracy_table.py", *(sys.argv[1:] if argv is None else argv)])
