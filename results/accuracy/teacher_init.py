@@ -49,6 +49,43 @@ def from_teacher(student, teacher):
     return copies
 
 
+@torch.no_grad()
+def every_slot_from_teacher(student, teacher, fold):
+    """Give every slot a copy of `teacher`: slot j's input channels feed hidden block j % copies (scaled by
+    copies / fold, so a block sees the mean of its slots' images), the hidden layers hold the copies
+    block-diagonally, and slot j's logits read block j % copies. At f=4 (2 copies) slots 0 and 2 start as the
+    teacher on the mean of their two images, slots 1 and 3 likewise; returns the number of copies."""
+    s_state, t_state = student.state_dict(), teacher.state_dict()
+    weights = [k for k, s in s_state.items() if s.dim() >= 2 and k in t_state]
+    first, last = weights[0], weights[-1]
+    copies, done = None, {}
+    for key in weights:
+        s, t = s_state[key], t_state[key]
+        out, cin = t.shape[0], t.shape[1]
+        new = torch.zeros_like(s)
+        if key == first:
+            copies = s.shape[0] // out
+            for j in range(fold):
+                b = j % copies
+                new[b * out:(b + 1) * out, j * cin:(j + 1) * cin] = t * copies / fold
+        elif key == last:
+            for j in range(fold):
+                b = j % copies
+                new[j * out:(j + 1) * out, b * cin:(b + 1) * cin] = t
+        else:
+            for b in range(copies):
+                new[b * out:(b + 1) * out, b * cin:(b + 1) * cin] = t
+        done[key] = new
+        bias = key[:-len("weight")] + "bias"
+        if bias in t_state:
+            tb, sb = t_state[bias], torch.zeros_like(s_state[bias])
+            for j in range(fold if key == last else copies):
+                sb[j * tb.shape[0]:(j + 1) * tb.shape[0]] = tb
+            done[bias] = sb
+    student.load_state_dict({**s_state, **done})
+    return copies
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset")
@@ -56,7 +93,12 @@ def main():
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--teacher", required=True)
     parser.add_argument("--savedir", required=True)
-    parser.add_argument("--init", choices=("fresh", "teacher"), default="teacher")
+    parser.add_argument("--init", choices=("fresh", "teacher", "every"), default="teacher",
+                        help="fresh, teacher (two slots copied), every (every slot reads a copy)")
+    parser.add_argument("--repeat", type=float, default=None)
+    parser.add_argument("--batch_size", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--amp", default=None, help="default: the device's fast precision")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--lr_schedule", default=None)
     parser.add_argument("--shift", type=int, default=None, help="default: the recipe's")
@@ -69,12 +111,15 @@ def main():
         model = build(task, fold, multiplier, mode, align)
         if args.init == "teacher" and fold > 1:
             print("slots copied:", from_teacher(model.net, load_teacher(args.teacher, task, "cpu").net), flush=True)
+        if args.init == "every" and fold > 1:
+            teacher = load_teacher(args.teacher, task, "cpu").net
+            print("copies:", every_slot_from_teacher(model.net, teacher, fold), flush=True)
         return model
 
     trainer.build_classifier = build_student
-    overrides = {"lr": args.lr, "lr_schedule": args.lr_schedule, "shift": args.shift}
-    spec = build_spec(args.dataset, args.fold, args.savedir, recipe="distill", epochs=args.epochs,
-                      teacher=args.teacher, fast_amp=fast_amp(pick_device(None)), overrides=overrides)
+    overrides = {"lr": args.lr, "lr_schedule": args.lr_schedule, "shift": args.shift, "repeat": args.repeat}
+    spec = build_spec(args.dataset, args.fold, args.savedir, recipe="distill", epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                      teacher=args.teacher, amp=args.amp, fast_amp=fast_amp(pick_device(None)), overrides=overrides)
     result = trainer.train(spec, Options(data_dir=args.data_dir, data_root=args.data_root))
     print(json.dumps({k: result[k] for k in ("test_top1", "worst_slot_test_top1", "test_slot_top1",
                                              "train_seconds")}))

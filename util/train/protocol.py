@@ -31,6 +31,8 @@ class Protocol:
     # falling linearly to none halfway through training (repeat_groups)
     mixup: float = 0.0  # alpha of mixup between folded groups, teacher's logits mixed alike (0: off; mixup_groups)
     shift: int = 0  # augmentation: each training image moved by up to this many pixels each way (shift_images)
+    init: str = "fresh"  # a folded student's start: "fresh" weights, or "teacher" (models.warm_start: every slot
+    # reads a copy of the trained original)
 
     @property
     def distill(self):
@@ -39,6 +41,7 @@ class Protocol:
 
 
 RECIPES = ("paper", "distill")
+INITS = ("fresh", "teacher")
 DISTILL_LOSSES = ("mse", "kl", "mse+ce", "kl+ce")
 SCHEDULES = ("constant", "step", "onecycle", "cosine")
 ONECYCLE_WARMUP, ONECYCLE_START = 0.3, 1 / 25  # share of training spent warming up from 1/25 of the rate
@@ -89,8 +92,8 @@ def distill_protocol(task, fold):
 
 def with_overrides(protocol, overrides, group):
     """`protocol` with the changes the user asked for (`overrides`: optimizer, lr, weight_decay, lr_schedule for every
-    run; distill_loss, temperature, curriculum "on"/"off", slot_balance "on"/"off", repeat, mixup, shift for folded runs
-    only: the original stays a teacher trained on labels)."""
+    run; distill_loss, temperature, curriculum "on"/"off", slot_balance "on"/"off", repeat, mixup, shift, init for
+    folded runs only: the original stays a teacher trained on labels)."""
     changes = {"lr": overrides["lr"]} if overrides.get("lr") else {}
     if overrides.get("weight_decay") is not None:
         changes["weight_decay"] = overrides["weight_decay"]
@@ -109,7 +112,7 @@ def with_overrides(protocol, overrides, group):
             changes["curriculum"] = overrides["curriculum"] == "on"
         if overrides.get("slot_balance"):
             changes["slot_balance"] = overrides["slot_balance"] == "on"
-        for name in ("repeat", "mixup", "shift"):
+        for name in ("repeat", "mixup", "shift", "init"):
             if overrides.get(name) is not None:
                 changes[name] = overrides[name]
     return dataclasses.replace(protocol, **changes)

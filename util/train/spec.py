@@ -14,7 +14,7 @@ from util.train.protocol import LOSS_NAMES, Protocol, distill_protocol, paper_pr
 
 # The flags that change a protocol (util.train.protocol.with_overrides), as the user gave them.
 OVERRIDES = ("optimizer", "lr", "weight_decay", "lr_schedule", "distill_loss", "temperature", "curriculum",
-             "slot_balance", "repeat", "mixup", "shift")
+             "slot_balance", "repeat", "mixup", "shift", "init")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +96,7 @@ class RunSpec:
                 "lr_schedule": schedules.get(p.schedule, p.schedule), "loss": LOSS_NAMES[p.loss],
                 "temperature": p.temperature if p.loss.startswith("kl") else None, "slot_balance": p.slot_balance,
                 "repeat": p.repeat or None, "mixup": p.mixup or None, "shift": p.shift or None,
+                "init": p.init if self.images_per_input > 1 else None,
                 "curriculum": curriculum, "precision": self.precision, "precision_choice": self.precision_choice, "seed": self.seed,
                 "batch_size": self.eval_batch_size, "val_size": self.val_size, "teacher": self.teacher,
                 "overrides": dict(self.overrides), "savedir": self.savedir, **self.describe_user_task()}
@@ -143,6 +144,8 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
         if user and fold > 1:
             user_classifier(task.model_file, task.input_shape, fold, multiplier, align)  # a ValueError naming the layer
     protocol = with_overrides(protocol, overrides, group)
+    if protocol.init == "teacher" and not protocol.distill:
+        raise ValueError("--init teacher starts a folded student from its teacher: use it with --recipe distill")
     if amp:  # --amp as given; "fp32" asks for none
         amp, precision_choice = (None if amp == "fp32" else amp), "given"
     elif recipe == "distill" and group > 1:  # a distilled student: the device's fast step (util.train.trainer.fast_amp)
@@ -202,7 +205,8 @@ def check_precision_matches(spec, recorded, path):
 
 
 # Settings in run.json that a resumed run must share with its checkpoint (a checkpoint without one is not checked).
-RESUME_SETTINGS = {"batch_size": "--batch_size", "shift": "--shift", "repeat": "--repeat", "mixup": "--mixup"}
+RESUME_SETTINGS = {"batch_size": "--batch_size", "shift": "--shift", "repeat": "--repeat", "mixup": "--mixup",
+                   "init": "--init"}
 
 
 def check_resume(spec, state, path):
