@@ -12,7 +12,7 @@ from models.user import absolute_model_file, checked_model, load_weights
 from util.core.cli import add_align_arg, add_device_arg, float_between, non_negative_int, positive_int
 from util.core.device import pick_device
 from util.train.loop import AMP_DTYPES
-from util.train.protocol import DISTILL_LOSSES, RECIPES, SCHEDULES
+from util.train.protocol import DISTILL_LOSSES, INITS, RECIPES, SCHEDULES
 from util.train.spec import OVERRIDES
 from util.train.trainer import Options, fast_amp
 
@@ -62,6 +62,10 @@ def training_flags(add_help=False):
     parser.add_argument("--shift", type=non_negative_int, default=None, metavar="PIXELS",
                         help="folded runs: augment, each training image moved by up to PIXELS each way (edges "
                              "repeated; default: the recipe's)")
+    parser.add_argument("--init", choices=INITS, default=None,
+                        help="folded runs of --recipe distill: start from fresh weights, or from the teacher (every "
+                             "slot reads a copy of the trained original, block-diagonally; models/warm_start.py); "
+                             "default: the recipe's (fresh)")
     parser.add_argument("--weight_decay", type=float_between(0), default=None,
                         help="weight decay instead of the recipe's")
     parser.add_argument("--optimizer", choices=("adam", "rmsprop"), default=None,
@@ -81,13 +85,15 @@ def training_flags(add_help=False):
     parser.add_argument("--workers", type=int, default=None,
                         help="data-loader workers (default: 0 for images held in memory, else cores - 1, at most 4)")
     parser.add_argument("--nchw", action="store_true",
-                        help="train in PyTorch's default NCHW memory format instead of channels-last (the default: the "
-                             "same fp32 math and faster steps: util/step_rate.py measures them here)")
+                        help="train in PyTorch's default NCHW memory format on a CPU too (the default there is "
+                             "channels-last: the same fp32 math and faster steps, util/step_rate.py measures them; on "
+                             "CUDA NCHW is the default)")
     parser.add_argument("--amp", nargs="?", const="fp16", default=None, choices=("fp32", *AMP_DTYPES),
                         help="precision: --amp (or --amp fp16) fp16 autocast with loss scaling, CUDA only; --amp bf16 "
                              "bf16 autocast, on CUDA or a CPU with bf16 instructions (AVX-512 BF16, AMX); --amp fp32. "
-                             "Default: fp32 (the paper's), except the folded students of --recipe distill: bf16 where the "
-                             "device has it (fp16 on a GPU without), else fp32 (run.json says which and why)")
+                             "Default: fp32 (the paper's), except the folded students of --recipe distill on a CPU with bf16 "
+                             "instructions: bf16 (run.json says which and why; on CUDA fp32, which steps these CNNs "
+                             "faster)")
     parser.add_argument("--dry_run", action="store_true",
                         help="print each run's spec (what it writes to run.json: task, widths, recipe, resolved protocol, "
                              "budget, teacher) as one JSON line and exit (trains nothing, writes nothing; reads no "
@@ -155,4 +161,4 @@ def options_from_args(args):
     """The Options (how to carry runs out here) that the training flags in `args` give."""
     return Options(device=args.device, data_dir=args.data_dir, data_root=args.data_root, download=args.download,
                    stream_images=args.stream_images, workers=args.workers, checkpoint_cycle=args.checkpoint_cycle,
-                   continue_from_file=args.continue_from_file, channels_last=not args.nchw)
+                   continue_from_file=args.continue_from_file, channels_last=False if args.nchw else None)

@@ -25,6 +25,7 @@ from datasets import DATA_DIR, CurriculumDataset, DistillationDataset, curriculu
 from datasets.loaders import split_targets
 from models import build_classifier
 from models.user import load_weights
+from models.warm_start import start_from_teacher
 from util.core.device import cpu_bf16_problem, seed_everything
 from util.core.files import append_line, keep_lines, save_atomic, write_json_atomic
 from util.train import distributed
@@ -46,7 +47,9 @@ class Options:
     stream_images: bool = False  # read game/NoScope images from disk every epoch instead of holding them in memory
     workers: int | None = None  # data-loader workers (None: 0 for images in memory, else cores - 1, at most 4)
     checkpoint_cycle: int = 1  # save current.pth every N epochs
-    channels_last: bool = True  # model and batches in channels-last memory format (faster convolutions; same math)
+    # model and batches in channels-last memory format (the same math); None: on a CPU, where its convolutions are
+    # faster, not on CUDA, where these small CNNs step no faster in it (results/h200/README.md)
+    channels_last: bool | None = None
     continue_from_file: str | None = None  # the checkpoint to resume from
 
 
@@ -143,6 +146,19 @@ def check_teacher(spec, device):
     load_teacher(spec.teacher, spec.task, device)  # a ValueError if it does not load or is not the original
 
 
+def start_student(model, spec):
+    """--init teacher: the folded `model` starts with every slot reading a copy of its teacher (models.warm_start);
+    a ValueError naming the way out where the two do not line up."""
+    teacher = load_teacher(spec.teacher, spec.task, "cpu")
+    try:
+        copies = start_from_teacher(model.net, teacher.net, spec.fold, spec.task.input_shape)
+    except ValueError as e:
+        raise ValueError(f"--init teacher: {e}; train from fresh weights (--init fresh)") from None
+    if distributed.is_main():
+        print(f"{spec.dataset} fold {spec.fold}: the student starts from its teacher, {copies} "
+              f"cop{'y' if copies == 1 else 'ies'} of it read by its {spec.fold} slots", flush=True)
+
+
 def per_rank_batch(batch_size, fold, world):
     """Each of `world` processes' share of --batch_size, rounded down to a multiple of f; a ValueError if none."""
     share = (batch_size // world // fold) * fold
@@ -194,10 +210,11 @@ def build_splits(spec, options, device):
 
 def fast_amp(device):
     """(autocast dtype name or None, why) of the fast training step on `device`: bf16 autocast on a CPU with bf16
-    instructions or on CUDA (fp16 on a GPU without bf16), else None (fp32). --recipe distill's students train in it
-    unless --amp says otherwise (util.train.spec.build_spec)."""
+    instructions, else None (fp32). On CUDA fp32: at the recipes' batches these CNNs' steps are launch-bound, and
+    autocast's casts made them 0.73-0.83x as fast on an H200 (results/h200/README.md). --recipe distill's students
+    train in it unless --amp says otherwise (util.train.spec.build_spec)."""
     if device.type == "cuda":
-        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), "auto: a distilled student on CUDA"
+        return None, "auto: a distilled student on CUDA, where autocast measured slower at these batches"
     if device.type == "cpu" and cpu_bf16_problem() is None:
         return "bf16", "auto: a distilled student on a CPU with bf16 instructions"
     return None, f"auto: a distilled student, and {device} has no bf16 instructions"
@@ -215,6 +232,8 @@ def check_precision(amp, device):
 
 def setup_run(spec, options, device, world):
     """Check the run, load the data and build the model and optimizer; returns (Run, checkpoint or None)."""
+    if options.channels_last is None:
+        options = dataclasses.replace(options, channels_last=device.type == "cpu")
     check_precision(spec.amp, device)
     per_rank_batch(spec.batch_size, spec.images_per_input, world)
     state = None  # checked before anything is written or loaded
@@ -233,6 +252,8 @@ def setup_run(spec, options, device, world):
     model = build_classifier(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align)
     if spec.weights:  # a user's trained original: evaluated, not trained
         load_weights(model.net, spec.weights, spec.task.model_file)
+    if spec.protocol.init == "teacher" and spec.images_per_input > 1 and not state:
+        start_student(model, spec)
     model = model.to(device, memory_format=torch.channels_last if options.channels_last else torch.preserve_format)
     if not state:  # a resumed run writes its spec with its first checkpoint, so a failed resume changes nothing
         distributed.on_main(write_spec, spec)
@@ -418,7 +439,7 @@ def train(spec, options=Options()):
         with train_model.join() if world > 1 else contextlib.nullcontext():  # ranks may have a batch more or less
             sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.group, device,
                                    run.num_classes, f"Epoch {epoch}. train", run.protocol, spec.amp,
-                                   batch_lr_setter(run, epoch), options.channels_last, batch_transform(run, epoch))
+                                   batch_lr_setter(run, epoch), run.options.channels_last, batch_transform(run, epoch))
         train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), device))), run.group,
                                  f"Epoch {epoch}. train")
         progress.train_seconds += time.perf_counter() - tic
