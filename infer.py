@@ -6,7 +6,8 @@ says what each backend is and how a batch runs. Before timing, the backend's log
 against eager fp32 PyTorch. Each trial prints one `key=value` line (or a JSON object with --json).
 
 `--fold auto` measures f = 1..4 (or --folds) on this device with the chosen backend and precision,
-trials interleaved, and names the fastest. `--align N` (beyond the paper) rounds every widened layer
+trials interleaved, and names the fastest. With `--precision int8` it measures fp32 (the same backend, ONNX
+Runtime) beside it and says which precision is faster for this model here: int8 is not faster everywhere. `--align N` (beyond the paper) rounds every widened layer
 of a FoldedCNN up to a multiple of N.
 
 Your own CNN instead of a task's: `--model_file my_models.py:build --input_shape 3 64 64` (build()
@@ -14,6 +15,7 @@ returns the original model; f > 1 measures its FoldedCNN, made by models.fold_cn
 """
 import argparse
 import json
+import statistics
 from dataclasses import asdict
 
 from config.tasks import task_names
@@ -53,9 +55,34 @@ def get_args_parser(add_help=True):
     return parser
 
 
-def config_for(args, fold):
+def config_for(args, fold, precision=None):
     mode = mode_of(fold) if args.model_file or args.fold == "auto" else args.mode
-    return config_from_args(args, args.task or args.model_file, mode, fold)
+    return config_from_args(args, args.task or args.model_file, mode, fold, precision=precision or args.precision)
+
+
+def fastest_line(medians, trials, bench, precision, batch_size):
+    """The line naming the fastest fold of `medians` ({fold: median images/sec})."""
+    best, _ = fastest(medians)
+    name = ("f=1 (the original)" if best == 1 else
+            f"f={best}" + speedup_note(medians, best, base_name=f"f=1's {medians.get(1, 0):,.0f}"))
+    return (f"fastest: {name} at {medians[best]:,.0f} images/sec (median of {trials} trial(s); "
+            f"{bench.backend}, {precision}, {bench.device}, batch {batch_size})")
+
+
+def precision_verdict(by_precision, trials):
+    """The line comparing int8's fastest fold with fp32's ({precision: {fold: median images/sec}}), with the range of
+    the ratio over the interleaved `trials` ({(precision, fold): [images/sec per trial]})."""
+    (f8, int8), (f32, fp32) = (max(by_precision[p].items(), key=lambda kv: kv[1]) for p in ("int8", "fp32"))
+    ratios = [a / b for a, b in zip(trials[("int8", f8)], trials[("fp32", f32)])]
+    ratio = statistics.median(ratios)
+    spread = f" (range {min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} trials)" if len(ratios) > 1 else ""
+    if min(ratios) > 1:
+        verdict = "int8 is faster here: deploy it once util/export.py --int8 has checked its accuracy"
+    elif max(ratios) < 1:
+        verdict = "int8 is slower than fp32 for this model here: deploy fp32"
+    else:
+        verdict = "int8 and fp32 tie within the trials' spread here (more --trials may tell): deploy fp32"
+    return f"int8 f={f8} at {ratio:.2f}x fp32 f={f32}{spread} ({int8:,.0f} vs {fp32:,.0f} images/sec): {verdict}"
 
 
 def main(argv=None):
@@ -72,24 +99,27 @@ def main(argv=None):
     folds = sorted(set(args.folds)) if args.fold == "auto" else [args.fold]
     with one_line_errors(parser):
         fill_protocol(args, pick_device(args.device))
-        benches = {fold: Benchmark(config_for(args, fold), args.warmup, args.seed) for fold in folds}
+        precisions = [args.precision] + (["fp32"] if args.fold == "auto" and args.precision == "int8" else [])
+        benches = {(p, fold): Benchmark(config_for(args, fold, p), args.warmup, args.seed)
+                   for fold in folds for p in precisions}
 
-    def show(_, result):
+    trials = {key: [] for key in benches}
+
+    def show(key, result):
+        trials[key].append(result.images_per_sec)
         print(json.dumps(asdict(result)) if args.json else result.line(), flush=True)
 
     medians = interleaved_medians(benches, args.trials, args.iters, args.min_time, show)
     if args.fold == "auto":
-        best, _ = fastest(medians)
-        bench = benches[best]
-        summary = {"fastest_fold": best, "images_per_sec": medians, "backend": bench.backend,
-                   "precision": args.precision, "device": str(bench.device)}
-        if best == 1:
-            name = "f=1 (the original)"
-        else:
-            name = f"f={best}" + speedup_note(medians, best, base_name=f"f=1's {medians.get(1, 0):,.0f}")
-        print(json.dumps(summary) if args.json else
-              f"fastest: {name} at {medians[best]:,.0f} images/sec (median of {args.trials} trial(s); "
-              f"{bench.backend}, {args.precision}, {bench.device}, batch {args.batch_size})")
+        by_precision = {p: {f: m for (q, f), m in medians.items() if q == p} for p in precisions}
+        for p, by_fold in by_precision.items():
+            best, _ = fastest(by_fold)
+            bench = benches[(p, best)]
+            summary = {"fastest_fold": best, "images_per_sec": by_fold, "backend": bench.backend, "precision": p,
+                       "device": str(bench.device)}
+            print(json.dumps(summary) if args.json else fastest_line(by_fold, args.trials, bench, p, args.batch_size))
+        if len(precisions) > 1 and not args.json:
+            print(precision_verdict(by_precision, trials))
 
 
 if __name__ == "__main__":

@@ -28,11 +28,12 @@ from models.flops import arithmetic_intensity  # noqa: E402
 from util.core.cli import markdown_table, one_line_errors  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import sweep_models  # noqa: E402
+from util.deploy.int8 import INT8_FEATURES  # noqa: E402
 from util.measure.compare import speedups  # noqa: E402
 from util.measure.results_csv import MODE_OF_NAME, load, machine_file, report_dir  # noqa: E402
 
 GROUP = ["Backend", "Precision", "Device", "Batch Size"]
-BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 PAPER_SPEEDUP = 2.5  # the paper: up to 2.5x the original's throughput (V100 and T4 GPUs, TensorRT fp16)
 FOLD_COLOURS = {1: "#9e9e9e", 2: "#9ecae1", 3: "#4292c6", 4: "#08519c"}
 BASELINE_COLOUR = "#e6550d"
@@ -85,6 +86,18 @@ def machine_summary(machine):
     return lines
 
 
+def int8_note(machine):
+    """What an int8 table measured: how the models were quantized and calibrated, and which instructions ran them."""
+    features = machine.get("cpu_features", {}) if machine else {}
+    used = [name for name in INT8_FEATURES if features.get(name)]
+    instructions = (", ".join(used) if used else "none: this CPU has no VNNI, so ONNX Runtime ran its slower AVX2 "
+                    "int8 kernels") if features else "not recorded"
+    return ("int8: ONNX Runtime static quantization (QDQ; int8 weights per output channel, uint8 activations per "
+            "tensor), calibrated on random inputs (standard normal) of each model's input shape, since the weights "
+            "are random too: throughput, not accuracy (`util/export.py CHECKPOINT out.onnx --int8` checks a trained "
+            f"model on its test images). int8 dot-product instructions: {instructions}.")
+
+
 def kind_table(rows, peak, letter):
     """One markdown table: a row per model; images/sec and speed-up for each fold (phi) measured, % of peak."""
     folds = sorted(rows["Fold"].unique())
@@ -126,6 +139,8 @@ def markdown(table, machine):
     for group, part in table.groupby(GROUP, sort=False):
         peak = machine["matmul_flops"].get(group[1]) if machine else None
         lines += [f"## {group_title(group)}", ""]
+        if group[1] == "int8":
+            lines += [int8_note(machine), ""]
         for kind, title, letter in KINDS:
             rows = part[part["Kind"] == kind]
             if not rows.empty:

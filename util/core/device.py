@@ -20,10 +20,10 @@ def pick_device(name=None):
     return device
 
 
-# The CPU instruction sets that decide which precisions run fast: AVX-512 / AVX-512 BF16 vector units and the
-# AMX tile (matrix) units of recent Intel Xeons. `/proc/cpuinfo` names them (`flags` on x86, `Features` on Arm).
-CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "amx_bf16",
-                "amx_int8", "amx_fp16", "bf16", "sve")
+# The CPU instruction sets that decide which precisions run fast: AVX-512 / AVX-512 BF16 vector units, the int8 dot
+# products (VNNI, in AVX-512 or AVX), and the AMX tile (matrix) units of recent Intel Xeons. `/proc/cpuinfo` names them (`flags` on x86, `Features` on Arm).
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_tile",
+                "amx_bf16", "amx_int8", "amx_fp16", "bf16", "sve")
 BF16_FEATURES = ("amx_bf16", "avx512_bf16", "bf16")  # native bf16 dot products: x86 AMX or AVX-512, Arm BF16
 
 

@@ -7,15 +7,36 @@ Input `x`, output `logits`, the batch dimension dynamic:
   images   the network wrapped with its folding: x is (N, C, H, W) plain images with N a multiple of
            f, logits are (N, K), row i for image i.
 """
+import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
-from util.train.checkpoint import load_classifier, task_of
+from config.tasks import USER
+from datasets import DATA_DIR, load_splits
+from models.fold import fold_input, unfold_output
 from util.core.files import write_atomic
+from util.deploy.int8 import CALIBRATION_BATCH, check_calibration, int8_instructions, quantize, quantized_ops
 from util.measure.benchmark import logits_tolerance, onnx_model, ort_session
+from util.train.checkpoint import load_classifier, task_of
+
+
+@dataclasses.dataclass(frozen=True)
+class Int8:
+    """export(..., int8=Int8(...)): quantize to int8, calibrated on `calibration` training images (a seeded
+    sample), and refuse a model whose top-1 on the test split falls more than `max_drop` points below fp32's."""
+
+    calibration: int = 512
+    max_drop: float = 0.5
+    data_dir: str = str(DATA_DIR)
+    data_root: str | None = None
+
+
+class Int8Drop(Exception):
+    """The int8 model's test top-1 falls further below fp32's than the margin allows."""
 
 
 class ExportMismatch(Exception):
@@ -32,21 +53,72 @@ def onnx_difference(onnx_bytes, model, x):
     return (got - reference).abs().max().item(), reference.abs().max().item()
 
 
-def with_labels(onnx_bytes, task, fold, images):
+def with_labels(onnx_bytes, task, fold, images, extra=None):
     """The ONNX model with what serving needs beside the graph in its metadata: the task, the fold, whether it takes
-    plain images, and the class names in logit order (JSON)."""
+    plain images, and the class names in logit order (JSON); `extra` adds more keys."""
     model = onnx.load_from_string(onnx_bytes)
     for key, value in {"task": task.name, "fold": str(fold), "input": "images" if images else "folded",
-                       "class_names": json.dumps(task.label_names)}.items():
+                       "class_names": json.dumps(task.label_names), **(extra or {})}.items():
         model.metadata_props.add(key=key, value=value)
     return model.SerializeToString()
 
 
-def export(checkpoint, out, images=False, seed=0):
-    """Export `checkpoint` to the ONNX file `out`, checked against PyTorch; returns a summary dict.
+def split_images(task, state, int8, split):
+    """(images, labels) of the checkpoint's data `split` as float tensors (N, C, H, W) and (N,), in the split's order."""
+    source = task if task.family == USER else state.get("dataset", task.name)
+    data = load_splits(source, 1, int8.data_dir, int8.data_root, augment=False)[split]
+    samples = [data[i] for i in range(len(data))]
+    return torch.stack([s[0] for s in samples]), torch.tensor([int(s[1]) for s in samples])
 
-    The file is written (crash-safely) only after ONNX Runtime's logits matched; otherwise
-    ExportMismatch is raised and nothing is written.
+
+def run_images(session, images, group, folded, rows=1024):
+    """(N, K) logits of ONNX Runtime `session` on `images`: folded into inputs of `group` images unless the model
+    takes plain images (`folded` False); the last group padded by repeating the last image, its extra rows dropped."""
+    n = images.shape[0]
+    padded = torch.cat([images, images[-1:].expand((-n) % group, *images.shape[1:])])
+    logits = []
+    for start in range(0, padded.shape[0], rows * group):
+        chunk = padded[start:start + rows * group]
+        x = fold_input(chunk, group) if folded else chunk
+        out = torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
+        logits.append(unfold_output(out, group) if folded else out)
+    return torch.cat(logits)[:n]
+
+
+def quantized_and_checked(onnx_bytes, task, state, group, folded, int8, seed):
+    """(int8 ONNX bytes, summary): `onnx_bytes` quantized on a seeded sample of the training images, then run beside
+    the fp32 model on the test split; Int8Drop if its top-1 falls more than int8.max_drop points below fp32's."""
+    train, _ = split_images(task, state, int8, "train")
+    generator = torch.Generator().manual_seed(seed)
+    sample = train[torch.randperm(train.shape[0], generator=generator)[:int8.calibration]]
+    inputs = fold_input(sample[:sample.shape[0] // group * group], group) if folded else sample
+    batch = CALIBRATION_BATCH if folded else CALIBRATION_BATCH // group * group
+    needed = batch * group if folded else batch
+    check_calibration(inputs, batch, f"from {sample.shape[0]} training images; one batch takes {needed}: "
+                                     f"--calibration {needed} or more")
+    int8_bytes = quantize(onnx_bytes, inputs.numpy(), batch)
+    test, labels = split_images(task, state, int8, "test")
+    top = {name: run_images(ort_session(b), test, group, folded).argmax(1)
+           for name, b in (("fp32", onnx_bytes), ("int8", int8_bytes))}
+    top1 = {name: (t == labels).float().mean().item() for name, t in top.items()}
+    summary = {"test_images": len(labels), "fp32_top1": top1["fp32"], "int8_top1": top1["int8"],
+               "agreement": (top["fp32"] == top["int8"]).float().mean().item(), "calibration_images": len(sample),
+               "quantized_ops": quantized_ops(int8_bytes), "int8_instructions": int8_instructions()}
+    drop = 100 * (top1["fp32"] - top1["int8"])
+    if drop > int8.max_drop:
+        raise Int8Drop(f"int8 top-1 on the {len(labels)} test images is {top1['int8']:.4f}, {drop:.1f} points below "
+                       f"fp32's {top1['fp32']:.4f} (margin {int8.max_drop:g} points): nothing was written; calibrate "
+                       "on more training images (--calibration N), loosen the margin (--max_drop POINTS), or deploy "
+                       "fp32")
+    return int8_bytes, summary
+
+
+def export(checkpoint, out, images=False, seed=0, int8=None):
+    """Export `checkpoint` to the ONNX file `out`, checked against PyTorch; returns a summary dict. With `int8`
+    (an Int8), the file holds the int8 model, checked on the task's test split (quantized_and_checked).
+
+    The file is written (crash-safely) only after ONNX Runtime's logits matched (and, for int8, its top-1 held);
+    otherwise ExportMismatch (or Int8Drop) is raised and nothing is written.
     """
     classifier, state = load_classifier(checkpoint)
     out = Path(out)
@@ -70,7 +142,11 @@ def export(checkpoint, out, images=False, seed=0):
     if not error <= tolerance:  # also catches NaN
         raise ExportMismatch(f"ONNX Runtime's logits differ from PyTorch's by {error:.3g} (tolerance {tolerance:.3g}, "
                              f"largest logit {scale:.3g}); {out} was not written")
-    onnx_bytes = with_labels(onnx_bytes, task, fold, images)
+    int8_summary = {}
+    if int8:
+        onnx_bytes, int8_summary = quantized_and_checked(onnx_bytes, task, state, group, not images, int8, seed)
+        extra = {"precision": "int8", "calibration": f"{int8_summary['calibration_images']} training images, seed {seed}"}
+    onnx_bytes = with_labels(onnx_bytes, task, fold, images, extra if int8 else None)
     try:
         write_atomic(out, lambda f: f.write(onnx_bytes))
     except OSError as e:
@@ -79,4 +155,4 @@ def export(checkpoint, out, images=False, seed=0):
     shapes = ((f"N x {c} x {hw[0]} x {hw[1]}" + (f" (N a multiple of {group})" if group > 1 else ""), f"N x {k}")
               if images else ("N x " + " x ".join(map(str, net_input)), f"N x {group * k}"))
     return {"task": task.name, "fold": fold, "multiplier": args["multiplier"], "input": shapes[0],
-            "output": shapes[1], "max_abs_difference": error, "bytes": len(onnx_bytes)}
+            "output": shapes[1], "max_abs_difference": error, "bytes": len(onnx_bytes), **int8_summary}

@@ -39,9 +39,12 @@ from models.user import checked_model, fold_user_model, model_key as user_model_
 from models.fold import check_align, check_fold
 from util.core.cli import add_device_arg, positive_int
 from util.core.device import cpu_bf16_problem, pick_device
+from util.deploy.int8 import CALIBRATION_BATCH, quantize
 
 BACKENDS = ("eager", "compile", "cudagraph", "onnxruntime", "tensorrt")
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# The torch dtype of the model and its inputs per precision; int8 models take fp32 inputs (util/deploy/int8.py
+# quantizes inside the ONNX model, calibrated on random inputs of the model's shape for a throughput measurement).
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
 # The fastest backend measured per device type (results/README.md): on a 2-core AMD EPYC ONNX Runtime
 # was the fastest for the original CNNs and tied eager for the FoldedCNNs; torch.compile was slower.
 # On CUDA torch.compile in max-autotune mode: the fastest of eager, cudagraph and every torch.compile mode
@@ -113,6 +116,12 @@ def inputs_per_batch(batch_size, fold, mode):
 
 def backend_problem(backend, device, precision):
     """Why `backend` cannot run `precision` on `device` here (None when it can)."""
+    if precision == "int8":
+        if device.type != "cpu":
+            return ("precision int8 runs on the CPU (ONNX Runtime's static quantization): use --device cpu, or "
+                    "--precision fp16 on CUDA")
+        if backend != "onnxruntime":
+            return f"backend {backend} has no int8 here: use --backend onnxruntime for --precision int8"
     if device.type == "cpu" and precision == "fp16":
         return "precision fp16 needs CUDA; on the CPU use --precision fp32, or bf16 on a CPU with bf16 instructions"
     if device.type == "cpu" and precision == "bf16":
@@ -146,6 +155,8 @@ def backend_problem(backend, device, precision):
 
 def default_backend(device, precision):
     """The fastest backend measured for `precision` on this kind of device."""
+    if precision == "int8":
+        return "onnxruntime"
     if device.type == "cpu" and precision == "bf16":
         usable = [b for b in CPU_BF16_BACKENDS if backend_problem(b, device, precision) is None]
         return usable[0] if usable else CPU_BF16_BACKENDS[-1]
@@ -199,8 +210,15 @@ def ort_session(onnx_bytes, device=torch.device("cpu")):
     return onnxruntime.InferenceSession(onnx_bytes, options, providers=providers)
 
 
-def _onnxruntime_runner(model, example, device):
-    session = ort_session(onnx_model(model, example[:2]), device)
+def _onnxruntime_runner(model, example, device, int8=False, seed=0):
+    """ONNX Runtime running `model`; `int8`: quantized, calibrated on random inputs drawn as the measured ones are
+    (standard normal, seeded, shaped like `example`'s): a throughput measurement on random weights needs no images."""
+    onnx_bytes = onnx_model(model, example[:2])
+    if int8:
+        generator = torch.Generator().manual_seed(seed)
+        calibration = torch.randn(4 * CALIBRATION_BATCH, *example.shape[1:], generator=generator).numpy()
+        onnx_bytes = quantize(onnx_bytes, calibration)
+    session = ort_session(onnx_bytes, device)
 
     if device.type == "cpu":
         def run(x):
@@ -225,8 +243,9 @@ def _np_dtype(dtype):
     return {torch.float32: np.float32, torch.float16: np.float16}[dtype]
 
 
-def make_runner(model, example, backend, device, compile_mode="auto"):
-    """A function running `model` with `backend` on a batch shaped like `example` (on `device`)."""
+def make_runner(model, example, backend, device, compile_mode="auto", int8=False):
+    """A function running `model` with `backend` on a batch shaped like `example` (on `device`); `int8`: ONNX
+    Runtime's int8 model of it."""
     if backend == "eager":
         return model
     if backend == "compile":
@@ -234,7 +253,7 @@ def make_runner(model, example, backend, device, compile_mode="auto"):
     if backend == "cudagraph":
         return _cuda_graph_runner(model, example)
     if backend == "onnxruntime":
-        return _onnxruntime_runner(model, example, device)
+        return _onnxruntime_runner(model, example, device, int8)
     import torch_tensorrt
     return torch_tensorrt.compile(model, ir="dynamo", inputs=[example], enabled_precisions={example.dtype})
 
@@ -324,8 +343,11 @@ def tune_chunk(run, x, device):
 
 
 def logits_tolerance(largest_logit, precision="fp32"):
-    """How far logits may stray from eager fp32 PyTorch's: relative to the largest logit, looser below fp32."""
-    return (1e-4 + 1e-3 * largest_logit) if precision == "fp32" else (1e-3 + 3e-2 * largest_logit)
+    """How far logits may stray from eager fp32 PyTorch's: relative to the largest logit, looser below fp32 (int8 by
+    far the loosest: a check that the backend computes the same model, not of accuracy, which export.py --int8
+    measures on the task's test images)."""
+    relative = {"fp32": 1e-3, "int8": 0.3}.get(precision, 3e-2)
+    return (1e-4 if precision == "fp32" else 1e-3) + relative * largest_logit
 
 
 def check_logits(run, model, x, precision):
@@ -400,7 +422,7 @@ class Benchmark:
             x = x.contiguous(memory_format=torch.channels_last)
         self.x = x
         with torch.inference_mode():
-            run = make_runner(model, x, self.backend, self.device, config.compile_mode)
+            run = make_runner(model, x, self.backend, self.device, config.compile_mode, config.precision == "int8")
             if config.chunk == "auto":
                 self.chunk = tune_chunk(run, x, self.device) if self.device.type == "cpu" else None
             elif config.chunk == "full":
@@ -464,7 +486,9 @@ def add_measurement_args(parser):
                         help="eager/compile/cudagraph: keep NCHW tensors (default channels-last)")
     parser.add_argument("--precision", default=None, choices=tuple(PRECISIONS),
                         help="default fp16 on CUDA, fp32 on the CPU; bf16 runs on CUDA and on CPUs with bf16 "
-                             "instructions (AVX-512 BF16, AMX) with --backend compile or eager; fp16 needs CUDA")
+                             "instructions (AVX-512 BF16, AMX) with --backend compile or eager; fp16 needs CUDA; int8 "
+                             "runs on the CPU with --backend onnxruntime (static quantization calibrated on random "
+                             "inputs: util/export.py --int8 quantizes a trained model on its images)")
     add_device_arg(parser)
     parser.add_argument("--chunk", type=chunk_arg, default=None,
                         help="inputs per chunk: a number, full (no chunks) or auto (tuned on the CPU, full on CUDA)")

@@ -1,0 +1,191 @@
+"""int8 inference on the CPU: ONNX Runtime's static quantization in the sweep, in infer.py and in util/export.py."""
+import csv
+import json
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+import fold_trainer
+from datasets.noscope import split_from_video
+from datasets.synthetic import make_noscope_video
+from helpers import run_cli, train_args
+from models import build_model
+from util.deploy import int8, onnx as onnx_export
+from util.measure.benchmark import Benchmark, Config, backend_problem, default_backend, onnx_model
+from util.train.checkpoint import load_classifier, task_of
+
+EXPORT = (sys.executable, "util/export.py")
+
+
+@pytest.fixture(scope="module")
+def coral(tmp_path_factory):
+    """noscope-coral stand-in splits and a fold-2 run trained on them for 2 epochs: (data dir, best.pth)."""
+    root = tmp_path_factory.mktemp("int8")
+    video, labels = make_noscope_video("noscope-coral", root / "coral.mp4", root / "coral.csv", n_frames=1600)
+    split_from_video("noscope-coral", root / "data" / "synthetic-noscope-coral-subset", labels, video)
+    argv = ["--dataset", "synthetic-noscope-coral", "--fold", "2", "--savedir", str(root / "run"), "--epochs", "2",
+            "--workers", "0", "--device", "cpu", "--data_dir", str(root / "data")]
+    train_args(fold_trainer.get_args_parser().parse_args(argv))
+    return root / "data", root / "run" / "best.pth"
+
+
+def test_quantize_puts_the_convolutions_and_the_classifier_in_int8():
+    torch.manual_seed(0)
+    model, shape = build_model("sot/timer3", 4, "folded")
+    fp32 = onnx_model(model.eval(), torch.rand(2, *shape))
+    quantized = int8.quantize(fp32, np.random.default_rng(0).random((64, *shape), dtype=np.float32))
+    ops = int8.quantized_ops(quantized)
+    assert ops["Conv"] == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) and ops["Gemm"] >= 1
+    weights = [i for i in onnx.load_from_string(quantized).graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert weights, "the weights are stored in int8"
+    x = np.random.default_rng(1).random((8, *shape), dtype=np.float32)
+    got = onnxruntime.InferenceSession(quantized).run(None, {"x": x})[0]
+    with torch.no_grad():
+        wanted = model(torch.from_numpy(x)).numpy()
+    assert got.shape == wanted.shape and np.abs(got - wanted).max() < 0.3 * np.abs(wanted).max()
+
+
+def test_a_calibration_set_smaller_than_one_batch_is_refused():
+    with pytest.raises(ValueError, match="needs at least 32 model inputs .one batch. and got 31"):
+        int8.quantize(b"unused", np.zeros((31, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="and got 0"):
+        int8.check_calibration(None)
+
+
+def test_the_sweep_measures_int8_rows_and_the_report_says_how_they_were_calibrated(tmp_path):
+    out = tmp_path / "q.csv"
+    done = run_cli(sys.executable, "util/run_inference.py", out, "--quick", "--precision", "int8", "--models",
+                   "noscope_coral", "--no_peak")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["Fold"], r["Backend"], r["Precision"]) for r in rows] == [("1", "onnxruntime", "int8"),
+                                                                      ("4", "onnxruntime", "int8")]
+    assert all(float(r["Throughput"]) > 0 for r in rows)
+    report = run_cli(sys.executable, "util/inference_report.py", out)
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "q-report" / "report.md").read_text()
+    assert "calibrated on random inputs (standard normal)" in text and "int8 dot-product instructions" in text
+
+
+def test_int8_measured_beside_fp32_says_which_is_faster():
+    done = run_cli(sys.executable, "infer.py", "noscope-coral", "--fold", "auto", "--folds", "1", "2", "--precision",
+                   "int8", "--min_time", "0.05", "--chunk", "32")
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("int8 f=") and " fp32 f=" in last
+    assert sum(v in last for v in ("int8 is faster here", "int8 is slower than fp32", "int8 and fp32 tie")) == 1
+    assert sum("precision=int8" in line for line in done.stdout.splitlines()) == 2
+
+
+def test_int8_where_it_cannot_run_is_a_one_line_error():
+    done = run_cli(sys.executable, "infer.py", "sot/timer3", "--precision", "int8", "--backend", "eager")
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        "error: backend eager has no int8 here: use --backend onnxruntime for --precision int8")
+    assert backend_problem("onnxruntime", torch.device("cuda"), "int8") == (
+        "precision int8 runs on the CPU (ONNX Runtime's static quantization): use --device cpu, or --precision fp16 "
+        "on CUDA")
+    assert default_backend(torch.device("cpu"), "int8") == "onnxruntime"
+
+
+def test_export_int8_checks_top1_on_the_test_split(coral, tmp_path, capsys):
+    data, checkpoint = coral
+    out = tmp_path / "coral_int8.onnx"
+    export = onnx_export.export(checkpoint, out, int8=onnx_export.Int8(calibration=128, max_drop=100,
+                                                                        data_dir=str(data)))
+    classifier, state = load_classifier(checkpoint)
+    images, labels = onnx_export.split_images(task_of(state["model_args"]), state, onnx_export.Int8(data_dir=str(data)),
+                                              "test")
+    assert len(labels) == export["test_images"] == len(list((data / "synthetic-noscope-coral-subset" / "test").rglob("*.png")))
+    with torch.no_grad():  # PyTorch's fp32 top-1, the last group padded as the export pads it
+        padded = torch.cat([images, images[-1:].expand((-len(images)) % 2, *images.shape[1:])])
+        fp32 = (classifier(padded)[:len(labels)].argmax(1) == labels).float().mean().item()
+    assert export["fp32_top1"] == pytest.approx(fp32)
+    assert 0 <= export["int8_top1"] <= 1 and 0.9 <= export["agreement"] <= 1
+    assert export["calibration_images"] == 128 and export["quantized_ops"]["Conv"] >= 2
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["precision"] == "int8" and meta["calibration"] == "128 training images, seed 0"
+    session = onnxruntime.InferenceSession(str(out))
+    assert session.run(None, {"x": np.zeros((3, 6, 50, 50), np.float32)})[0].shape == (3, 4)
+
+
+def test_export_int8_refuses_a_model_below_the_margin_and_writes_nothing(coral, tmp_path, monkeypatch):
+    data, checkpoint = coral
+
+    def zero_weights(onnx_bytes, inputs, batch):  # a "quantized" model that answers class 0 for every image
+        model = onnx.load_from_string(onnx_bytes)
+        for tensor in [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]:
+            tensor.CopyFrom(onnx.numpy_helper.from_array(np.zeros_like(onnx.numpy_helper.to_array(tensor)), tensor.name))
+        return model.SerializeToString()
+
+    monkeypatch.setattr(onnx_export, "quantize", zero_weights)
+    monkeypatch.setattr(onnx_export, "quantized_ops", lambda _: {})
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(onnx_export.Int8Drop, match=r"points below fp32's .* \(margin 0.5 points\): nothing was written"):
+        onnx_export.export(checkpoint, out, int8=onnx_export.Int8(calibration=128, data_dir=str(data)))
+    assert not out.exists()
+
+
+def test_export_int8_command_line(coral, tmp_path):
+    data, checkpoint = coral
+    done = run_cli(*EXPORT, checkpoint, tmp_path / "m.onnx", "--int8", "--calibration", "128", "--max_drop", "100",
+                   "--data_dir", data)
+    assert done.returncode == 0, done.stderr
+    assert "int8: calibrated on 128 training images; quantized Conv" in done.stdout
+    assert "images: fp32 " in done.stdout and "this CPU's int8 instructions: " in done.stdout
+    small = run_cli(*EXPORT, checkpoint, tmp_path / "s.onnx", "--int8", "--calibration", "40", "--data_dir", data)
+    assert small.returncode == 2 and not (tmp_path / "s.onnx").exists()
+    assert small.stderr.strip() == ("error: int8 calibration needs at least 32 model inputs (one batch) and got 20 "
+                                    "(from 40 training images; one batch takes 64: --calibration 64 or more)")
+    missing = run_cli(*EXPORT, checkpoint, tmp_path / "n.onnx", "--int8", "--data_dir", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "no data at" in missing.stderr and len(missing.stderr.splitlines()) == 1
+    loose = run_cli(*EXPORT, checkpoint, tmp_path / "l.onnx", "--max_drop", "1")
+    assert loose.returncode == 2 and "--calibration and --max_drop set up --int8" in loose.stderr
+
+
+def test_machine_records_name_the_int8_instructions(monkeypatch):
+    monkeypatch.setattr(int8, "cpu_flags", lambda: {"avx2", "avx512_vnni"})
+    assert int8.int8_instructions() == "avx512_vnni"
+    monkeypatch.setattr(int8, "cpu_flags", lambda: {"avx2"})
+    assert int8.int8_instructions().startswith("none (no VNNI")
+
+
+def test_an_int8_benchmark_reports_its_precision():
+    bench = Benchmark(Config(task="sot/timer3", mode="folded", fold=2, batch_size=64, backend="auto", precision="int8",
+                             device="cpu", chunk="full"))
+    m = bench.trial()
+    assert (m.backend, m.precision, m.images_per_sec > 0) == ("onnxruntime", "int8", True)
+    assert json.loads(json.dumps(m.max_abs_error)) < 1
+
+
+def test_the_int8_table_has_a_row_per_trained_run(coral, tmp_path):
+    data, checkpoint = coral
+    done = run_cli(sys.executable, "util/int8_table.py", checkpoint.parent.parent, "--calibration", "128",
+                   "--data_dir", data, "--out", tmp_path / "int8")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "int8.csv").open()))
+    assert [(r["dataset"], r["fold"], r["recipe"]) for r in rows] == [("synthetic-noscope-coral", "2", "paper")]
+    row = rows[0]
+    assert float(row["points"]) == pytest.approx(100 * (float(row["int8_top1"]) - float(row["fp32_top1"])), abs=0.06)
+    assert "Conv:" in row["quantized_ops"] and "int8 instructions: " in (tmp_path / "int8.md").read_text()
+    empty = run_cli(sys.executable, "util/int8_table.py", tmp_path / "int8.csv")
+    assert empty.returncode == 2 and "is not a directory: pass a train.py savedir" in empty.stderr
+
+
+@pytest.mark.parametrize("int8_trials, verdict", [
+    ([130, 140, 150], "int8 f=4 at 1.40x fp32 f=1 (range 1.30-1.50 over 3 trials) (140 vs 100 images/sec): int8 is "
+                      "faster here"),
+    ([80, 95, 90], "int8 f=4 at 0.90x fp32 f=1 (range 0.80-0.95 over 3 trials) (90 vs 100 images/sec): int8 is "
+                   "slower than fp32 for this model here: deploy fp32"),
+    ([95, 104, 110], "int8 f=4 at 1.04x fp32 f=1 (range 0.95-1.10 over 3 trials) (104 vs 100 images/sec): int8 and "
+                     "fp32 tie within the trials' spread"),
+])
+def test_the_precision_verdict_reads_the_interleaved_trials(int8_trials, verdict):
+    import infer
+    trials = {("int8", 1): [50, 50, 50], ("int8", 4): int8_trials, ("fp32", 1): [100, 100, 100],
+              ("fp32", 4): [60, 60, 60]}
+    medians = {p: {f: sorted(v)[1] for (q, f), v in trials.items() if q == p} for p in ("int8", "fp32")}
+    assert infer.precision_verdict(medians, trials).startswith(verdict)

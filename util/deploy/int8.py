@@ -1,0 +1,77 @@
+"""Static int8 quantization of an exported model with ONNX Runtime, calibrated on a sample of its inputs.
+
+Format QDQ (QuantizeLinear/DequantizeLinear pairs that ONNX Runtime fuses into int8 kernels). Weights: int8,
+symmetric, one scale per output channel (per-channel) for Conv and Gemm/MatMul. Activations: uint8, one scale and
+zero point per tensor, their ranges the minimum and maximum seen on the calibration sample (MinMax). Every operator
+ONNX Runtime can quantize is (Conv, Gemm, MatMul, and between them Relu, MaxPool, Add, Reshape ...); the rest stay
+fp32. `quantized_ops` says which ran in int8.
+
+ONNX Runtime runs the int8 kernels with VNNI dot products where the CPU has them (AVX-512 VNNI, AVX-VNNI, AMX) and
+with plain AVX2 where it does not: the model runs everywhere, fast only with them (`int8_instructions`).
+"""
+import collections
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from util.core.device import cpu_flags
+
+CALIBRATION_BATCH = 32  # inputs per calibration batch
+INT8_FEATURES = ("amx_int8", "avx512_vnni", "avx_vnni")  # /proc/cpuinfo's names of x86 int8 dot products
+
+
+def int8_instructions():
+    """The int8 dot-product instructions this CPU has (their /proc/cpuinfo names), or "none (AVX2 kernels)"."""
+    found = [name for name in INT8_FEATURES if name in cpu_flags()]
+    return " ".join(found) if found else "none (no VNNI: slower int8 kernels)"
+
+
+def check_calibration(inputs, batch=CALIBRATION_BATCH, what=None):
+    """A ValueError naming the fix unless `inputs` (an array of model inputs; `what` says where they came from) holds
+    at least one batch."""
+    count = 0 if inputs is None else len(inputs)
+    if count < batch:
+        raise ValueError(f"int8 calibration needs at least {batch} model inputs (one batch) and got {count} "
+                         + (f"({what})" if what else "(pass a larger calibration sample)"))
+
+
+def quantize(onnx_bytes, inputs, batch=CALIBRATION_BATCH):
+    """`onnx_bytes` (an fp32 model with input `x`) quantized to int8 as the module docstring says, calibrated on
+    `inputs` (a float32 array of model inputs, fed `batch` at a time); returns the int8 model's bytes."""
+    import logging
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    check_calibration(inputs, batch)
+    inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(range(0, len(inputs) - batch + 1, batch))
+
+        def get_next(self):
+            start = next(self.batches, None)
+            return None if start is None else {"x": inputs[start:start + batch]}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(onnx_bytes)
+        logging.disable(logging.WARNING)  # quiet its advice to pre-process the graph first, which these graphs do not need
+        try:
+            quantize_static(source, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
+        return target.read_bytes()
+
+
+def quantized_ops(int8_bytes):
+    """{operator type: count} of the operators that read a dequantized (int8) tensor, e.g. {"Conv": 4, "Gemm": 1}."""
+    import onnx
+    graph = onnx.load_from_string(int8_bytes).graph
+    dequantized = {output for node in graph.node if node.op_type == "DequantizeLinear" for output in node.output}
+    counts = collections.Counter(node.op_type for node in graph.node
+                                 if node.op_type not in ("QuantizeLinear", "DequantizeLinear")
+                                 and any(name in dequantized for name in node.input))
+    return dict(sorted(counts.items()))
