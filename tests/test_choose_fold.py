@@ -153,14 +153,16 @@ def write_run(savedir, dataset, fold, top1, worst=None, recipe="paper", align=1)
         "align": align, "test_top1": top1, "worst_slot_test_top1": top1 if worst is None else worst}))
 
 
-def write_speeds(path, speeds, backend="onnxruntime", align=1):
-    """A sweep CSV with one trial per (model, fold): {model: {fold: images/sec}}."""
-    lines = [HEADER]
+def write_speeds(path, speeds, backend="onnxruntime", align=1, precision="fp32"):
+    """A sweep CSV with one trial per (model, fold): {model: {fold: images/sec}} (appended to one that exists)."""
+    lines = [] if path.exists() else [HEADER]
     for model, folds in speeds.items():
         for fold, ips in folds.items():
             mode = "Original" if fold == 1 else "Folded"
-            lines.append(f"{model},0,{fold},1024,{mode},{ips},1e9,{backend},fp32,cpu,32,{align if fold > 1 else 1}")
-    path.write_text("\n".join(lines) + "\n")
+            lines.append(f"{model},0,{fold},1024,{mode},{ips},1e9,{backend},{precision},cpu,32,"
+                         f"{align if fold > 1 else 1}")
+    with path.open("a") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def choose(*argv):
@@ -259,3 +261,23 @@ def test_the_chooser_measures_now(tmp_path):
                   "--min_time", "0", "--warmup", "0")
     assert done.returncode == 0, done.stderr
     assert "(measured now)" in done.stdout and "measured noscope-coral: f=1" in done.stderr
+
+
+def test_the_chooser_says_where_int8_is_slower_than_fp32(tmp_path):
+    runs = tmp_path / "runs"
+    for dataset in ("synthetic-noscope-coral", "synthetic-sot/timer3"):
+        write_run(runs, dataset, 1, 0.99)
+        write_run(runs, dataset, 4, 0.99)
+    csv_path = tmp_path / "r.csv"
+    write_speeds(csv_path, {"noscope_coral": {1: 1000, 4: 900}, "sot/timer3": {1: 1000, 4: 1100}})
+    write_speeds(csv_path, {"noscope_coral": {1: 800, 4: 950}, "sot/timer3": {1: 1500, 4: 2800}}, precision="int8")
+    mixed = choose(runs, csv_path)
+    assert mixed.returncode == 2 and "--precision int8" in mixed.stderr and "--precision fp32" in mixed.stderr
+    done = choose(runs, csv_path, "--precision", "int8")
+    assert done.returncode == 0, done.stderr
+    assert ("int8 against fp32 (the same CSV, medians of trials not interleaved between them): int8 f=4 950 "
+            "images/sec, fp32 f=1 1,000 (0.95x): int8 is slower than fp32 for this model here: deploy fp32") in done.stdout
+    assert "int8 f=4 2,800 images/sec, fp32 f=4 1,100 (2.55x): int8 is faster here" in done.stdout
+    alone = tmp_path / "int8.csv"
+    write_speeds(alone, {"noscope_coral": {1: 800, 4: 950}}, precision="int8")
+    assert "int8 against fp32" not in choose(runs, alone, "--precision", "int8").stdout

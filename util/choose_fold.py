@@ -14,7 +14,9 @@ Per task it prints: f, the recipe of the most accurate run at that f, its epochs
 top-1, the worst slot, the gap to f=1 in points, images/sec and the speed-up over f=1. The recommended f is the fastest whose gap
 is at most --max_drop points (f=1 always qualifies; equal speeds: the more accurate, then the smaller
 f). A fold with a trained run but no throughput, or throughput but no trained run, is listed as such
-and never recommended; a task without a trained f=1 gets no recommendation. --out PREFIX writes
+and never recommended; a task without a trained f=1 gets no recommendation. With `--precision int8`, a CSV that also
+holds fp32 rows of the same backend, device and batch size gets a line per task saying whether int8 is faster
+than fp32 for that model (`infer.py TASK --fold auto --precision int8` measures the two interleaved). --out PREFIX writes
 PREFIX.md, PREFIX.csv and PREFIX.png (test top-1 against images/sec, one panel per task).
 """
 import argparse
@@ -78,9 +80,9 @@ def csv_name(name, folds):
 
 
 def csv_throughput(path, runs, backend=None, precision=None, batch_size=None, device=None, align=1):
-    """{task name: {fold: median images/sec}} of the FoldedCNN rows of a sweep CSV at `align` for the tasks of `runs`
-    (trained_runs), and the group they
-    come from; ValueError when the CSV holds several backend/precision/device/batch groups and the flags pick none."""
+    """({task name: {fold: median images/sec}}, source, (backend, precision, device, batch size)): the FoldedCNN rows
+    of a sweep CSV at `align` for the tasks of `runs` (trained_runs), what they are, and the group they come from; a
+    ValueError when the CSV holds several backend/precision/device/batch groups and the flags pick none."""
     frame = load(path)
     frame = frame[frame["Mode"].isin(["Original", "Folded"]) & ((frame["Align"] == align) | (frame["Fold"] == 1))]
     for column, value in (("Backend", backend), ("Precision", precision), ("Batch Size", batch_size),
@@ -93,12 +95,34 @@ def csv_throughput(path, runs, backend=None, precision=None, batch_size=None, de
         raise ValueError(f"{path} holds {len(groups)} kinds of measurement: pick one with {listed}")
     if not groups:
         raise ValueError(f"{path} has no FoldedCNN rows for these flags: run ./run_inference.sh {path} first")
-    speeds = {}
-    for name, folds in runs.items():
-        rows = frame[frame["Model"] == csv_name(name, folds)]
-        speeds[name] = {int(f): float(part["Throughput"].median()) for f, part in rows.groupby("Fold")}
+    speeds = {name: fold_medians(frame, csv_name(name, folds)) for name, folds in runs.items()}
     backend, precision, device, batch = groups[0]
-    return speeds, f"{backend}, {precision}, {device}, batch {batch} (from {path})"
+    return speeds, f"{backend}, {precision}, {device}, batch {batch} (from {path})", groups[0]
+
+
+def fold_medians(frame, model):
+    """{fold: median images/sec} of `model`'s rows of `frame`."""
+    rows = frame[frame["Model"] == model]
+    return {int(f): float(part["Throughput"].median()) for f, part in rows.groupby("Fold")}
+
+
+def fp32_beside_int8(path, runs, group, align=1):
+    """{task: {fold: median images/sec}} of the CSV's fp32 rows of the backend, device and batch size of its int8
+    rows (`group`, from csv_throughput); {} when the CSV holds none."""
+    backend, _, device, batch = group
+    try:
+        speeds = csv_throughput(path, runs, backend, "fp32", batch, device, align)[0]
+    except ValueError:  # no fp32 rows of that kind
+        return {}
+    return {name: s for name, s in speeds.items() if s}
+
+
+def int8_line(int8, fp32):
+    """What a task's int8 and fp32 medians ({fold: images/sec} each) say: which precision to deploy."""
+    (f8, a), (f32, b) = max(int8.items(), key=lambda kv: kv[1]), max(fp32.items(), key=lambda kv: kv[1])
+    verdict = "int8 is faster here" if a > b else "int8 is slower than fp32 for this model here: deploy fp32"
+    return (f"int8 against fp32 (the same CSV, medians of trials not interleaved between them): int8 f={f8} "
+            f"{a:,.0f} images/sec, fp32 f={f32} {b:,.0f} ({a / b:.2f}x): {verdict}")
 
 
 def measured_throughput(tasks, runs, args):
@@ -160,7 +184,7 @@ def fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
 
-def markdown(rows, source, max_drop):
+def markdown(rows, source, max_drop, notes=None):
     lines = ["# Which fold to deploy", "", f"Throughput: {source}. Recommended (**bold**): the fastest fold whose "
              f"test top-1 is at most {max_drop:g} points below f=1's.", ""]
     for name in dict.fromkeys(r["task"] for r in rows):
@@ -174,6 +198,8 @@ def markdown(rows, source, max_drop):
             table.append(cells)
         chosen = [r["fold"] for r in rows if r["task"] == name and r["recommended"]]
         lines += [f"## {name}: " + (f"deploy f={chosen[0]}" if chosen else "no recommendation"), ""]
+        if notes and name in notes:
+            lines += [notes[name], ""]
         lines += markdown_table(["f", "recipe", "epochs", "training (min)", "test top-1", "worst slot", "gap (pts)", "images/sec", "speed-up",
                                  "note"], table) + [""]
     return "\n".join(lines).rstrip() + "\n"
@@ -250,10 +276,14 @@ def main(argv=None):
                 raise ValueError(f"no results CSV {args.csv}: run ./run_inference.sh {args.csv} first")
             backend = None if args.backend == "auto" else args.backend
             device = None if args.device == "auto" else args.device
-            speeds, source = csv_throughput(args.csv, runs, backend, args.precision, args.batch_size, device,
-                                            args.align)
+            speeds, source, group = csv_throughput(args.csv, runs, backend, args.precision, args.batch_size, device,
+                                                   args.align)
     rows = choose(runs, speeds, args.max_drop)
-    text = markdown(rows, source, args.max_drop)
+    notes = {}
+    if args.csv and args.precision == "int8":  # int8 is not faster everywhere: say so where the CSV shows it
+        fp32 = fp32_beside_int8(args.csv, runs, group, args.align)
+        notes = {name: int8_line(speeds[name], fp32[name]) for name in fp32 if speeds.get(name)}
+    text = markdown(rows, source, args.max_drop, notes)
     print(text, end="")
     if args.out:
         md, table_csv, png = out_paths(args.out, ["md", "csv", "png"]).values()
