@@ -6,7 +6,8 @@ says what each backend is and how a batch runs. Before timing, the backend's log
 against eager fp32 PyTorch. Each trial prints one `key=value` line (or a JSON object with --json).
 
 `--fold auto` measures f = 1..4 (or --folds) on this device with the chosen backend and precision,
-trials interleaved, and names the fastest. With `--precision int8` it measures fp32 (the same backend, ONNX
+5 trials interleaved, and names the fold to take: the fastest, with its speed-up over f=1 and that ratio's range
+over the trials, or the smaller fold where two tie within that range. With `--precision int8` it measures fp32 (the same backend, ONNX
 Runtime) beside it and says which precision is faster for this model here: int8 is not faster everywhere. `--align N` (beyond the paper) rounds every widened layer
 of a FoldedCNN up to a multiple of N.
 
@@ -15,7 +16,6 @@ returns the original model; f > 1 measures its FoldedCNN, made by models.fold_cn
 """
 import argparse
 import json
-import statistics
 from dataclasses import asdict
 
 from config.tasks import task_names
@@ -23,8 +23,8 @@ from models import MODES, mode_of
 from util.core.cli import add_align_arg, one_line_errors, positive_int
 from util.core.device import pick_device
 from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
-                                    fill_protocol, interleaved_medians)
-from util.measure.compare import fastest, speedup_note
+                                    fill_protocol, interleaved_trials)
+from util.measure.compare import choose, comparison, medians, ratio
 
 
 def fold_arg(text):
@@ -42,14 +42,16 @@ def get_args_parser(add_help=True):
                         help="folded (fold 1 = the original CNN), original, or efficientnet (fold = phi); "
                              "default folded")
     parser.add_argument("--fold", type=fold_arg, default=1,
-                        help="fold f, or phi for efficientnet, or auto: measure --folds and name the fastest; "
+                        help="fold f, or phi for efficientnet, or auto: measure --folds and name the fold to take; "
                              "default 1")
     parser.add_argument("--folds", type=positive_int, nargs="+", default=[1, 2, 3, 4],
                         help="the folds --fold auto measures; default 1 2 3 4")
     add_align_arg(parser)
     parser.add_argument("--batch_size", type=positive_int, default=1024, help="images per batch; default 1024")
     add_measurement_args(parser)
-    parser.add_argument("--trials", type=positive_int, default=1, help="timed trials; default 1")
+    parser.add_argument("--trials", type=positive_int, default=None,
+                        help="timed trials; default 1, and 5 with --fold auto (interleaved over the folds: a speed-up "
+                             "is printed with its range over them, and folds within it tie)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and random inputs")
     parser.add_argument("--json", action="store_true", help="print JSON objects instead of key=value lines")
     return parser
@@ -60,29 +62,37 @@ def config_for(args, fold, precision=None):
     return config_from_args(args, args.task or args.model_file, mode, fold, precision=precision or args.precision)
 
 
-def fastest_line(medians, trials, bench, precision, batch_size):
-    """The line naming the fastest fold of `medians` ({fold: median images/sec})."""
-    best, _ = fastest(medians)
-    name = ("f=1 (the original)" if best == 1 else
-            f"f={best}" + speedup_note(medians, best, base_name=f"f=1's {medians.get(1, 0):,.0f}"))
-    return (f"fastest: {name} at {medians[best]:,.0f} images/sec (median of {trials} trial(s); "
-            f"{bench.backend}, {precision}, {bench.device}, batch {batch_size})")
+def fold_line(trials, bench, precision, batch_size):
+    """The line naming the fold to take from `trials` ({fold: [images/sec per interleaved trial]}): the fastest,
+    or the smaller of two that tie within the trials' spread (util/measure/compare.py)."""
+    by_fold = medians(trials)
+    best, top = choose(trials), max(by_fold.items(), key=lambda kv: kv[1])[0]
+    count = len(trials[best])
+    line = (f"fold to take: f={best}" + (" (the original)" if best == 1 else "") + f" at {by_fold[best]:,.0f} images/sec "
+            f"(median of {count} interleaved trial{'s' if count > 1 else ''}; {bench.backend}, {precision}, {bench.device}, batch {batch_size})")
+    if best > 1 and 1 in trials:
+        line += "; " + comparison(trials, best, 1)
+    elif best == 1 and top == 1 and len(by_fold) > 1:
+        runner_up = max((f for f in by_fold if f != 1), key=by_fold.get)
+        line += "; " + comparison(trials, runner_up, 1)
+    if top != best:
+        line += f"; {comparison(trials, top, best)}: the smaller fold is taken"
+    if count < 2:
+        line += "; one trial has no spread: --trials 5 to tell a speed-up from noise"
+    return line
 
 
 def precision_verdict(by_precision, trials):
     """The line comparing int8's fastest fold with fp32's ({precision: {fold: median images/sec}}), with the range of
     the ratio over the interleaved `trials` ({(precision, fold): [images/sec per trial]})."""
     (f8, int8), (f32, fp32) = (max(by_precision[p].items(), key=lambda kv: kv[1]) for p in ("int8", "fp32"))
-    ratios = [a / b for a, b in zip(trials[("int8", f8)], trials[("fp32", f32)])]
-    ratio = statistics.median(ratios)
-    spread = f" (range {min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} trials)" if len(ratios) > 1 else ""
-    if min(ratios) > 1:
-        verdict = "int8 is faster here: deploy it once util/export.py --int8 has checked its accuracy"
-    elif max(ratios) < 1:
-        verdict = "int8 is slower than fp32 for this model here: deploy fp32"
-    else:
-        verdict = "int8 and fp32 tie within the trials' spread here (more --trials may tell): deploy fp32"
-    return f"int8 f={f8} at {ratio:.2f}x fp32 f={f32}{spread} ({int8:,.0f} vs {fp32:,.0f} images/sec): {verdict}"
+    r = ratio(trials, ("int8", f8), ("fp32", f32))
+    verdict = {"faster": "int8 is faster here: deploy it once util/export.py --int8 has checked its accuracy",
+               "slower": "int8 is slower than fp32 for this model here: deploy fp32",
+               "tie": "int8 and fp32 tie within the trials' spread here (more --trials may tell): deploy fp32",
+               "one trial": "one trial cannot tell a difference from noise: measure with --trials 5"}[r.verdict]
+    return (f"int8 f={f8} at {r.median:.2f}x fp32 f={f32}{r.spread()} ({int8:,.0f} vs {fp32:,.0f} images/sec): "
+            f"{verdict}")
 
 
 def main(argv=None):
@@ -97,6 +107,7 @@ def main(argv=None):
     if args.align > 1 and args.mode != "folded":
         parser.error(f"--align widens FoldedCNNs: drop it for --mode {args.mode}")
     folds = sorted(set(args.folds)) if args.fold == "auto" else [args.fold]
+    args.trials = args.trials or (5 if args.fold == "auto" else 1)
     with one_line_errors(parser):
         fill_protocol(args, pick_device(args.device))
         precisions = [args.precision] + (["fp32"] if args.fold == "auto" and args.precision == "int8" else [])
@@ -109,15 +120,16 @@ def main(argv=None):
         trials[key].append(result.images_per_sec)
         print(json.dumps(asdict(result)) if args.json else result.line(), flush=True)
 
-    medians = interleaved_medians(benches, args.trials, args.iters, args.min_time, show)
+    interleaved_trials(benches, args.trials, args.iters, args.min_time, show)
     if args.fold == "auto":
-        by_precision = {p: {f: m for (q, f), m in medians.items() if q == p} for p in precisions}
-        for p, by_fold in by_precision.items():
-            best, _ = fastest(by_fold)
+        by_precision = {p: medians({f: t for (q, f), t in trials.items() if q == p}) for p in precisions}
+        for p in precisions:
+            of_p = {f: t for (q, f), t in trials.items() if q == p}
+            best = choose(of_p)
             bench = benches[(p, best)]
-            summary = {"fastest_fold": best, "images_per_sec": by_fold, "backend": bench.backend, "precision": p,
-                       "device": str(bench.device)}
-            print(json.dumps(summary) if args.json else fastest_line(by_fold, args.trials, bench, p, args.batch_size))
+            summary = {"fastest_fold": best, "images_per_sec": by_precision[p], "trials": of_p,
+                       "backend": bench.backend, "precision": p, "device": str(bench.device)}
+            print(json.dumps(summary) if args.json else fold_line(of_p, bench, p, args.batch_size))
         if len(precisions) > 1 and not args.json:
             print(precision_verdict(by_precision, trials))
 

@@ -13,7 +13,7 @@ from models.flops import count_flops
 from util.train.checkpoint import load_classifier
 from helpers import run_cli, train_args, trainer_args, write_image_folder
 
-HEADER = "Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align"
+HEADER = "Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align,Protocol"
 
 
 def widths(model):
@@ -89,7 +89,7 @@ def test_fold_auto_measures_every_fold_and_names_the_fastest():
     assert summary["fastest_fold"] == max((1, 2), key=lambda f: speeds[str(f)])
     text = run_cli(sys.executable, "infer.py", "noscope-coral", "--fold", "auto", "--folds", "1", "2",
                    "--batch_size", "8", "--min_time", "0", "--warmup", "0", "--backend", "eager", "--device", "cpu")
-    assert text.returncode == 0 and text.stdout.splitlines()[-1].startswith("fastest: f=")
+    assert text.returncode == 0 and text.stdout.splitlines()[-1].startswith("fold to take: f=")
     bad = run_cli(sys.executable, "infer.py", "sot/timer3", "--fold", "auto", "--mode", "efficientnet")
     assert bad.returncode == 2 and "drop --mode efficientnet" in bad.stderr
     alone = run_cli(sys.executable, "infer.py", "sot/timer3", "--folds", "1", "2")
@@ -121,20 +121,22 @@ def test_a_sweep_before_the_align_column_resumes_with_it_added(tmp_path):
     old = tmp_path / "old.csv"
     rows = ["noscope_coral,0,1,8,Original,100.00,1.6e+09,eager,fp32,cpu,8",
             "noscope_coral,0,2,8,Folded,150.00,2.4e+09,eager,fp32,cpu,4"]
-    old.write_text(HEADER.rpartition(",")[0] + "\n" + "\n".join(rows) + "\n")
+    old.write_text(HEADER.rsplit(",", 2)[0] + "\n" + "\n".join(rows) + "\n")
     command = ["./run_inference.sh", old, "--models", "noscope-coral", "--folds", "1", "2", "--trials", "1",
                "--batch_sizes", "8", "--min_time", "0", "--warmup", "0", "--device", "cpu", "--no_peak",
                "--backend", "eager", "--chunk", "full"]
     again = run_cli(*command)
     assert again.returncode == 0, again.stderr
-    assert old.read_text().splitlines() == [HEADER] + [r + ",1" for r in rows]  # nothing measured again, kept
+    assert old.read_text().splitlines() == [HEADER] + [r + ",1,full" for r in rows]  # nothing measured again, kept
     aligned = run_cli(*command, "--align", "16")
     assert aligned.returncode == 0, aligned.stderr
     new = old.read_text().splitlines()
-    assert len(new) == 4 and new[-1].startswith("noscope_coral,0,2,8,Folded,") and new[-1].endswith(",16")
-    assert "fastest fold (eager, fp32, cpu, median images/sec): noscope_coral f=" in aligned.stderr
+    assert len(new) == 4 and new[-1].startswith("noscope_coral,0,2,8,Folded,") and new[-1].endswith(",16,full")
+    assert "fold to take (eager, fp32, cpu; the fastest, or the smaller where two tie" in aligned.stderr
+    assert "): noscope_coral f=" in aligned.stderr and "one trial per configuration (no spread" in aligned.stderr
     torn = tmp_path / "short.csv"
-    torn.write_text(HEADER + "\nnoscope_coral,0,1,8\n" + "noscope_coral,0,2,8,Folded,150.00,2.4e+09,eager,fp32,cpu,4,1\n")
+    torn.write_text(HEADER + "\nnoscope_coral,0,1,8\n"
+                    + "noscope_coral,0,2,8,Folded,150.00,2.4e+09,eager,fp32,cpu,4,1,full\n")
     refused = run_cli(*command[:1], torn, *command[2:])
     assert refused.returncode == 2 and "line 2 has 4 fields" in refused.stderr and torn.read_text().count("\n") == 3
     report = run_cli(sys.executable, "util/inference_report.py", old)
@@ -153,14 +155,15 @@ def write_run(savedir, dataset, fold, top1, worst=None, recipe="paper", align=1)
         "align": align, "test_top1": top1, "worst_slot_test_top1": top1 if worst is None else worst}))
 
 
-def write_speeds(path, speeds, backend="onnxruntime", align=1, precision="fp32"):
-    """A sweep CSV with one trial per (model, fold): {model: {fold: images/sec}} (appended to one that exists)."""
+def write_speeds(path, speeds, backend="onnxruntime", align=1, precision="fp32", protocol="full"):
+    """A sweep CSV: {model: {fold: images/sec, or a list of them, one per trial}} (appended to one that exists)."""
     lines = [] if path.exists() else [HEADER]
     for model, folds in speeds.items():
-        for fold, ips in folds.items():
+        for fold, trials in folds.items():
             mode = "Original" if fold == 1 else "Folded"
-            lines.append(f"{model},0,{fold},1024,{mode},{ips},1e9,{backend},{precision},cpu,32,"
-                         f"{align if fold > 1 else 1}")
+            for trial, ips in enumerate(trials if isinstance(trials, list) else [trials]):
+                lines.append(f"{model},{trial},{fold},1024,{mode},{ips},1e9,{backend},{precision},cpu,32,"
+                             f"{align if fold > 1 else 1},{protocol}")
     with path.open("a") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -222,7 +225,7 @@ def test_the_chooser_reports_missing_throughput_and_bad_input(tmp_path):
     assert done.returncode == 0 and "no throughput" in done.stdout and "deploy f=1" in done.stdout
     two = tmp_path / "two.csv"
     write_speeds(two, {"noscope_coral": {1: 1000, 2: 900}})
-    two.write_text(two.read_text() + "noscope_coral,0,1,1024,Original,10,1e9,eager,fp32,cpu,32,1\n")
+    two.write_text(two.read_text() + "noscope_coral,0,1,1024,Original,10,1e9,eager,fp32,cpu,32,1,full\n")
     mixed = choose(runs, two)
     assert mixed.returncode == 2 and "--backend eager" in mixed.stderr and "--backend onnxruntime" in mixed.stderr
     assert "deploy f=1" in choose(runs, two, "--backend", "onnxruntime").stdout
@@ -281,3 +284,47 @@ def test_the_chooser_says_where_int8_is_slower_than_fp32(tmp_path):
     alone = tmp_path / "int8.csv"
     write_speeds(alone, {"noscope_coral": {1: 800, 4: 950}}, precision="int8")
     assert "int8 against fp32" not in choose(runs, alone, "--precision", "int8").stdout
+
+
+def test_overlapping_trials_are_a_tie_and_the_chooser_takes_the_smaller_fold(tmp_path):
+    from util.measure.compare import choose as take, comparison, ratio
+    overlapping = {1: [1000, 1100, 950], 4: [1060, 1000, 1010]}  # f=4/f=1 per trial: 1.06, 0.91, 1.063
+    assert ratio(overlapping, 4, 1).verdict == "tie" and take(overlapping) == 1
+    assert comparison(overlapping, 4, 1) == "f=4 and f=1 tie within 10% over 3 trials"
+    apart = {1: [1000, 1100, 950], 4: [1500, 1600, 1400]}
+    assert take(apart) == 4 and comparison(apart, 4, 1) == "f=4 at 1.47x f=1 (range 1.45-1.50 over 3 trials)"
+    assert comparison({1: [1000], 4: [1500]}, 4, 1) == "f=4 at 1.50x f=1 (one trial: no spread)"
+
+    runs = tmp_path / "runs"
+    for fold in (1, 2, 4):
+        write_run(runs, "synthetic-noscope-coral", fold, 0.99)
+    tied = tmp_path / "tied.csv"
+    write_speeds(tied, {"noscope_coral": {1: [1000, 1100, 950], 2: [900, 950, 920], 4: [1060, 1000, 1010]}})
+    done = choose(runs, tied, "--out", tmp_path / "choice")
+    assert done.returncode == 0, done.stderr
+    assert "## noscope-coral: deploy f=1" in done.stdout  # f=4's median is highest, but within the spread of f=1's
+    table = {int(r["fold"]): r for r in rows_of(tmp_path / "choice.csv")}
+    assert table[4]["note"] == "ties with f=1 within 10% over 3 trials: the smaller fold is recommended"
+    assert (float(table[4]["speedup_low"]), float(table[4]["speedup_high"]), table[4]["trials"]) == (
+        pytest.approx(1000 / 1100, rel=1e-5), pytest.approx(1010 / 950, rel=1e-5), "3")
+    assert "| 1,010 | 1.01x (0.91-1.06) |" in done.stdout and "median of 3 trial(s)" in done.stdout
+    faster = tmp_path / "faster.csv"
+    write_speeds(faster, {"noscope_coral": {1: [1000, 1100, 950], 4: [1500, 1600, 1400]}})
+    assert "## noscope-coral: deploy f=4" in choose(runs, faster).stdout
+
+
+def test_a_quick_or_one_trial_csv_is_said_to_be_one(tmp_path):
+    runs = tmp_path / "runs"
+    for fold in (1, 4):
+        write_run(runs, "synthetic-noscope-coral", fold, 0.99)
+    quick = tmp_path / "quick.csv"
+    write_speeds(quick, {"noscope_coral": {1: 1000, 4: 1230}}, protocol="quick")
+    done = choose(runs, quick)
+    assert done.returncode == 0, done.stderr
+    assert "**from a --quick smoke run (one short trial each: not a measurement to deploy by)**" in done.stdout
+    single = tmp_path / "single.csv"
+    write_speeds(single, {"noscope_coral": {1: 1000, 4: 1230}})
+    assert "**one trial per configuration (no spread: speed-ups may be noise)**" in choose(runs, single).stdout
+    write_speeds(quick, {"noscope_coral": {1: [1000, 1010, 990], 4: [900, 910, 905]}})  # a full sweep beside it
+    both = choose(runs, quick)
+    assert "deploy f=1" in both.stdout and "smoke run" not in both.stdout and "median of 3 trial(s)" in both.stdout

@@ -20,7 +20,7 @@ from config.tasks import all_tasks  # noqa: E402
 from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from util.measure.benchmark import BACKENDS, PRECISIONS, SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
-from util.measure.compare import speedups  # noqa: E402
+from util.measure.compare import medians, speedups  # noqa: E402
 
 
 def main(argv=None):
@@ -43,8 +43,9 @@ def main(argv=None):
         device = str(pick_device(args.device))
         results = {}
         for task in tqdm(tasks, desc="benchmark", unit="model", file=sys.stderr, disable=not sys.stderr.isatty()):
-            results[task], backend = compare_with_plain_eager(task, args.folds, args.batch_size, device, args.trials,
-                                                              args.min_time, args.precision, args.backend)
+            trials, backend = compare_with_plain_eager(task, args.folds, args.batch_size, device, args.trials,
+                                                       args.min_time, args.precision, args.backend)
+            results[task] = medians(trials)
 
     names = list(next(iter(results.values())))
     lines = [f"Images/sec, batch {args.batch_size}, {device}; plain eager: fp32, NCHW, whole batch; "

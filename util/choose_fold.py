@@ -13,7 +13,9 @@ your own CNN (train.py --model_file) match the CSV rows of `./run_inference.sh -
 Per task it prints: f, the recipe of the most accurate run at that f, its epochs and training time, test
 top-1, the worst slot, the gap to f=1 in points, images/sec and the speed-up over f=1. The recommended f is the fastest whose gap
 is at most --max_drop points (f=1 always qualifies; equal speeds: the more accurate, then the smaller
-f). A fold with a trained run but no throughput, or throughput but no trained run, is listed as such
+f), unless a smaller qualifying fold ties with it: the per-trial ratio of their images/sec (trials paired in order,
+which a sweep interleaves) has a range holding 1.0; then the smaller. A CSV of one trial per fold, or of a --quick
+smoke run, is said to be one in the output. A fold with a trained run but no throughput, or throughput but no trained run, is listed as such
 and never recommended; a task without a trained f=1 gets no recommendation. With `--precision int8`, a CSV that also
 holds fp32 rows of the same backend, device and batch size gets a line per task saying whether int8 is faster
 than fp32 for that model (`infer.py TASK --fold auto --precision int8` measures the two interleaved). --out PREFIX writes
@@ -42,12 +44,12 @@ from util.core.cli import add_align_arg, add_out_arg, markdown_table, one_line_e
 from util.core.device import cpu_name, pick_device  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_protocol,  # noqa: E402
-                                    interleaved_medians)
-from util.measure.compare import speedups  # noqa: E402
-from util.measure.results_csv import load  # noqa: E402
+                                    interleaved_trials)
+from util.measure.compare import medians, ratio, speedups  # noqa: E402
+from util.measure.results_csv import fold_trials, load, trial_note  # noqa: E402
 
 COLUMNS = ["task", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
-           "images_per_sec", "speedup", "recommended", "note"]
+           "images_per_sec", "speedup", "speedup_low", "speedup_high", "trials", "recommended", "note"]
 
 
 def trained_runs(savedir, align=1):
@@ -80,9 +82,11 @@ def csv_name(name, folds):
 
 
 def csv_throughput(path, runs, backend=None, precision=None, batch_size=None, device=None, align=1):
-    """({task name: {fold: median images/sec}}, source, (backend, precision, device, batch size)): the FoldedCNN rows
-    of a sweep CSV at `align` for the tasks of `runs` (trained_runs), what they are, and the group they come from; a
-    ValueError when the CSV holds several backend/precision/device/batch groups and the flags pick none."""
+    """({task name: {fold: [images/sec per trial]}}, source, (backend, precision, device, batch size)): the FoldedCNN
+    rows of a sweep CSV at `align` for the tasks of `runs` (trained_runs), what they are (a --quick smoke run or one
+    trial per fold said), and the group they come from; a ValueError when the CSV holds several
+    backend/precision/device/batch groups and the flags pick none. Where a CSV holds a full sweep's rows and a
+    --quick run's of the same kind, the full sweep's are read."""
     frame = load(path)
     frame = frame[frame["Mode"].isin(["Original", "Folded"]) & ((frame["Align"] == align) | (frame["Fold"] == 1))]
     for column, value in (("Backend", backend), ("Precision", precision), ("Batch Size", batch_size),
@@ -95,15 +99,21 @@ def csv_throughput(path, runs, backend=None, precision=None, batch_size=None, de
         raise ValueError(f"{path} holds {len(groups)} kinds of measurement: pick one with {listed}")
     if not groups:
         raise ValueError(f"{path} has no FoldedCNN rows for these flags: run ./run_inference.sh {path} first")
-    speeds = {name: fold_medians(frame, csv_name(name, folds)) for name, folds in runs.items()}
+    if (frame["Protocol"] == "full").any():
+        frame = frame[frame["Protocol"] == "full"]
+    trials = {name: fold_trials(frame, csv_name(name, folds)) for name, folds in runs.items()}
     backend, precision, device, batch = groups[0]
-    return speeds, f"{backend}, {precision}, {device}, batch {batch} (from {path})", groups[0]
+    counts = sorted({len(t) for by_fold in trials.values() for t in by_fold.values()}) or [0]
+    said = trial_note(frame)
+    source = (f"{backend}, {precision}, {device}, batch {batch}, median of {counts[0]}"
+              + (f"-{counts[-1]}" if len(counts) > 1 else "") + f" trial(s) (from {path})"
+              + (f": **{said}**" if said else ""))
+    return trials, source, groups[0]
 
 
 def fold_medians(frame, model):
     """{fold: median images/sec} of `model`'s rows of `frame`."""
-    rows = frame[frame["Model"] == model]
-    return {int(f): float(part["Throughput"].median()) for f, part in rows.groupby("Fold")}
+    return medians(fold_trials(frame, model))
 
 
 def fp32_beside_int8(path, runs, group, align=1):
@@ -111,10 +121,10 @@ def fp32_beside_int8(path, runs, group, align=1):
     rows (`group`, from csv_throughput); {} when the CSV holds none."""
     backend, _, device, batch = group
     try:
-        speeds = csv_throughput(path, runs, backend, "fp32", batch, device, align)[0]
+        trials = csv_throughput(path, runs, backend, "fp32", batch, device, align)[0]
     except ValueError:  # no fp32 rows of that kind
         return {}
-    return {name: s for name, s in speeds.items() if s}
+    return {name: medians(t) for name, t in trials.items() if t}
 
 
 def int8_line(int8, fp32):
@@ -126,7 +136,7 @@ def int8_line(int8, fp32):
 
 
 def measured_throughput(tasks, runs, args):
-    """{task name: {fold: median images/sec}} measured now at every trained fold, trials interleaved."""
+    """{task name: {fold: [images/sec per trial]}} measured now at every trained fold, trials interleaved."""
     device = pick_device(args.device)
     fill_protocol(args, device)
     speeds, backend = {}, None
@@ -139,41 +149,59 @@ def measured_throughput(tasks, runs, args):
                                                        model_file=model_file, input_shape=shape and tuple(shape)),
                                       args.warmup)
             backend = benches[fold].backend
-        speeds[name] = interleaved_medians(benches, args.trials, args.iters, args.min_time)
-        print(f"measured {name}: " + ", ".join(f"f={f} {v:,.0f} images/sec" for f, v in speeds[name].items()),
+        speeds[name] = interleaved_trials(benches, args.trials, args.iters, args.min_time)
+        print(f"measured {name}: " + ", ".join(f"f={f} {v:,.0f} images/sec" for f, v in medians(speeds[name]).items()),
               file=sys.stderr)
     where = f"{device} ({cpu_name()}, {os.cpu_count()} cores)" if device.type == "cpu" else str(device)
     return speeds, (f"{backend}, {args.precision}, {where}, batch {args.batch_size or 1024}, median of {args.trials} "
                     "interleaved trials (measured now)")
 
 
-def choose(runs, speeds, max_drop):
-    """The table's rows (COLUMNS) for every task: one per fold with a run or a throughput, the recommended one
-    marked."""
+def choose(runs, trials, max_drop):
+    """The table's rows (COLUMNS) for every task (`trials`: {task: {fold: [images/sec per trial]}}): one per fold with
+    a run or a throughput, the recommended one marked: the fastest fold within `max_drop` points of f=1, unless a
+    smaller such fold ties with it within the trials' spread (util/measure/compare.py), then the smallest; equal
+    speeds: the more accurate, then the smaller f."""
     rows = []
     for name in runs:
-        folds, speed = runs[name], speeds.get(name, {})
-        base = folds.get(1)
+        folds, by_fold = runs[name], trials.get(name, {})
+        speed, base = medians(by_fold), folds.get(1)
         task_rows = []
         for fold in sorted(set(folds) | set(speed)):
             result, ips = folds.get(fold), speed.get(fold)
             gap = None if result is None or base is None else 100 * (base["test_top1"] - result["test_top1"])
             note = ("no trained run" if result is None else "no throughput" if ips is None else
                     "no f=1 run: gap unknown" if base is None else "")
+            r = ratio(by_fold, fold, 1) if fold > 1 else None
             task_rows.append({
                 "task": name, "fold": fold, "recipe": result and result.get("recipe", "paper"),
                 "epochs": (result or {}).get("epochs"), "train_minutes": minutes((result or {}).get("train_seconds")),
                 "test_top1": result and result["test_top1"],
                 "worst_slot_top1": result and result.get("worst_slot_test_top1", result["test_top1"]),
                 "gap_points": gap, "images_per_sec": ips,
-                "speedup": speedups(speed).get(fold),
-                "recommended": False, "note": note})
+                "speedup": speedups(speed).get(fold), "speedup_low": r and r.low, "speedup_high": r and r.high,
+                "trials": len(by_fold.get(fold, [])) or None, "recommended": False, "note": note})
         eligible = [r for r in task_rows if not r["note"] and r["gap_points"] <= max_drop + 1e-9]
         if eligible:
             best = max(eligible, key=lambda r: (r["images_per_sec"], r["test_top1"], -r["fold"]))
+            ties = {r["fold"]: ratio(by_fold, best["fold"], r["fold"]) for r in eligible if r["fold"] < best["fold"]}
+            tied = [r for r in eligible if ties.get(r["fold"]) and ties[r["fold"]].verdict == "tie"]
+            if tied:
+                best["note"] = (f"ties with f={tied[0]['fold']} within {ties[tied[0]['fold']].within()}% over "
+                                f"{ties[tied[0]['fold']].trials} trials: the smaller fold is recommended")
+                best = tied[0]
             best["recommended"] = True
         rows += task_rows
     return rows
+
+
+def speedup_cell(row):
+    """'1.23x (1.10-1.30)' with the range over trials, '1.23x' with one trial, '-' without."""
+    if row["speedup"] is None:
+        return "-"
+    several = (row["trials"] or 0) > 1 and row["speedup_low"] is not None
+    spread = f" ({row['speedup_low']:.2f}-{row['speedup_high']:.2f})" if several else ""
+    return f"{row['speedup']:.2f}x{spread}"
 
 
 def minutes(seconds):
@@ -186,15 +214,15 @@ def fmt(value, spec):
 
 def markdown(rows, source, max_drop, notes=None):
     lines = ["# Which fold to deploy", "", f"Throughput: {source}. Recommended (**bold**): the fastest fold whose "
-             f"test top-1 is at most {max_drop:g} points below f=1's.", ""]
+             f"test top-1 is at most {max_drop:g} points below f=1's, or the smaller of two folds whose speeds tie "
+             "(their per-trial ratio's range holds 1.0). Speed-up: median over trials (range in brackets).", ""]
     for name in dict.fromkeys(r["task"] for r in rows):
         table = []
         for r in (r for r in rows if r["task"] == name):
             cells = [f"**{r['fold']}**" if r["recommended"] else str(r["fold"]), r["recipe"] or "-",
                      fmt(r["epochs"], "d"), fmt(r["train_minutes"], ".2f"),
                      fmt(r["test_top1"], ".4f"), fmt(r["worst_slot_top1"], ".4f"), fmt(r["gap_points"], ".1f"),
-                     fmt(r["images_per_sec"], ",.0f"), fmt(r["speedup"], ".2f") + ("x" if r["speedup"] else ""),
-                     r["note"]]
+                     fmt(r["images_per_sec"], ",.0f"), speedup_cell(r), r["note"]]
             table.append(cells)
         chosen = [r["fold"] for r in rows if r["task"] == name and r["recommended"]]
         lines += [f"## {name}: " + (f"deploy f={chosen[0]}" if chosen else "no recommendation"), ""]
@@ -282,7 +310,7 @@ def main(argv=None):
     notes = {}
     if args.csv and args.precision == "int8":  # int8 is not faster everywhere: say so where the CSV shows it
         fp32 = fp32_beside_int8(args.csv, runs, group, args.align)
-        notes = {name: int8_line(speeds[name], fp32[name]) for name in fp32 if speeds.get(name)}
+        notes = {name: int8_line(medians(speeds[name]), fp32[name]) for name in fp32 if speeds.get(name)}
     text = markdown(rows, source, args.max_drop, notes)
     print(text, end="")
     if args.out:

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 import matplotlib  # noqa: E402
+import pandas as pd  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -29,8 +30,8 @@ from util.core.cli import markdown_table, one_line_errors  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import sweep_models  # noqa: E402
 from util.deploy.int8 import INT8_FEATURES  # noqa: E402
-from util.measure.compare import speedups  # noqa: E402
-from util.measure.results_csv import MODE_OF_NAME, load, machine_file, report_dir  # noqa: E402
+from util.measure.compare import ratio, speedups  # noqa: E402
+from util.measure.results_csv import MODE_OF_NAME, load, machine_file, report_dir, trial_note  # noqa: E402
 
 GROUP = ["Backend", "Precision", "Device", "Batch Size"]
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
@@ -50,14 +51,27 @@ def medians(frame):
     table["Key"] = table["Model"]
     table["Model"] = [key if align == 1 else f"{key} (align {align})"
                       for key, align in zip(table["Key"], table["Align"])]
-    table["Speed-up"] = float("nan")
+    table["Speed-up"] = table["Low"] = table["High"] = float("nan")
+    per_trial = {key: dict(zip(rows["Trial"], rows["Throughput"])) for key, rows in frame.groupby(keys, sort=False)}
+    lookup = [name if name != "Model" else "Key" for name in keys]  # the CSV's key columns, Model as in the CSV
     for _, part in table.groupby(GROUP + ["Key"], sort=False):
         originals = part.index[part["Fold"] == 1]  # f=1 (phi=1) of the same model
         if len(originals):
-            for index, ratio in speedups(part["Throughput"].to_dict(), base=originals[0]).items():
-                table.loc[index, "Speed-up"] = ratio
+            for index, value in speedups(part["Throughput"].to_dict(), base=originals[0]).items():
+                table.loc[index, "Speed-up"] = value
+                spread = trial_ratio(per_trial, table.loc[index, lookup], table.loc[originals[0], lookup])
+                if spread and spread.trials > 1:
+                    table.loc[index, ["Low", "High"]] = spread.low, spread.high
     table["Kind"] = ["efficientnet" if mode == "EfficientNet" else "folded" for mode in table["Mode"]]
     return table
+
+
+def trial_ratio(per_trial, row, base):
+    """The Ratio (util/measure/compare.py) of configuration `row` over `base` (their key columns), the trials paired
+    by number; None when they share none."""
+    a, b = per_trial[tuple(row)], per_trial[tuple(base)]
+    shared = sorted(set(a) & set(b))
+    return ratio({"row": [a[t] for t in shared], "base": [b[t] for t in shared]}, "row", "base")
 
 
 def group_title(group):
@@ -121,7 +135,8 @@ def kind_table(rows, peak, letter):
             elif r["Speed-up"] != r["Speed-up"]:  # NaN: no f=1 of this model measured
                 cells.append(f"{r['Throughput']:,.0f} (no {letter}=1)")
             else:
-                cells.append(f"{r['Throughput']:,.0f} ({r['Speed-up']:.2f}x)")
+                spread = f", {r['Low']:.2f}-{r['High']:.2f}" if r["Low"] == r["Low"] else ""
+                cells.append(f"{r['Throughput']:,.0f} ({r['Speed-up']:.2f}x{spread})")
         if peak:
             cells.append(" / ".join(f"{100 * by_fold[f]['FLOPs/sec'] / peak:.0f}" if f in by_fold else "-"
                                     for f in folds))
@@ -129,16 +144,22 @@ def kind_table(rows, peak, letter):
     return "\n".join(markdown_table(header, body))
 
 
-def markdown(table, machine):
-    """The report: the machine in brief, then per backend/precision/device/batch size a table per kind of model."""
+def markdown(table, machine, frame):
+    """The report: the machine in brief, then per backend/precision/device/batch size a table per kind of model
+    (`table`: medians of the sweep's rows `frame`)."""
     lines = ["# Inference throughput", ""] + machine_summary(machine) + [
         "", "Cells: median images/sec over trials; in brackets the speed-up over the same model's f=1 (phi=1 for a "
-        "baseline), same backend, precision, device and batch size. f = images per folded input; phi = the "
+        "baseline), same backend, precision, device and batch size, and the range of the per-trial ratio (trials "
+        "paired by number: a sweep measures a model's folds interleaved); a range that holds 1.00 is a tie. "
+        "f = images per folded input; phi = the "
         "compound-scaled baseline's scaling step. Only the folds measured have a column."
         + (" % of peak: achieved FLOP/s over the measured matmul peak of the precision." if machine else ""), ""]
     for group, part in table.groupby(GROUP, sort=False):
         peak = machine["matmul_flops"].get(group[1]) if machine else None
         lines += [f"## {group_title(group)}", ""]
+        said = trial_note(frame[(frame[GROUP] == pd.Series(group, index=GROUP)).all(axis=1)])
+        if said:
+            lines += [f"**These rows are {said}.**", ""]
         if group[1] == "int8":
             lines += [int8_note(machine), ""]
         for kind, title, letter in KINDS:
@@ -341,7 +362,8 @@ def main(argv=None):
     with one_line_errors(parser, (ValueError, OSError)):
         if not Path(args.csv).is_file():
             raise ValueError(f"{args.csv} does not exist: run ./run_inference.sh {args.csv} first")
-        table = medians(load(args.csv))
+        frame = load(args.csv)
+        table = medians(frame)
         machine = None
         if machine_path.is_file():
             machine = json.loads(machine_path.read_text())
@@ -349,7 +371,7 @@ def main(argv=None):
             raise ValueError(f"--machine {args.machine} does not exist: "
                              f"measure it with python3 util/peak.py --out {args.machine}")
         out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "report.md", markdown(table, machine) + "\n")
+    write_text_atomic(out / "report.md", markdown(table, machine, frame) + "\n")
     plot_speedup(table, machine, out / "speedup.png")
     written = ["report.md", "speedup.png"]
     if machine:

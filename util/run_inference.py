@@ -1,14 +1,15 @@
 """The inference sweep behind ./run_inference.sh: every model x fold x batch size x trial, one CSV row each.
 
-Rows are `Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk`
-(util/measure/results_csv.py). Each row is printed and appended as soon as it is measured, flushed to disk, so a
-kill loses at most the row being written. Re-running the same command resumes: configurations
+Rows are `Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align,Protocol`
+(util/measure/results_csv.py). A model's folds are measured interleaved (trial t of every fold, then trial t+1), so
+that its speed-ups come with their spread over trials. Each row is printed and appended as soon as it is measured,
+flushed to disk, so a kill loses at most the row being written. Re-running the same command resumes: trials
 already in the CSV are skipped.
 
 Protocols (util/measure/benchmark.py): on CUDA the paper's (fp16, 100 warm-up and 10000 timed batches, 10
 trials); on the CPU a time-bounded one (fp32, 2 warm-up batches, trials of at least 1 s, 3 trials)
 so the default sweep of the 14 models finishes in well under 30 minutes on 2 cores; --quick is a
-smoke run. The machine's measured peak (util/measure/machine.py) is written to <name>-report/machine.json
+smoke run (its rows say Protocol quick, and every reader of the CSV says so). The machine's measured peak (util/measure/machine.py) is written to <name>-report/machine.json
 beside the CSV, where util/inference_report.py also writes the report.
 """
 import argparse
@@ -28,9 +29,10 @@ from util.core.files import append_line, write_json_atomic  # noqa: E402
 from util.measure.benchmark import (Benchmark, BackendError, add_measurement_args, add_user_model_args,  # noqa: E402
                                     config_from_args, configurations, default_models, fill_protocol,
                                     resolve_backend, resolve_models)
-from util.measure.compare import fastest, speedup_note  # noqa: E402
+from util.measure.compare import choose, comparison, medians  # noqa: E402
 from util.measure.machine import measure_peak  # noqa: E402
-from util.measure.results_csv import HEADER, MODE_NAMES, format_row, load, machine_file, measurement_row, open_results  # noqa: E402
+from util.measure.results_csv import (HEADER, MODE_NAMES, fold_trials, format_row, load, machine_file,  # noqa: E402
+                                      measurement_row, open_results, trial_note)
 
 
 def get_args_parser(add_help=True):
@@ -69,34 +71,67 @@ def sweep(args, models):
             for name, task, mode, fold, batch_size in configurations(models, args.folds, args.phis, args.batch_sizes)]
 
 
-def todo_list(args, configs, backend, device, done):
+def todo_list(args, configs, backend, device, done, protocol="full"):
     """The configurations with trials still to measure: (name, task, mode, fold, batch size, missing trials)."""
     todo = []
     for name, task, mode, fold, batch_size in configs:
         align = args.align if mode == "folded" else 1  # the original and the baselines keep their widths
         keys = [(name, str(t), str(fold), str(batch_size), MODE_NAMES[mode], backend, args.precision, str(device),
-                 str(align)) for t in range(args.trials)]
+                 str(align), protocol) for t in range(args.trials)]
         missing = [t for t, key in enumerate(keys) if key not in done]
         if missing:
             todo.append((name, task, mode, fold, batch_size, missing))
     return todo
 
 
-def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, align):
-    """'model f=F (S x f=1)' for each FoldedCNN model in `names` measured in the CSV at two folds or more at this
-    backend, precision, device and align: the fold with the highest median images/sec (per batch size)."""
+def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, align, protocol):
+    """'model f=4 at 1.23x f=1 (range ...)' or 'model f=1 (f=4 and f=1 tie within 6% over 3 trials)' for each FoldedCNN model in `names` measured in the CSV at two folds or
+    more at this backend, precision, device, align and protocol: the fold to take (compare.choose: the fastest, or the
+    smaller of two that tie), per batch size."""
     frame = load(csv_path)
     frame = frame[(frame["Backend"] == backend) & (frame["Precision"] == precision) & (frame["Device"] == str(device))
                   & frame["Mode"].isin(["Original", "Folded"]) & frame["Model"].isin(names)
-                  & frame["Batch Size"].isin(batch_sizes) & ((frame["Align"] == align) | (frame["Fold"] == 1))]
+                  & frame["Batch Size"].isin(batch_sizes) & ((frame["Align"] == align) | (frame["Fold"] == 1))
+                  & (frame["Protocol"] == protocol)]
     found = []
     for (name, batch), part in frame.groupby(["Model", "Batch Size"], sort=False):
-        speeds = {int(f): v for f, v in part.groupby("Fold")["Throughput"].median().items()}
-        if len(speeds) < 2:
+        trials = fold_trials(part, name)
+        if len(trials) < 2:
             continue
-        best, _ = fastest(speeds)
-        found.append(f"{name} f={best}{speedup_note(speeds, best)}" + (f" at batch {batch}" if len(batch_sizes) > 1 else ""))
-    return found
+        best, top = choose(trials), max(medians(trials).items(), key=lambda kv: kv[1])[0]
+        if best > 1:
+            said = f"{name} " + (comparison(trials, best, 1) or f"f={best}")
+        else:
+            said = f"{name} f=1" + (f" ({comparison(trials, top, 1)})" if top != 1 else "")
+        found.append(said + (f" at batch {batch}" if len(batch_sizes) > 1 else ""))
+    return found, trial_note(frame)
+
+
+def measure_interleaved(args, todo, backend, device, protocol):
+    """Measure `todo` (todo_list), a model's folds interleaved at each batch size, appending each row as it ends;
+    returns how many configurations could not be measured."""
+    groups = {}
+    for entry in todo:
+        groups.setdefault((entry[0], entry[4]), []).append(entry)
+    failures = 0
+    for (name, batch_size), entries in tqdm(groups.items(), desc="inference sweep", unit="model",
+                                             file=sys.stderr, disable=not sys.stderr.isatty()):
+        torch._dynamo.reset()  # forget the last model's graphs: each model class may hold only so many
+        benches = {}
+        for _, task, mode, fold, _, missing in entries:
+            config = config_from_args(args, task, mode, fold, batch_size, backend=backend, device=str(device))
+            try:
+                benches[fold] = Benchmark(config, args.warmup), missing
+            except (BackendError, ValueError) as e:
+                print(f"skipping {name} fold {fold} batch {batch_size}: {e}", file=sys.stderr)
+                failures += 1
+        for trial in range(args.trials):
+            for bench, missing in benches.values():
+                if trial in missing:
+                    line = measurement_row(name, bench.trial(trial, args.iters, args.min_time), protocol)
+                    append_line(args.csv, line)
+                    print(line, flush=True)
+    return failures
 
 
 def main(argv=None):
@@ -124,33 +159,20 @@ def main(argv=None):
         machine_file(args.csv).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(machine_file(args.csv), measure_peak(device))
     print(format_row(HEADER), flush=True)
-    todo = todo_list(args, configs, backend, device, done)
+    protocol = "quick" if args.quick else "full"
+    todo = todo_list(args, configs, backend, device, done, protocol)
     skipped = len(configs) - len(todo)
     if skipped:
         print(f"resuming: {skipped} configuration(s) already in {args.csv}", file=sys.stderr)
 
-    failures = 0
-    for name, task, mode, fold, batch_size, missing in tqdm(todo, desc="inference sweep", unit="config",
-                                                             file=sys.stderr, disable=not sys.stderr.isatty()):
-        config = config_from_args(args, task, mode, fold, batch_size, backend=backend, device=str(device))
-        torch._dynamo.reset()  # forget the last configuration's graphs: each model class may hold only so many
-        try:
-            bench = Benchmark(config, args.warmup)
-        except (BackendError, ValueError) as e:
-            print(f"skipping {name} fold {fold} batch {batch_size}: {e}", file=sys.stderr)
-            failures += 1
-            continue
-        for trial in missing:
-            line = measurement_row(name, bench.trial(trial, args.iters, args.min_time))
-            append_line(args.csv, line)
-            print(line, flush=True)
+    failures = measure_interleaved(args, todo, backend, device, protocol)
     if failures:
         parser.exit(1, f"error: {failures} configuration(s) could not be measured (see above)\n")
-    best = fastest_folds(args.csv, [c[0] for c in configs], args.batch_sizes, backend, args.precision, device,
-                         args.align)
+    best, note = fastest_folds(args.csv, [c[0] for c in configs], args.batch_sizes, backend, args.precision, device,
+                               args.align, protocol)
     if best:
-        print(f"fastest fold ({backend}, {args.precision}, {device}, median images/sec): " + ", ".join(best),
-              file=sys.stderr)
+        print(f"fold to take ({backend}, {args.precision}, {device}; the fastest, or the smaller where two tie within "
+              "the trials' spread): " + ", ".join(best) + (f"; {note}" if note else ""), file=sys.stderr)
     print(f"measured {sum(len(t[-1]) for t in todo)} trial(s) of {len(todo)} configuration(s); "
           f"{args.csv} holds every row", file=sys.stderr)
 

@@ -40,6 +40,7 @@ from models.fold import check_align, check_fold
 from util.core.cli import add_device_arg, positive_int
 from util.core.device import cpu_bf16_problem, pick_device
 from util.deploy.int8 import CALIBRATION_BATCH, quantize
+from util.measure.compare import medians
 
 BACKENDS = ("eager", "compile", "cudagraph", "onnxruntime", "tensorrt")
 # The torch dtype of the model and its inputs per precision; int8 models take fp32 inputs (util/deploy/int8.py
@@ -509,10 +510,10 @@ def add_user_model_args(parser):
                         help="one image's shape for --model_file")
 
 
-def interleaved_medians(benches, trials, iters, min_time, report=None):
-    """{key: median images/sec} of `benches` ({key: Benchmark}) over `trials` interleaved trials (each trial runs
-    every benchmark once, so that drift in the machine's speed hits all alike); `report(key, measurement)` sees
-    every trial as it ends."""
+def interleaved_trials(benches, trials, iters, min_time, report=None):
+    """{key: [images/sec per trial]} of `benches` ({key: Benchmark}) over `trials` interleaved trials (each trial
+    runs every benchmark once, so that drift in the machine's speed hits all alike: util/measure/compare.py pairs
+    them); `report(key, measurement)` sees every trial as it ends."""
     speeds = {key: [] for key in benches}
     for trial in range(trials):
         for key, bench in benches.items():
@@ -520,20 +521,25 @@ def interleaved_medians(benches, trials, iters, min_time, report=None):
             speeds[key].append(measurement.images_per_sec)
             if report:
                 report(key, measurement)
-    return {key: statistics.median(values) for key, values in speeds.items()}
+    return speeds
+
+
+def interleaved_medians(benches, trials, iters, min_time, report=None):
+    """{key: median images/sec} of interleaved_trials."""
+    return medians(interleaved_trials(benches, trials, iters, min_time, report))
 
 
 def compare_with_plain_eager(task, folds, batch_size, device, trials, min_time, precision="fp32", backend="auto"):
-    """Median images/sec of plain eager PyTorch (original CNN, fp32, NCHW, whole batch) and the default path
+    """Images/sec per trial of plain eager PyTorch (original CNN, fp32, NCHW, whole batch) and the default path
     (`backend` at `precision`, chunks tuned) at f=1 and each of `folds`, trials interleaved so that drift in the
-    machine's speed hits all alike. Returns ({variant: median}, the backend of the default path)."""
+    machine's speed hits all alike. Returns ({variant: [images/sec per trial]}, the backend of the default path)."""
     path = dict(task=task, batch_size=batch_size, backend=backend, precision=precision, device=device)
     variants = {"plain eager": Config(**{**path, "backend": "eager", "precision": "fp32"}, mode="original", fold=1,
                                       chunk="full", channels_last=False),
                 "default f=1": Config(**path, mode="original", fold=1)}
     variants.update({f"default f={f}": Config(**path, mode="folded", fold=f) for f in folds})
     benches = {name: Benchmark(config) for name, config in variants.items()}
-    return interleaved_medians(benches, trials, 1, min_time), benches["default f=1"].backend
+    return interleaved_trials(benches, trials, 1, min_time), benches["default f=1"].backend
 
 
 SWEEP_FAMILIES = ("game", "noscope")  # the paper's inference models; the CIFAR ResNet-18s on request

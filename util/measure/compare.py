@@ -1,5 +1,55 @@
-"""Comparing measured throughput: the speed-up of each configuration over a base (f=1 by default) and the fastest
-one, from median images/sec. Every command that prints a speed-up or names the fastest fold calls these."""
+"""Comparing measured throughput: speed-ups with their spread, ties, and the fold to take.
+
+Every speed-up the project prints comes from trials taken interleaved (trial t of each configuration ran one after
+another, so that drift in a shared machine's speed hits all alike): the ratio of two configurations is taken per
+trial, and its median is printed with the range over the trials. Where that range holds 1.0 the two tie, and the
+chooser takes the smaller fold: it costs less to train and keeps more accuracy. One trial has no spread and says so.
+"""
+import math
+import statistics
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A speed-up over interleaved trials: the median of the per-trial ratios, their range, and how many."""
+
+    median: float
+    low: float
+    high: float
+    trials: int
+
+    @property
+    def verdict(self):
+        """faster, slower, tie (the range holds 1.0), or one trial (no spread to tell)."""
+        if self.trials < 2:
+            return "one trial"
+        return "faster" if self.low > 1 else "slower" if self.high < 1 else "tie"
+
+    def within(self):
+        """The percentage the two tie within: the range's farthest end from 1.0, rounded up."""
+        return math.ceil(100 * max(abs(self.high - 1), abs(1 - self.low)))
+
+    def spread(self):
+        """' (range 1.10-1.30 over 5 trials)', or ' (one trial: no spread)'."""
+        if self.trials < 2:
+            return " (one trial: no spread)"
+        return f" (range {self.low:.2f}-{self.high:.2f} over {self.trials} trials)"
+
+
+def ratio(trials, key, base=1):
+    """The Ratio of `key` over `base` in `trials` ({key: [images/sec per trial, in trial order]}), the trials paired
+    by their order; None when either has no trial."""
+    pairs = list(zip(trials.get(key) or [], trials.get(base) or []))
+    if not pairs or not all(b for _, b in pairs):
+        return None
+    ratios = [a / b for a, b in pairs]
+    return Ratio(statistics.median(ratios), min(ratios), max(ratios), len(ratios))
+
+
+def medians(trials):
+    """{key: median images/sec} of `trials` ({key: [images/sec per trial]})."""
+    return {key: statistics.median(values) for key, values in trials.items() if values}
 
 
 def speedups(medians, base=1):
@@ -12,9 +62,32 @@ def speedups(medians, base=1):
 
 
 def fastest(medians, base=1):
-    """(key, its speed-up over `base` or None) of the fastest configuration in `medians`."""
+    """(key, its speed-up over `base` or None) of the fastest configuration in `medians` (median images/sec)."""
     best = max(medians, key=medians.get)
     return best, speedups(medians, base).get(best)
+
+
+def choose(trials):
+    """The key (a fold) to take from `trials` ({fold: [images/sec per trial]}): the fastest by median, unless a
+    smaller fold ties with it (their per-trial ratios' range holds 1.0), then the smallest such fold."""
+    best = max(medians(trials).items(), key=lambda kv: (kv[1], -kv[0]))[0]
+    for key in sorted(k for k in trials if k < best and trials[k]):
+        r = ratio(trials, best, key)
+        if r is not None and r.verdict == "tie":
+            return key
+    return best
+
+
+def comparison(trials, key, base=1, name=None, base_name=None):
+    """How `key` compares with `base` in words: 'f=4 at 1.23x f=1 (range 1.10-1.30 over 5 trials)', 'f=4 and f=1 tie
+    within 6% over 5 trials', or '... (one trial: no spread)'; "" when either is missing."""
+    r = ratio(trials, key, base)
+    if r is None:
+        return ""
+    name, base_name = name or f"f={key}", base_name or f"f={base}"
+    if r.verdict == "tie":
+        return f"{name} and {base_name} tie within {r.within()}% over {r.trials} trials"
+    return f"{name} at {r.median:.2f}x {base_name}{r.spread()}"
 
 
 def speedup_note(medians, key, base=1, base_name="f=1"):
