@@ -82,10 +82,12 @@ def fold_line(trials, bench, precision, batch_size):
     return line
 
 
-def precision_verdict(by_precision, trials):
-    """The line comparing int8's fastest fold with fp32's ({precision: {fold: median images/sec}}), with the range of
-    the ratio over the interleaved `trials` ({(precision, fold): [images/sec per trial]})."""
-    (f8, int8), (f32, fp32) = (max(by_precision[p].items(), key=lambda kv: kv[1]) for p in ("int8", "fp32"))
+def precision_verdict(trials):
+    """The line comparing int8's fold to take with fp32's (compare.choose of each), with the range of their ratio
+    over the interleaved `trials` ({(precision, fold): [images/sec per trial]})."""
+    of = {p: {f: t for (q, f), t in trials.items() if q == p} for p in ("int8", "fp32")}
+    f8, f32 = choose(of["int8"]), choose(of["fp32"])
+    int8, fp32 = medians(of["int8"])[f8], medians(of["fp32"])[f32]
     r = ratio(trials, ("int8", f8), ("fp32", f32))
     verdict = {"faster": "int8 is faster here: deploy it once util/export.py --int8 has checked its accuracy",
                "slower": "int8 is slower than fp32 for this model here: deploy fp32",
@@ -122,16 +124,16 @@ def main(argv=None):
 
     interleaved_trials(benches, args.trials, args.iters, args.min_time, show)
     if args.fold == "auto":
-        by_precision = {p: medians({f: t for (q, f), t in trials.items() if q == p}) for p in precisions}
         for p in precisions:
             of_p = {f: t for (q, f), t in trials.items() if q == p}
             best = choose(of_p)
             bench = benches[(p, best)]
-            summary = {"fastest_fold": best, "images_per_sec": by_precision[p], "trials": of_p,
+            summary = {"fold_to_take": best, "images_per_sec": medians(of_p), "trials": of_p,
                        "backend": bench.backend, "precision": p, "device": str(bench.device)}
             print(json.dumps(summary) if args.json else fold_line(of_p, bench, p, args.batch_size))
-        if len(precisions) > 1 and not args.json:
-            print(precision_verdict(by_precision, trials))
+        if len(precisions) > 1:
+            verdict = precision_verdict(trials)
+            print(json.dumps({"precision_verdict": verdict}) if args.json else verdict)
 
 
 if __name__ == "__main__":

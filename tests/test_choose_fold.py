@@ -86,7 +86,9 @@ def test_fold_auto_measures_every_fold_and_names_the_fastest():
     assert trials[1]["flops_per_sec"] / trials[1]["images_per_sec"] == pytest.approx(
         count_flops("noscope-coral", 2, align=8) / 2, rel=1e-6)  # counted from the aligned model
     speeds = summary["images_per_sec"]
-    assert summary["fastest_fold"] == max((1, 2), key=lambda f: speeds[str(f)])
+    from util.measure.compare import choose as take
+    assert summary["fold_to_take"] == take({int(f): t for f, t in summary["trials"].items()})
+    assert set(speeds) == {"1", "2"} and all(len(t) == 2 for t in summary["trials"].values())
     text = run_cli(sys.executable, "infer.py", "noscope-coral", "--fold", "auto", "--folds", "1", "2",
                    "--batch_size", "8", "--min_time", "0", "--warmup", "0", "--backend", "eager", "--device", "cpu")
     assert text.returncode == 0 and text.stdout.splitlines()[-1].startswith("fold to take: f=")
@@ -290,7 +292,7 @@ def test_overlapping_trials_are_a_tie_and_the_chooser_takes_the_smaller_fold(tmp
     from util.measure.compare import choose as take, comparison, ratio
     overlapping = {1: [1000, 1100, 950], 4: [1060, 1000, 1010]}  # f=4/f=1 per trial: 1.06, 0.91, 1.063
     assert ratio(overlapping, 4, 1).verdict == "tie" and take(overlapping) == 1
-    assert comparison(overlapping, 4, 1) == "f=4 and f=1 tie within 10% over 3 trials"
+    assert comparison(overlapping, 4, 1) == "f=4 and f=1 tie (ratio 0.91-1.06 over 3 trials)"
     apart = {1: [1000, 1100, 950], 4: [1500, 1600, 1400]}
     assert take(apart) == 4 and comparison(apart, 4, 1) == "f=4 at 1.47x f=1 (range 1.45-1.50 over 3 trials)"
     assert comparison({1: [1000], 4: [1500]}, 4, 1) == "f=4 at 1.50x f=1 (one trial: no spread)"
@@ -304,7 +306,7 @@ def test_overlapping_trials_are_a_tie_and_the_chooser_takes_the_smaller_fold(tmp
     assert done.returncode == 0, done.stderr
     assert "## noscope-coral: deploy f=1" in done.stdout  # f=4's median is highest, but within the spread of f=1's
     table = {int(r["fold"]): r for r in rows_of(tmp_path / "choice.csv")}
-    assert table[4]["note"] == "ties with f=1 within 10% over 3 trials: the smaller fold is recommended"
+    assert table[4]["note"] == "f=4 and f=1 tie (ratio 0.91-1.06 over 3 trials): the smaller fold is recommended"
     assert (float(table[4]["speedup_low"]), float(table[4]["speedup_high"]), table[4]["trials"]) == (
         pytest.approx(1000 / 1100, rel=1e-5), pytest.approx(1010 / 950, rel=1e-5), "3")
     assert "| 1,010 | 1.01x (0.91-1.06) |" in done.stdout and "median of 3 trial(s)" in done.stdout

@@ -45,7 +45,7 @@ from util.core.device import cpu_name, pick_device  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_protocol,  # noqa: E402
                                     interleaved_trials)
-from util.measure.compare import medians, ratio, speedups  # noqa: E402
+from util.measure.compare import comparison, medians, ratio, speedups  # noqa: E402
 from util.measure.results_csv import fold_trials, load, trial_note  # noqa: E402
 
 COLUMNS = ["task", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
@@ -187,8 +187,7 @@ def choose(runs, trials, max_drop):
             ties = {r["fold"]: ratio(by_fold, best["fold"], r["fold"]) for r in eligible if r["fold"] < best["fold"]}
             tied = [r for r in eligible if ties.get(r["fold"]) and ties[r["fold"]].verdict == "tie"]
             if tied:
-                best["note"] = (f"ties with f={tied[0]['fold']} within {ties[tied[0]['fold']].within()}% over "
-                                f"{ties[tied[0]['fold']].trials} trials: the smaller fold is recommended")
+                best["note"] = comparison(by_fold, best["fold"], tied[0]["fold"]) + ": the smaller fold is recommended"
                 best = tied[0]
             best["recommended"] = True
         rows += task_rows

@@ -85,8 +85,8 @@ def todo_list(args, configs, backend, device, done, protocol="full"):
 
 
 def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, align, protocol):
-    """'model f=4 at 1.23x f=1 (range ...)' or 'model f=1 (f=4 and f=1 tie within 6% over 3 trials)' for each FoldedCNN model in `names` measured in the CSV at two folds or
-    more at this backend, precision, device, align and protocol: the fold to take (compare.choose: the fastest, or the
+    """'model f=4 at 1.23x f=1 (range ...)' or 'model f=1 (f=4 and f=1 tie (ratio 0.94-1.06 over 3 trials))' for each FoldedCNN model in
+    `names` measured in the CSV at two folds or more at this backend, precision, device, align and protocol: the fold to take (compare.choose: the fastest, or the
     smaller of two that tie), per batch size."""
     frame = load(csv_path)
     frame = frame[(frame["Backend"] == backend) & (frame["Precision"] == precision) & (frame["Device"] == str(device))

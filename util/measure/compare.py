@@ -5,7 +5,6 @@ another, so that drift in a shared machine's speed hits all alike): the ratio of
 trial, and its median is printed with the range over the trials. Where that range holds 1.0 the two tie, and the
 chooser takes the smaller fold: it costs less to train and keeps more accuracy. One trial has no spread and says so.
 """
-import math
 import statistics
 from dataclasses import dataclass
 
@@ -25,10 +24,6 @@ class Ratio:
         if self.trials < 2:
             return "one trial"
         return "faster" if self.low > 1 else "slower" if self.high < 1 else "tie"
-
-    def within(self):
-        """The percentage the two tie within: the range's farthest end from 1.0, rounded up."""
-        return math.ceil(100 * max(abs(self.high - 1), abs(1 - self.low)))
 
     def spread(self):
         """' (range 1.10-1.30 over 5 trials)', or ' (one trial: no spread)'."""
@@ -80,13 +75,13 @@ def choose(trials):
 
 def comparison(trials, key, base=1, name=None, base_name=None):
     """How `key` compares with `base` in words: 'f=4 at 1.23x f=1 (range 1.10-1.30 over 5 trials)', 'f=4 and f=1 tie
-    within 6% over 5 trials', or '... (one trial: no spread)'; "" when either is missing."""
+    (ratio 0.94-1.06 over 5 trials)', or '... (one trial: no spread)'; "" when either is missing."""
     r = ratio(trials, key, base)
     if r is None:
         return ""
     name, base_name = name or f"f={key}", base_name or f"f={base}"
     if r.verdict == "tie":
-        return f"{name} and {base_name} tie within {r.within()}% over {r.trials} trials"
+        return f"{name} and {base_name} tie (ratio {r.low:.2f}-{r.high:.2f} over {r.trials} trials)"
     return f"{name} at {r.median:.2f}x {base_name}{r.spread()}"
 
 
