@@ -69,6 +69,10 @@ def test_the_sweep_measures_int8_rows_and_the_report_says_how_they_were_calibrat
     assert report.returncode == 0, report.stderr
     text = (tmp_path / "q-report" / "report.md").read_text()
     assert "calibrated on random inputs (standard normal)" in text and "int8 dot-product instructions" in text
+    assert "per output channel in 7 or 8 bits" in text  # --no_peak: no machine record says which CPU ran it
+    from util.inference_report import int8_note
+    assert "in 8 bits" in int8_note({"cpu_features": {"avx512_vnni": True}})
+    assert "in 7 bits" in int8_note({"cpu_features": {"avx2": True}}) and "no VNNI" in int8_note({"cpu_features": {"avx2": True}})
 
 
 def test_int8_measured_beside_fp32_says_which_is_faster():
@@ -109,6 +113,7 @@ def test_export_int8_checks_top1_on_the_test_split(coral, tmp_path, capsys):
     assert export["calibration_images"] == 128 and export["quantized_ops"]["Conv"] >= 2
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["precision"] == "int8" and meta["calibration"] == "128 training images, seed 0"
+    assert meta["weight_bits"] == str(export["weight_bits"]) == str(int8.weight_bits())
     session = onnxruntime.InferenceSession(str(out))
     assert session.run(None, {"x": np.zeros((3, 6, 50, 50), np.float32)})[0].shape == (3, 4)
 
@@ -116,7 +121,7 @@ def test_export_int8_checks_top1_on_the_test_split(coral, tmp_path, capsys):
 def test_export_int8_refuses_a_model_below_the_margin_and_writes_nothing(coral, tmp_path, monkeypatch):
     data, checkpoint = coral
 
-    def zero_weights(onnx_bytes, inputs, batch):  # a "quantized" model that answers class 0 for every image
+    def zero_weights(onnx_bytes, inputs, batch, bits):  # a "quantized" model that answers class 0 for every image
         model = onnx.load_from_string(onnx_bytes)
         for tensor in [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]:
             tensor.CopyFrom(onnx.numpy_helper.from_array(np.zeros_like(onnx.numpy_helper.to_array(tensor)), tensor.name))
@@ -133,9 +138,9 @@ def test_export_int8_refuses_a_model_below_the_margin_and_writes_nothing(coral, 
 def test_export_int8_command_line(coral, tmp_path):
     data, checkpoint = coral
     done = run_cli(*EXPORT, checkpoint, tmp_path / "m.onnx", "--int8", "--calibration", "128", "--max_drop", "100",
-                   "--data_dir", data)
+                   "--data_dir", data, "--weight_bits", "7")
     assert done.returncode == 0, done.stderr
-    assert "int8: calibrated on 128 training images; quantized Conv" in done.stdout
+    assert "int8: calibrated on 128 training images; 7-bit weights; quantized Conv" in done.stdout
     assert "images: fp32 " in done.stdout and "this CPU's int8 instructions: " in done.stdout
     small = run_cli(*EXPORT, checkpoint, tmp_path / "s.onnx", "--int8", "--calibration", "40", "--data_dir", data)
     assert small.returncode == 2 and not (tmp_path / "s.onnx").exists()
@@ -144,7 +149,7 @@ def test_export_int8_command_line(coral, tmp_path):
     missing = run_cli(*EXPORT, checkpoint, tmp_path / "n.onnx", "--int8", "--data_dir", tmp_path / "nowhere")
     assert missing.returncode == 2 and "no data at" in missing.stderr and len(missing.stderr.splitlines()) == 1
     loose = run_cli(*EXPORT, checkpoint, tmp_path / "l.onnx", "--max_drop", "1")
-    assert loose.returncode == 2 and "--calibration and --max_drop set up --int8" in loose.stderr
+    assert loose.returncode == 2 and "--calibration, --max_drop and --weight_bits set up --int8" in loose.stderr
 
 
 def test_machine_records_name_the_int8_instructions(monkeypatch):
@@ -152,6 +157,23 @@ def test_machine_records_name_the_int8_instructions(monkeypatch):
     assert int8.int8_instructions() == "avx512_vnni"
     monkeypatch.setattr(int8, "cpu_flags", lambda: {"avx2"})
     assert int8.int8_instructions().startswith("none (no VNNI")
+
+
+def test_weights_take_7_bits_where_the_cpu_has_no_int8_dot_products(monkeypatch):
+    monkeypatch.setattr(int8, "cpu_flags", lambda: {"avx2", "avx512_vnni"})
+    assert int8.weight_bits() == 8 and int8.weight_bits(7) == 7
+    monkeypatch.setattr(int8, "cpu_flags", lambda: {"avx2"})
+    assert int8.weight_bits() == 7 and int8.weight_bits(8) == 8
+    torch.manual_seed(0)
+    model, shape = build_model("noscope-coral", 1, "folded")
+    fp32 = onnx_model(model.eval(), torch.rand(2, *shape))
+    calibration = np.random.default_rng(0).random((32, *shape), dtype=np.float32)
+    largest = {}
+    for bits in (7, 8):  # symmetric per-channel weights: the largest magnitude is 127 in 8 bits, 64 in 7 (-64..64)
+        graph = onnx.load_from_string(int8.quantize(fp32, calibration, bits=bits)).graph
+        weights = [onnx.numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+        largest[bits] = max(int(np.abs(w.astype(int)).max()) for w in weights)
+    assert largest == {7: 64, 8: 127}
 
 
 def test_an_int8_benchmark_reports_its_precision():

@@ -17,13 +17,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 from datasets import DATA_DIR, DataMissing  # noqa: E402
-from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int  # noqa: E402
+from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command  # noqa: E402
 from util.core.device import cpu_name  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.deploy.int8 import int8_instructions  # noqa: E402
 from util.deploy.onnx import Int8, export  # noqa: E402
 
-COLUMNS = ["dataset", "fold", "recipe", "fp32_top1", "int8_top1", "points", "agreement", "quantized_ops"]
+COLUMNS = ["dataset", "fold", "recipe", "fp32_top1", "int8_top1", "points", "agreement", "weight_bits",
+           "quantized_ops"]
 
 
 def finished_runs(savedir):
@@ -42,7 +43,7 @@ def table_rows(savedir, settings):
             ops = " ".join(f"{op}:{n}" for op, n in summary["quantized_ops"].items())
             rows.append([result["dataset"], result["fold"], result["recipe"], f"{summary['fp32_top1']:.4f}",
                          f"{summary['int8_top1']:.4f}", f"{100 * (summary['int8_top1'] - summary['fp32_top1']):+.1f}",
-                         f"{summary['agreement']:.4f}", ops])
+                         f"{summary['agreement']:.4f}", summary["weight_bits"], ops])
             print(" | ".join(map(str, rows[-1])), flush=True)
     return rows
 
@@ -54,9 +55,11 @@ def main(argv=None):
                         help=f"training images to calibrate on (default {Int8.calibration})")
     parser.add_argument("--data_dir", default=str(DATA_DIR), help="folder of CIFAR and NoScope data (default data/)")
     parser.add_argument("--data_root", default=None, help="folder of the game data (default $DATA_ROOT, then data_root/)")
+    parser.add_argument("--weight_bits", type=int, choices=(7, 8), default=None,
+                        help="bits of the int8 weights (default: 8 where this CPU has VNNI or AMX, 7 where it has not)")
     add_out_arg(parser, ("md", "csv"))
     args = parser.parse_args(argv)
-    settings = Int8(args.calibration, float("inf"), args.data_dir, args.data_root)
+    settings = Int8(args.calibration, float("inf"), args.data_dir, args.data_root, args.weight_bits)
     with one_line_errors(parser, (ValueError, DataMissing)):
         if not Path(args.savedir).is_dir():
             raise ValueError(f"{args.savedir} is not a directory: pass a train.py savedir")
@@ -66,9 +69,9 @@ def main(argv=None):
                              f"{args.savedir} ...)")
     command = "python3 util/int8_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [f"# int8 against fp32 on the test splits ({cpu_name()}; int8 instructions: {int8_instructions()})", "",
-             f"Command: `{command}`. ONNX Runtime, static quantization (QDQ, per-channel int8 weights, uint8 "
-             f"activations), calibrated on {args.calibration} training images (seed 0); points = int8 minus fp32 "
-             "test top-1; agreement = the share of test images given the same class by both.", "",
+             f"Command: `{command}`. ONNX Runtime, static quantization (QDQ, per-channel int8 weights in "
+             f"`weight_bits` bits, uint8 activations), calibrated on {args.calibration} training images (seed 0); "
+             "points = int8 minus fp32 test top-1; agreement = the share of test images given the same class by both.", "",
              *markdown_table(COLUMNS, rows)]
     print("\n".join(lines))
     if args.out:
@@ -78,4 +81,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

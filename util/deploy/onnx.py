@@ -19,7 +19,8 @@ from config.tasks import USER
 from datasets import DATA_DIR, load_splits
 from models.fold import fold_input, unfold_output
 from util.core.files import write_atomic
-from util.deploy.int8 import CALIBRATION_BATCH, check_calibration, int8_instructions, quantize, quantized_ops
+from util.deploy.int8 import (CALIBRATION_BATCH, check_calibration, int8_instructions, quantize, quantized_ops,
+                              weight_bits)
 from util.measure.benchmark import logits_tolerance, onnx_model, ort_session
 from util.train.checkpoint import load_classifier, task_of
 
@@ -33,6 +34,7 @@ class Int8:
     max_drop: float = 0.5
     data_dir: str = str(DATA_DIR)
     data_root: str | None = None
+    weight_bits: int | None = None  # 7 or 8; None: int8.weight_bits() decides from this CPU
 
 
 class Int8Drop(Exception):
@@ -96,14 +98,16 @@ def quantized_and_checked(onnx_bytes, task, state, group, folded, int8, seed):
     needed = batch * group if folded else batch
     check_calibration(inputs, batch, f"from {sample.shape[0]} training images; one batch takes {needed}: "
                                      f"--calibration {needed} or more")
-    int8_bytes = quantize(onnx_bytes, inputs.numpy(), batch)
+    bits = weight_bits(int8.weight_bits)
+    int8_bytes = quantize(onnx_bytes, inputs.numpy(), batch, bits)
     test, labels = split_images(task, state, int8, "test")
     top = {name: run_images(ort_session(b), test, group, folded).argmax(1)
            for name, b in (("fp32", onnx_bytes), ("int8", int8_bytes))}
     top1 = {name: (t == labels).float().mean().item() for name, t in top.items()}
     summary = {"test_images": len(labels), "fp32_top1": top1["fp32"], "int8_top1": top1["int8"],
                "agreement": (top["fp32"] == top["int8"]).float().mean().item(), "calibration_images": len(sample),
-               "quantized_ops": quantized_ops(int8_bytes), "int8_instructions": int8_instructions()}
+               "quantized_ops": quantized_ops(int8_bytes), "int8_instructions": int8_instructions(),
+               "weight_bits": bits}
     drop = 100 * (top1["fp32"] - top1["int8"])
     if drop > int8.max_drop:
         raise Int8Drop(f"int8 top-1 on the {len(labels)} test images is {top1['int8']:.4f}, {drop:.1f} points below "
@@ -145,7 +149,8 @@ def export(checkpoint, out, images=False, seed=0, int8=None):
     int8_summary = {}
     if int8:
         onnx_bytes, int8_summary = quantized_and_checked(onnx_bytes, task, state, group, not images, int8, seed)
-        extra = {"precision": "int8", "calibration": f"{int8_summary['calibration_images']} training images, seed {seed}"}
+        extra = {"precision": "int8", "calibration": f"{int8_summary['calibration_images']} training images, seed {seed}",
+                 "weight_bits": str(int8_summary["weight_bits"])}
     onnx_bytes = with_labels(onnx_bytes, task, fold, images, extra if int8 else None)
     try:
         write_atomic(out, lambda f: f.write(onnx_bytes))
@@ -154,5 +159,6 @@ def export(checkpoint, out, images=False, seed=0, int8=None):
     k = task.num_classes
     shapes = ((f"N x {c} x {hw[0]} x {hw[1]}" + (f" (N a multiple of {group})" if group > 1 else ""), f"N x {k}")
               if images else ("N x " + " x ".join(map(str, net_input)), f"N x {group * k}"))
-    return {"task": task.name, "fold": fold, "multiplier": args["multiplier"], "input": shapes[0],
+    return {"task": task.name, "dataset": state.get("dataset"), "fold": fold, "multiplier": args["multiplier"],
+            "input": shapes[0],
             "output": shapes[1], "max_abs_difference": error, "bytes": len(onnx_bytes), **int8_summary}
