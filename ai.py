@@ -8,7 +8,7 @@ import csv
 import sys
 
 from models.flops import FOLDS, ai_table
-from util.core.cli import positive_int
+from util.core.cli import positive_int, run_command
 
 HEADER = ["model", "batch_size", "original_AI", "tformed_AI_2", "tformed_AI_3", "tformed_AI_4"]
 
@@ -42,4 +42,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -18,7 +18,7 @@ import argparse
 import json
 
 from datasets import DataMissing
-from util.core.cli import one_line_errors, positive_int
+from util.core.cli import one_line_errors, positive_int, run_command
 from util.train import distributed
 from util.train.flags import options_from_args, spec_settings, training_flags, user_task_from_args
 from util.train.spec import build_spec
@@ -57,4 +57,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "the run's last finished epoch is kept in --savedir: add --continue_from_file SAVEDIR/current.pth "
+                      "to the same command to resume")

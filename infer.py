@@ -20,7 +20,7 @@ from dataclasses import asdict
 
 from config.tasks import task_names
 from models import MODES, mode_of
-from util.core.cli import add_align_arg, one_line_errors, positive_int
+from util.core.cli import add_align_arg, one_line_errors, positive_int, run_command
 from util.core.device import pick_device
 from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
                                     fill_protocol, interleaved_trials)
@@ -137,4 +137,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

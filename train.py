@@ -24,7 +24,7 @@ from pathlib import Path
 
 from config.tasks import SYNTHETIC, get_task, task_names
 from datasets import DataMissing
-from util.core.cli import one_line_errors, positive_int
+from util.core.cli import one_line_errors, positive_int, run_command
 from util.train import distributed
 from util.train.flags import options_from_args, spec_settings, training_flags, user_task_from_args
 from util.train.sweep import DEMO, folding_gains, plan, shard, train_units, write_summary
@@ -115,4 +115,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "every finished run, and each unfinished run's last finished epoch (current.pth), are kept in "
+                      "the savedir: run the same command again to resume")

@@ -104,6 +104,15 @@ def get_task(name):
 SYNTHETIC = "synthetic-"
 
 
+def stand_in_note(dataset, task):
+    """The line that must follow any output of a model trained on `dataset` when that is generated stand-in data
+    (synthetic-<task>); "" for real data."""
+    if not str(dataset or "").startswith(SYNTHETIC):
+        return ""
+    return (f"note: this model was trained on generated stand-in data ({dataset}), not real {task} images: what it "
+            "says of real images is not a prediction of the task; train on the task's data first (README, Data)")
+
+
 def resolve_dataset(name):
     """`(task, synthetic)` for a dataset name: a task name, or `synthetic-<task>` for generated data (a Task, such as a
     user's, is its own dataset)."""

@@ -133,9 +133,10 @@ def checked_model(spec, input_shape, num_classes=None):
     return original
 
 
-def fold_user_model(original, input_shape, fold=1, multiplier=None, align=1):
+def fold_user_model(original, input_shape, fold=1, multiplier=None, align=1, spec="(your model)"):
     """The original on plain (N, C, H, W) image batches at f=1, its FoldedCNN (freshly initialised, models.fold_cnn)
-    above; a FoldedClassifier either way."""
+    above; a FoldedClassifier either way. Images the original rejects are a ValueError naming --input_shape."""
+    check_model(original, spec, input_shape)
     if check_fold(fold) == 1:
         return FoldedClassifier(original, 1)
     return fold_cnn(original, fold, multiplier, example_input=torch.rand(2, *input_shape), align=align)
@@ -143,4 +144,4 @@ def fold_user_model(original, input_shape, fold=1, multiplier=None, align=1):
 
 def user_classifier(spec, input_shape, fold=1, multiplier=None, align=1):
     """fold_user_model of the model that `spec` (FILE.py:FUNCTION) builds."""
-    return fold_user_model(load_model_file(spec), input_shape, fold, multiplier, align)
+    return fold_user_model(load_model_file(spec), input_shape, fold, multiplier, align, spec)

@@ -208,7 +208,10 @@ def test_the_chooser_recommends_the_fastest_fold_within_the_drop(tmp_path):
     assert table[("noscope-night", 4)]["note"] == "no trained run"
     assert table[("noscope-taipei", 2)]["note"] == "no f=1 run: gap unknown"
     assert "## noscope-taipei: no recommendation" in done.stdout
-    assert "recommended for 2 of 3 task(s)" in done.stderr
+    assert "recommended for 2 of 3 task(s): noscope-coral f=4 (trained on synthetic-noscope-coral: generated " \
+           "stand-in data)" in done.stderr
+    assert "## noscope-coral: deploy f=4\n\nTrained on synthetic-noscope-coral. **Generated stand-in data**" in done.stdout
+    assert table[("noscope-coral", 4)]["dataset"] == "synthetic-noscope-coral"
     assert (tmp_path / "out" / "choice.md").read_text() == done.stdout
     assert (tmp_path / "out" / "choice.png").read_bytes()[:4] == b"\x89PNG"
     strict = choose(runs, csv_path, "--max_drop", "0.5")
@@ -330,3 +333,20 @@ def test_a_quick_or_one_trial_csv_is_said_to_be_one(tmp_path):
     write_speeds(quick, {"noscope_coral": {1: [1000, 1010, 990], 4: [900, 910, 905]}})  # a full sweep beside it
     both = choose(runs, quick)
     assert "deploy f=1" in both.stdout and "smoke run" not in both.stdout and "median of 3 trial(s)" in both.stdout
+
+
+def test_the_demos_closing_lines_give_the_spread_and_say_a_tie(monkeypatch):
+    import pandas as pd
+    from util.train import sweep
+    summary = pd.DataFrame({"dataset": ["synthetic-noscope-coral"] * 2 + ["synthetic-noscope-night"] * 2,
+                            "fold": [1, 4, 1, 4], "test_top1": [0.95, 0.95, 0.90, 0.80]})
+    speeds = {"noscope_coral": {"default f=1": [1000, 1100, 950], "default f=4": [1060, 1000, 1010]},
+              "noscope_night": {"default f=1": [1000, 1000, 1000], "default f=4": [1500, 1600, 1400]}}
+    monkeypatch.setattr(sweep, "compare_with_plain_eager",
+                        lambda task, folds, *a, **k: (speeds[task.replace("-", "_")], "onnxruntime"))
+    lines = sweep.folding_gains(summary, "cpu").splitlines()
+    assert "3 interleaved trials" in lines[1]
+    assert lines[2] == ("  synthetic-noscope-coral: f=4 top-1 0.950, f=1 0.950 (+0.0 points); images/sec: f=4 and f=1 "
+                        "tie (ratio 0.91-1.06 over 3 trials) (onnxruntime)")
+    assert lines[3].endswith("(-10.0 points); images/sec: f=4 at 1.50x f=1 (range 1.40-1.60 over 3 trials) (onnxruntime)")
+    assert "on a CPU in fp32 folding often gains little" in lines[4]

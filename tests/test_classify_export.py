@@ -79,6 +79,8 @@ def test_every_frame_is_classified_as_the_model_does_frame_by_frame(trained, tmp
     result = run_cli(*CLASSIFY, video, checkpoint, "--out", out, "--batch_size", "10")  # 8 images: 20 batches + 3
     assert result.returncode == 0, result.stderr
     assert f"classified {N_FRAMES} frames" in result.stdout and "noscope-coral fold 4" in result.stdout
+    assert "(trained on synthetic-noscope-coral)" in result.stdout  # the data its labels come from
+    assert "note: this model was trained on generated stand-in data (synthetic-noscope-coral)" in result.stdout
     assert "frame/s" in result.stderr  # the progress bar
     got = read_predictions(out)
     images, expected = by_hand(video, checkpoint)
@@ -112,6 +114,8 @@ def test_onnx_export_matches_pytorch(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "input x: N x 12 x 50 x 50, output logits: N x 8" in result.stdout
     assert "max abs difference" in result.stdout
+    assert "fold 4 (trained on synthetic-noscope-coral)" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("note: this model was trained on generated stand-in data")
     x = torch.rand(5, 3 * FOLD, 50, 50)
     session = onnxruntime.InferenceSession(str(tmp_path / "folded.onnx"), providers=["CPUExecutionProvider"])
     with torch.no_grad():

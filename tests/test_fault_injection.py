@@ -1,6 +1,7 @@
 """Kill a training run with SIGKILL at many moments, resume it each time, and get the same run."""
 import json
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -120,3 +121,22 @@ def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_run(tmp_path)
     for timing in ("train_images_per_sec", "train_seconds"):  # the clock's, not the run's
         assert want.pop(timing) > 0 and got.pop(timing) > 0
     assert got == want
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume(tmp_path):
+    data_dir = tmp_path / "data"
+    write_image_folder(data_dir / f"{TASK}-subset", ["0", "1"], (50, 50), per_split=(24, 6, 6))
+    savedir = tmp_path / "run"
+    proc = launch(savedir, data_dir)
+    while proc.poll() is None and stats_lines(savedir) < 1:  # interrupt once an epoch has been kept
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    lines = errors(proc).strip().splitlines()
+    assert "Traceback" not in errors(proc) and lines[-1] == (
+        "interrupted: the run's last finished epoch is kept in --savedir: add --continue_from_file "
+        "SAVEDIR/current.pth to the same command to resume")
+    resumed = launch(savedir, data_dir)  # with --continue_from_file: it goes on to the end
+    assert resumed.wait(timeout=600) == 0, errors(resumed)
+    assert stats_lines(savedir) == EPOCHS

@@ -186,7 +186,7 @@ def test_sweep_and_report_keep_their_files_in_one_folder_beside_the_csv(tmp_path
     assert sorted(p.name for p in (tmp_path / "sweep-report").iterdir()) == [
         "machine.json", "report.md", "roofline.png", "speedup.png"]
     assert measured_columns(tmp_path / "sweep-report" / "report.md") == {
-        "FoldedCNNs": ["f=2 img/s (speed-up)", "% of peak (f=2)"]}  # --folds 2 measures f=2 alone
+        "FoldedCNNs": ["f=2 img/s (speed-up)", "% of matmul probe (f=2)"]}  # --folds 2 measures f=2 alone
     assert "(no f=1)" in (tmp_path / "sweep-report" / "report.md").read_text()
 
 
@@ -221,6 +221,25 @@ def test_interrupted_sweep_leaves_whole_rows_and_resumes(tmp_path):
     keys = [(r[0], r[1], r[2]) for r in rows]
     assert len(keys) == len(set(keys)) == 12  # 2 models x 2 folds x 3 trials, none twice
     assert rows[:len(partial)] == partial  # what was written before the kill is untouched
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_rows_and_says_so_in_one_line(tmp_path):
+    out = tmp_path / "results.csv"
+    command = ["./run_inference.sh", str(out), "--models", "lol/timer-minutes", "--folds", "1", "2", "--trials", "50",
+               "--batch_sizes", "16", "--min_time", "0.05", "--warmup", "0", "--device", "cpu", "--no_peak",
+               "--backend", "eager", "--chunk", "full"]
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while process.poll() is None and (not out.exists() or len(out.read_text().splitlines()) < 3):
+        time.sleep(0.001)
+    assert process.poll() is None, "the sweep ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == ("interrupted: every row measured so far is in the CSV: run the same "
+                                               "command again to measure only the rest")
+    assert 2 <= len(read_csv(out)) < 100
 
 
 def test_a_row_torn_by_a_crash_is_dropped_and_measured_again(tmp_path):
@@ -288,12 +307,12 @@ def test_report_from_fixture(tmp_path):
     out = tmp_path / "results-report"  # the default: beside the CSV, named after it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results-report", "results.csv"]
     report = (out / "report.md").read_text()
-    assert "- Machine: Test CPU (2 cores)" in report and "matmul peak: fp32 100.0 GFLOP/s" in report
+    assert "- Machine: Test CPU (2 cores)" in report and "matmul probe (one large matmul; a reference, not a ceiling): fp32 100.0 GFLOP/s" in report
     # A quick sweep measures f=1 and f=4 (phi 1 and 2 for the baseline): only those columns, one table per kind.
     assert measured_columns(out / "report.md") == {
-        "FoldedCNNs": ["f=1 img/s", "f=4 img/s (speed-up)", "% of peak (f=1 / f=4)"],
-        "Compound-scaled baselines": ["phi=1 img/s", "phi=2 img/s (speed-up)", "% of peak (phi=1 / phi=2)"]}
-    # Medians: f=1 1100 img/s, 1.8e10 FLOP/s = 18% of peak; f=4 3250 img/s = 2.95x, 5.95e10 = 60%.
+        "FoldedCNNs": ["f=1 img/s", "f=4 img/s (speed-up)", "% of matmul probe (f=1 / f=4)"],
+        "Compound-scaled baselines": ["phi=1 img/s", "phi=2 img/s (speed-up)", "% of matmul probe (phi=1 / phi=2)"]}
+    # Medians: f=1 1100 img/s, 1.8e10 FLOP/s = 18% of the probe; f=4 3250 img/s = 2.95x, 5.95e10 = 60%.
     # The speed-up's range pairs trials by number: 3300/1000 and 3200/1200.
     assert "| noscope_coral | 1,100 | 3,250 (2.95x, 2.67-3.30) | 18 / 60 |" in report
     assert "| efficientnet-game_sot/timer3 | 500 | 900 (1.80x) | 7 / 8 |" in report

@@ -106,7 +106,7 @@ def test_sweep_trains_the_users_model_and_its_folded_student(own, trained):
     assert "RGB 10x16" in result.stdout
     summary = (runs / "summary.csv").read_text().splitlines()
     assert summary[0].startswith("dataset,fold,mode,recipe,epochs") and len(summary) == 3
-    assert summary[1].startswith("shapes,1,folded,paper,2,") and summary[2].startswith("shapes,2,folded,distill,2,")
+    assert summary[1].startswith("shapes,1,original,paper,2,") and summary[2].startswith("shapes,2,folded,distill,2,")
     folded = json.loads((run_folder(runs, 2) / "result.json").read_text())
     assert len(folded["test_slot_top1"]) == 2 and folded["worst_slot_test_top1"] == min(folded["test_slot_top1"])
     assert folded["model_file"] == spec and folded["class_names"] == list(CLASSES) and folded["input_shape"] == [3, 10, 16]
@@ -214,7 +214,7 @@ def test_downstream_tools_take_the_runs(own, trained, tmp_path):
     assert chosen.returncode == 0, chosen.stderr
     assert "## shapes: deploy f=" in chosen.stdout
     rows = (tmp_path / "choice.csv").read_text().splitlines()
-    assert [r.split(",")[:2] for r in rows[1:]] == [["shapes", "1"], ["shapes", "2"]]
+    assert [r.split(",")[:3] for r in rows[1:]] == [["shapes", "shapes", "1"], ["shapes", "shapes", "2"]]
     assert all(r.split(",")[6] for r in rows[1:])  # images/sec from the CSV for both folds
 
     exported = run_cli(sys.executable, "util/export.py", run_folder(runs, 2), tmp_path / "m.onnx", "--images")
@@ -235,6 +235,7 @@ def test_downstream_tools_take_the_runs(own, trained, tmp_path):
     assert lines[0] == "image,label,score" and len(lines) == 1 + 4 * len(CLASSES)
     assert lines[1].startswith("ant/0.png,") and {line.split(",")[1] for line in lines[1:]} <= set(CLASSES)
     assert "person" not in classified.stdout and "classified 12 images" in classified.stdout
+    assert "(trained on shapes)" in classified.stdout and "stand-in" not in classified.stdout
 
 
 def fails(*argv, fragments, written=()):
@@ -356,3 +357,13 @@ def test_checks_that_need_no_training_fail_before_anything_is_written(own, tmp_p
           fragments=["pass --teacher (your f=1 run's best.pth, or --weights"], written=[tmp_path / "f2"])
     fails("./run_inference.sh", tmp_path / "r.csv", "--model_file", spec, "--input_shape", "3", "1", "1",
           fragments=["the model rejects images of --input_shape 3 1 1"], written=[tmp_path / "r.csv"])
+
+
+def test_a_wrong_input_shape_is_named_as_the_flag_when_folding(own):
+    from models.user import user_classifier
+    root, _, _ = own
+    spec = f"{root / 'my_models.py'}:fixed"  # its Linear takes 10x16 images only
+    assert user_classifier(spec, (3, 10, 16), fold=2)(torch.rand(4, 3, 10, 16)).shape == (4, 3)
+    with pytest.raises(ValueError) as error:
+        user_classifier(spec, (3, 12, 12), fold=2)
+    assert "rejects images of --input_shape 3 12 12" in str(error.value) and "example_input" not in str(error.value)

@@ -236,7 +236,7 @@ def test_a_task_added_as_a_config_folder_trains_with_both_recipes(tmp_path, monk
         assert len(distill["test_slot_top1"]) == 2 and 0 <= distill["worst_slot_test_top1"] <= distill["test_top1"]
         summary = (tmp_path / "runs" / "summary.csv").read_text().splitlines()
         assert [row.split(",")[:4] for row in summary[1:]] == [["mine/digits", "2", "folded", "paper"],  # kept
-                                                               ["mine/digits", "1", "folded", "paper"],
+                                                               ["mine/digits", "1", "original", "paper"],
                                                                ["mine/digits", "2", "folded", "distill"]]
     finally:
         tasks.all_tasks.cache_clear()

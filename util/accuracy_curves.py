@@ -20,7 +20,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from util.core.cli import one_line_errors  # noqa: E402
+from util.core.cli import one_line_errors, run_command  # noqa: E402
 from util.core.device import cpu_name  # noqa: E402
 
 
@@ -91,4 +91,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 
 from config.tasks import SYNTHETIC, task_names  # noqa: E402
 from datasets import DataMissing  # noqa: E402
-from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int  # noqa: E402
+from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command  # noqa: E402
 from util.core.device import cpu_name  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.train.flags import options_from_args, spec_settings, training_flags  # noqa: E402
@@ -206,4 +206,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -20,7 +20,7 @@ from tqdm import tqdm  # noqa: E402
 
 from config.tasks import all_tasks  # noqa: E402
 from models import build_model  # noqa: E402
-from util.core.cli import add_device_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, print_text  # noqa: E402
+from util.core.cli import add_device_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, print_text, run_command  # noqa: E402
 from util.core.device import cpu_name, pick_device  # noqa: E402
 from util.measure.benchmark import SWEEP_FAMILIES, Benchmark, Config, interleaved_medians, timing_protocol  # noqa: E402
 from util.measure.compare import speedups  # noqa: E402
@@ -85,4 +85,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

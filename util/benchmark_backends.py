@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from config.tasks import all_tasks  # noqa: E402
-from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text  # noqa: E402
+from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text, run_command  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from models import mode_of  # noqa: E402
 from util.measure.benchmark import (COMPILE_MODES, PRECISIONS, SWEEP_FAMILIES, Benchmark, BackendError, Config,  # noqa: E402
@@ -132,4 +132,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 from tqdm import tqdm  # noqa: E402
 
 from config.tasks import all_tasks  # noqa: E402
-from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text  # noqa: E402
+from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text, run_command  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from util.measure.benchmark import BACKENDS, PRECISIONS, SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
 from util.measure.compare import medians, speedups  # noqa: E402
@@ -70,4 +70,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

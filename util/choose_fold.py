@@ -37,28 +37,28 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from config.tasks import resolve_dataset  # noqa: E402
+from config.tasks import SYNTHETIC, resolve_dataset  # noqa: E402
 from models import mode_of, model_key  # noqa: E402
 from models.user import model_key as user_model_key  # noqa: E402
-from util.core.cli import add_align_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int  # noqa: E402
+from util.core.cli import add_align_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command  # noqa: E402
 from util.core.device import cpu_name, pick_device  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_protocol,  # noqa: E402
                                     interleaved_trials)
 from util.measure.compare import comparison, medians, ratio, speedups  # noqa: E402
-from util.measure.results_csv import fold_trials, load, trial_note  # noqa: E402
+from util.measure.results_csv import check_results_file, fold_trials, load, trial_note  # noqa: E402
 
-COLUMNS = ["task", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
+COLUMNS = ["task", "dataset", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
            "images_per_sec", "speedup", "speedup_low", "speedup_high", "trials", "recommended", "note"]
 
 
 def trained_runs(savedir, align=1):
-    """{task name: {fold: result}}: the most accurate finished FoldedCNN run (mode folded) per task and fold, of
+    """{task name: {fold: result}}: the most accurate finished run of the original or a FoldedCNN (not the baseline) per task and fold, of
     the runs at `align` (f=1 has the original's widths whatever the align)."""
     runs = {}
     for path in sorted(Path(savedir).rglob("result.json")):
         result = json.loads(path.read_text())
-        if result.get("mode", "folded") != "folded" or result.get("test_top1") is None:
+        if result.get("mode", "folded") not in ("folded", "original") or result.get("test_top1") is None:
             continue  # the compound-scaled baseline, or not a training result
         if int(result["fold"]) > 1 and result.get("align", 1) != align:
             continue
@@ -169,12 +169,13 @@ def choose(runs, trials, max_drop):
         task_rows = []
         for fold in sorted(set(folds) | set(speed)):
             result, ips = folds.get(fold), speed.get(fold)
-            gap = None if result is None or base is None else 100 * (base["test_top1"] - result["test_top1"])
+            gap = None if result is None or base is None else round(100 * (base["test_top1"] - result["test_top1"]), 6) + 0.0
             note = ("no trained run" if result is None else "no throughput" if ips is None else
                     "no f=1 run: gap unknown" if base is None else "")
             r = ratio(by_fold, fold, 1) if fold > 1 else None
             task_rows.append({
-                "task": name, "fold": fold, "recipe": result and result.get("recipe", "paper"),
+                "task": name, "dataset": result and result["dataset"], "fold": fold,
+                "recipe": result and result.get("recipe", "paper"),
                 "epochs": (result or {}).get("epochs"), "train_minutes": minutes((result or {}).get("train_seconds")),
                 "test_top1": result and result["test_top1"],
                 "worst_slot_top1": result and result.get("worst_slot_test_top1", result["test_top1"]),
@@ -225,11 +226,25 @@ def markdown(rows, source, max_drop, notes=None):
             table.append(cells)
         chosen = [r["fold"] for r in rows if r["task"] == name and r["recommended"]]
         lines += [f"## {name}: " + (f"deploy f={chosen[0]}" if chosen else "no recommendation"), ""]
+        datasets = [r["dataset"] for r in rows if r["task"] == name and r["dataset"]]
+        lines += [trained_on(datasets), ""] if datasets else []
         if notes and name in notes:
             lines += [notes[name], ""]
         lines += markdown_table(["f", "recipe", "epochs", "training (min)", "test top-1", "worst slot", "gap (pts)", "images/sec", "speed-up",
                                  "note"], table) + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def trained_on(datasets):
+    """'Trained on noscope-coral.', saying 'generated stand-in data' for synthetic- datasets, whose accuracy says
+    nothing of the real task's."""
+    names = list(dict.fromkeys(datasets))
+    stand_in = [d for d in names if d.startswith(SYNTHETIC)]
+    line = f"Trained on {', '.join(names)}."
+    if stand_in:
+        line += (" **Generated stand-in data**, not the task's real images: these accuracies say nothing of the real "
+                 "task's; train on its data before you deploy.")
+    return line
 
 
 def write_csv(rows, path):
@@ -299,8 +314,7 @@ def main(argv=None):
         if args.measure:
             speeds, source = measured_throughput(list(runs), runs, args)
         else:
-            if not Path(args.csv).is_file():
-                raise ValueError(f"no results CSV {args.csv}: run ./run_inference.sh {args.csv} first")
+            check_results_file(args.csv)
             backend = None if args.backend == "auto" else args.backend
             device = None if args.device == "auto" else args.device
             speeds, source, group = csv_throughput(args.csv, runs, backend, args.precision, args.batch_size, device,
@@ -319,10 +333,12 @@ def main(argv=None):
         write_csv(rows, table_csv)
         plot(rows, source, png)
         print(f"wrote {md}, {table_csv}, {png}", file=sys.stderr)
-    chosen = {r["task"]: r["fold"] for r in rows if r["recommended"]}
+    chosen = [r for r in rows if r["recommended"]]
     print(f"recommended for {len(chosen)} of {len(runs)} task(s): "
-          + (", ".join(f"{t} f={f}" for t, f in chosen.items()) or "none"), file=sys.stderr)
+          + (", ".join(f"{r['task']} f={r['fold']}" + (f" (trained on {r['dataset']}: generated stand-in data)"
+                                                       if (r["dataset"] or "").startswith(SYNTHETIC) else "")
+                       for r in chosen) or "none"), file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -32,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from util.core.cli import add_device_arg, one_line_errors, positive_int  # noqa: E402
+from config.tasks import stand_in_note  # noqa: E402
+from util.core.cli import add_device_arg, one_line_errors, positive_int, run_command  # noqa: E402
 from util.deploy.video import classify_video  # noqa: E402
 
 
@@ -53,9 +54,14 @@ def main(argv=None):
     labels = ", ".join(f"{n} x {label}" for label, n in summary["labels"].items())
     what = "images" if summary["folder"] else "frames"
     meaning = f" (label 1: {summary['positive']} in the frame, 0: not)" if summary["positive"] else ""
+    dataset = summary["dataset"] or "data not recorded in the checkpoint"
     print(f"classified {summary['frames']} {what} of {summary['video']} with {summary['task']} fold {summary['fold']} "
-          f"on {summary['device']} ({summary['frames_per_sec']:.0f} {what}/s): {labels}{meaning}; wrote {summary['out']}")
+          f"(trained on {dataset}) on {summary['device']} ({summary['frames_per_sec']:.0f} {what}/s): {labels}{meaning}; "
+          f"wrote {summary['out']}")
+    note = stand_in_note(summary["dataset"], summary["task"])
+    if note:
+        print(note)
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -36,7 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 from datasets import DATA_DIR, DataMissing  # noqa: E402
-from util.core.cli import float_between, positive_int  # noqa: E402
+from config.tasks import stand_in_note  # noqa: E402
+from util.core.cli import float_between, positive_int, run_command  # noqa: E402
 from util.deploy.onnx import ExportMismatch, Int8, Int8Drop, export  # noqa: E402
 
 
@@ -55,31 +56,40 @@ def main(argv=None):
                       help="training images to calibrate on (default 512)")
     int8.add_argument("--max_drop", type=float_between(0), default=None, metavar="POINTS",
                       help="the most int8's test top-1 may fall below fp32's, in points (default 0.5)")
+    int8.add_argument("--weight_bits", type=int, choices=(7, 8), default=None,
+                      help="bits of the int8 weights (default: 8 where this CPU has VNNI or AMX, 7 where it has not, "
+                           "since AVX2's int8 kernels saturate with 8-bit weights: an 8-bit file loses accuracy on "
+                           "a CPU without VNNI)")
     int8.add_argument("--data_dir", default=str(DATA_DIR), help="folder of CIFAR and NoScope data (default data/)")
     int8.add_argument("--data_root", default=None, help="folder of the game data (default $DATA_ROOT, then data_root/)")
     args = parser.parse_args(argv)
-    if not args.int8 and (args.calibration or args.max_drop is not None):
-        parser.error("--calibration and --max_drop set up --int8: add --int8, or drop them")
+    if not args.int8 and (args.calibration or args.max_drop is not None or args.weight_bits):
+        parser.error("--calibration, --max_drop and --weight_bits set up --int8: add --int8, or drop them")
     settings = None
     if args.int8:
         settings = Int8(args.calibration or Int8.calibration, Int8.max_drop if args.max_drop is None else args.max_drop,
-                        args.data_dir, args.data_root)
+                        args.data_dir, args.data_root, args.weight_bits)
     try:
         summary = export(args.checkpoint, args.out, args.images, args.seed, settings)
     except (ValueError, DataMissing) as e:
         parser.exit(2, f"error: {e}\n")
     except (ExportMismatch, Int8Drop) as e:
         parser.exit(1, f"error: {e}\n")
-    print(f"wrote {args.out}: {summary['task']} fold {summary['fold']}, input x: {summary['input']}, "
+    print(f"wrote {args.out}: {summary['task']} fold {summary['fold']} (trained on "
+          f"{summary['dataset'] or 'data not recorded in the checkpoint'}), input x: {summary['input']}, "
           f"output logits: {summary['output']}")
     print(f"ONNX Runtime vs PyTorch: max abs difference {summary['max_abs_difference']:.3g}")
     if args.int8:
         ops = ", ".join(f"{op} {n}" for op, n in summary["quantized_ops"].items())
-        print(f"int8: calibrated on {summary['calibration_images']} training images; quantized {ops}; test top-1 "
+        print(f"int8: calibrated on {summary['calibration_images']} training images; {summary['weight_bits']}-bit "
+              f"weights; quantized {ops}; test top-1 "
               f"on {summary['test_images']} images: fp32 {summary['fp32_top1']:.4f}, int8 {summary['int8_top1']:.4f} "
               f"({100 * (summary['int8_top1'] - summary['fp32_top1']):+.1f} points), answers agree on "
               f"{summary['agreement']:.4f}; this CPU's int8 instructions: {summary['int8_instructions']}")
+    note = stand_in_note(summary["dataset"], summary["task"])
+    if note:
+        print(note)
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

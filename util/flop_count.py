@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 from models.flops import MODEL_MAP, model_map  # noqa: E402
-from util.core.cli import add_align_arg, print_json  # noqa: E402
+from util.core.cli import add_align_arg, print_json, run_command  # noqa: E402
 
 
 def main(argv=None):
@@ -31,4 +31,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: ma
 from config.tasks import task_names  # noqa: E402
 from models import MODES  # noqa: E402
 from models.flops import flops_per_image  # noqa: E402
-from util.core.cli import one_line_errors  # noqa: E402
+from util.core.cli import one_line_errors, run_command  # noqa: E402
 
 
 def main(argv=None):
@@ -29,4 +29,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

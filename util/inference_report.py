@@ -4,12 +4,13 @@ Writes, into --out (default: <csv name>-report/ beside the CSV, where the sweep 
   report.md     the machine record in brief, then per backend/precision/device/batch size one table of
                 the FoldedCNNs (columns: the folds measured) and one of the compound-scaled baselines
                 (columns: the phis measured): median images/sec over trials, the speed-up over the
-                same model's f=1 (phi=1), and the achieved FLOP/s as % of the measured matmul peak
+                same model's f=1 (phi=1), and the achieved FLOP/s as % of the measured matmul probe
+                (util/peak.py: one large matmul, a reference and not a ceiling; a convolution can beat it)
   speedup.png   the headline: speed-up over f=1 per model, bars for each fold measured (baselines
                 hatched), a line at 1.0 and the paper's "up to 2.5x"
   roofline.png  achieved FLOP/s against arithmetic intensity (ai.py), every point labelled, under the
-                measured compute and bandwidth ceilings of the precision measured
-Without a machine file the table leaves out "% of peak" and the roofline is not drawn.
+                measured matmul probe and bandwidth of the precision measured
+Without a machine file the table leaves out "% of matmul probe" and the roofline is not drawn.
 """
 import argparse
 import json
@@ -26,12 +27,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from models.flops import arithmetic_intensity  # noqa: E402
-from util.core.cli import markdown_table, one_line_errors  # noqa: E402
+from util.core.cli import markdown_table, one_line_errors, run_command  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import sweep_models  # noqa: E402
 from util.deploy.int8 import INT8_FEATURES  # noqa: E402
 from util.measure.compare import ratio, speedups  # noqa: E402
-from util.measure.results_csv import MODE_OF_NAME, load, machine_file, report_dir, trial_note  # noqa: E402
+from util.measure.results_csv import MODE_OF_NAME, check_results_file, load, machine_file, report_dir, trial_note  # noqa: E402
 
 GROUP = ["Backend", "Precision", "Device", "Batch Size"]
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
@@ -82,7 +83,7 @@ def group_title(group):
 def machine_summary(machine):
     """The machine record in a few lines: what ran the sweep and its measured ceilings."""
     if not machine:
-        return ["Machine: not recorded (no machine.json beside the CSV), so no % of peak and no roofline."]
+        return ["Machine: not recorded (no machine.json beside the CSV), so no % of matmul probe and no roofline."]
     features = [name for name, present in machine.get("cpu_features", {}).items() if present]
     software = ", ".join(f"{k} {machine[k]}" for k in ("python", "torch", "onnxruntime") if machine.get(k))
     peaks = ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in machine["matmul_flops"].items())
@@ -95,7 +96,7 @@ def machine_summary(machine):
         lines.append("- CPU instruction sets: " + ", ".join(features))
     if software:
         lines.append(f"- Software: {software}")
-    lines.append(f"- Measured matmul peak: {peaks}; memory bandwidth "
+    lines.append(f"- Measured matmul probe (one large matmul; a reference, not a ceiling): {peaks}; memory bandwidth "
                  f"{machine['bandwidth_bytes_per_sec'] / 1e9:.1f} GB/s (util/peak.py)")
     return lines
 
@@ -106,18 +107,19 @@ def int8_note(machine):
     used = [name for name in INT8_FEATURES if features.get(name)]
     instructions = (", ".join(used) if used else "none: this CPU has no VNNI, so ONNX Runtime ran its slower AVX2 "
                     "int8 kernels") if features else "not recorded"
-    return ("int8: ONNX Runtime static quantization (QDQ; int8 weights per output channel, uint8 activations per "
-            "tensor), calibrated on random inputs (standard normal) of each model's input shape, since the weights "
+    bits = "8" if used else "7" if features else "7 or 8"
+    return (f"int8: ONNX Runtime static quantization (QDQ; int8 weights per output channel in {bits} bits, uint8 "
+            "activations per tensor), calibrated on random inputs (standard normal) of each model's input shape, since the weights "
             "are random too: throughput, not accuracy (`util/export.py CHECKPOINT out.onnx --int8` checks a trained "
             f"model on its test images). int8 dot-product instructions: {instructions}.")
 
 
 def kind_table(rows, peak, letter):
-    """One markdown table: a row per model; images/sec and speed-up for each fold (phi) measured, % of peak."""
+    """One markdown table: a row per model; images/sec and speed-up for each fold (phi) measured, % of the matmul probe."""
     folds = sorted(rows["Fold"].unique())
     header = ["Model"] + [f"{letter}={f} img/s" if f == 1 else f"{letter}={f} img/s (speed-up)" for f in folds]
     if peak:
-        header.append("% of peak (" + " / ".join(f"{letter}={f}" for f in folds) + ")")
+        header.append("% of matmul probe (" + " / ".join(f"{letter}={f}" for f in folds) + ")")
     body = []
     for model, part in rows.groupby("Model", sort=False):
         by_fold = {r["Fold"]: r for _, r in part.iterrows()}
@@ -153,7 +155,8 @@ def markdown(table, machine, frame):
         "paired by number: a sweep measures a model's folds interleaved); a range that holds 1.00 is a tie. "
         "f = images per folded input; phi = the "
         "compound-scaled baseline's scaling step. Only the folds measured have a column."
-        + (" % of peak: achieved FLOP/s over the measured matmul peak of the precision." if machine else ""), ""]
+        + (" % of matmul probe: achieved FLOP/s over the large matmul that util/peak.py times in the precision, a "
+           "reference and not a ceiling: tuned convolution kernels can beat it (over 100)." if machine else ""), ""]
     for group, part in table.groupby(GROUP, sort=False):
         peak = machine["matmul_flops"].get(group[1]) if machine else None
         lines += [f"## {group_title(group)}", ""]
@@ -293,7 +296,7 @@ def roofline_axis(ax, part, peak, bandwidth, precision):
     xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
     roof_handles = [
         ax.plot(xs, [min(peak, x * bandwidth) for x in xs], "k-", linewidth=1.5,
-                label=f"{precision} matmul peak {peak / 1e9:.0f} GFLOP/s (measured)")[0],
+                label=f"{precision} matmul probe {peak / 1e9:.0f} GFLOP/s (util/peak.py; a reference, not a ceiling)")[0],
         ax.plot(xs, [x * bandwidth for x in xs], "k:", linewidth=1,
                 label=f"memory bandwidth {bandwidth / 1e9:.1f} GB/s (measured)")[0]]
     markers = {1: "o", 2: "s", 3: "^", 4: "D"}
@@ -360,8 +363,7 @@ def main(argv=None):
     machine_path = Path(args.machine) if args.machine else machine_file(args.csv)
     out = Path(args.out) if args.out else report_dir(args.csv)
     with one_line_errors(parser, (ValueError, OSError)):
-        if not Path(args.csv).is_file():
-            raise ValueError(f"{args.csv} does not exist: run ./run_inference.sh {args.csv} first")
+        check_results_file(args.csv)
         frame = load(args.csv)
         table = medians(frame)
         machine = None
@@ -383,4 +385,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 from datasets.noscope import FRAME_SIZE, save_frames  # noqa: E402
-from util.core.cli import one_line_errors  # noqa: E402
+from util.core.cli import one_line_errors, run_command  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
@@ -28,4 +28,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -1,7 +1,8 @@
-"""Measure this machine's peak (dense-matmul FLOP/s per precision, memory bandwidth) and describe it.
+"""Measure this machine's matmul probe (dense-matmul FLOP/s per precision) and memory bandwidth, and describe it.
 
-util/measure/machine.py says what is measured. The inference report divides achieved FLOP/s by this peak
-("% of peak") and draws the roofline from it; ./run_inference.sh writes it beside its CSV.
+util/measure/machine.py says what is measured. The inference report divides achieved FLOP/s by the probe
+("% of matmul probe") and draws the roofline from it; ./run_inference.sh writes it beside its CSV. The probe is
+one large matmul: a reference, not a ceiling, since tuned convolution kernels of the same precision can beat it.
 """
 import argparse
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, print_json  # noqa: E402
+from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, print_json, run_command  # noqa: E402
 from util.measure.machine import measure_peak  # noqa: E402
 
 
@@ -25,4 +26,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -23,7 +23,7 @@ from tqdm import tqdm  # noqa: E402
 
 from models import mode_of  # noqa: E402
 from models.user import checked_model, model_key as user_model_key  # noqa: E402
-from util.core.cli import add_align_arg, positive_int  # noqa: E402
+from util.core.cli import add_align_arg, positive_int, run_command  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from util.core.files import append_line, write_json_atomic  # noqa: E402
 from util.measure.benchmark import (Benchmark, BackendError, add_measurement_args, add_user_model_args,  # noqa: E402
@@ -148,6 +148,8 @@ def main(argv=None):
             checked_model(args.model_file, args.input_shape)  # before the CSV is touched
         models = resolve_models(args.models) if args.models else default_models()
         configs = sweep(args, models)
+        if Path(args.csv).is_dir():
+            raise ValueError(f"{args.csv} is a directory: name the CSV to write (e.g. {Path(args.csv) / 'results.csv'})")
         done = open_results(args.csv)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
@@ -178,4 +180,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "every row measured so far is in the CSV: run the same command again to measure only the rest")

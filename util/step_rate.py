@@ -25,7 +25,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from config.tasks import get_task, task_names  # noqa: E402
 from models import build_classifier  # noqa: E402
-from util.core.cli import add_device_arg, one_line_errors, positive_int  # noqa: E402
+from util.core.cli import add_device_arg, one_line_errors, positive_int, run_command  # noqa: E402
 from util.core.device import cpu_bf16_problem, cpu_name, pick_device  # noqa: E402
 from util.measure.benchmark import time_calls  # noqa: E402
 from util.train.loop import AMP_DTYPES  # noqa: E402
@@ -103,4 +103,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -1,6 +1,7 @@
 """The command-line kit every command shares: argument types, shared flags, one-line errors, printing results."""
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from util.core.files import write_json_atomic, write_text_atomic
@@ -113,3 +114,16 @@ class one_line_errors:
         if kind is not None and issubclass(kind, self.errors):
             self.parser.exit(2, f"error: {self.message(error)}\n")
         return False
+
+
+NOTHING_WRITTEN = "nothing was written (files are written whole, at the end)"
+
+
+def run_command(main, kept=NOTHING_WRITTEN):
+    """Run a command's `main()`. Ctrl-C ends it with one line, what was kept and how to go on, and exit status 130
+    (the shell's for SIGINT), instead of a traceback."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\ninterrupted: {kept}\n")
+        sys.exit(130)

@@ -69,7 +69,7 @@ def predict(classifier, images, fold, device):
 
 
 def video_checkpoint(checkpoint, device, video=True):
-    """`(classifier, task, fold)` of a checkpoint that can classify video frames (NoScope or a user's own model), or
+    """`(classifier, task, fold, dataset)` of a checkpoint that can classify video frames (NoScope or a user's own model), or
     with not `video` images of a folder (any but CIFAR's); a ValueError for any other task."""
     classifier, state = load_classifier(checkpoint, device)
     task = task_of(state["model_args"])
@@ -81,7 +81,7 @@ def video_checkpoint(checkpoint, device, video=True):
         raise ValueError(f"checkpoint {checkpoint_path(checkpoint)} is for {task.name}, a game task: its CNN takes "
                          "crops of the game's HUD, not whole video frames; classify a folder of crops instead, or "
                          f"give a NoScope checkpoint ({', '.join(task_names('noscope'))}) or your own model's")
-    return classifier, task, state["model_args"]["fold"]
+    return classifier, task, state["model_args"]["fold"], state.get("dataset")
 
 
 def image_files(folder):
@@ -117,7 +117,7 @@ def classify_video(source, checkpoint, out, batch_size=1024, device=None):
     """
     device = pick_device(device)
     folder = Path(source).is_dir()
-    classifier, task, fold = video_checkpoint(checkpoint, device, video=not folder)
+    classifier, task, fold, dataset = video_checkpoint(checkpoint, device, video=not folder)
     if batch_size < fold:
         raise ValueError(f"--batch_size {batch_size} is smaller than the fold {fold}: use at least {fold} images")
     batch_size -= batch_size % fold
@@ -159,7 +159,7 @@ def classify_video(source, checkpoint, out, batch_size=1024, device=None):
         if cap is not None:
             cap.release()
     frames = counts.total()
-    return {"video": str(source), "task": task.name, "fold": fold, "frames": frames, "folder": folder,
+    return {"video": str(source), "task": task.name, "dataset": dataset, "fold": fold, "frames": frames, "folder": folder,
             "frames_per_sec": frames / seconds[0] if seconds[0] else 0.0, "labels": dict(sorted(counts.items())),
             "device": str(device), "out": str(out),
             "positive": task.labels["positive_object"] if task.labels else None}

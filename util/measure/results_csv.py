@@ -27,6 +27,16 @@ MODE_NAMES = {"original": "Original", "folded": "Folded", "efficientnet": "Effic
 MODE_OF_NAME = {name: mode for mode, name in MODE_NAMES.items()}
 
 
+def check_results_file(path):
+    """ValueError naming the fix when `path` is not an existing results CSV (missing, or a directory)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a results CSV: pass the CSV file that ./run_inference.sh wrote "
+                         f"(e.g. {path / 'results.csv'})")
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: run ./run_inference.sh {path} first")
+
+
 def read_rows(path):
     """The CSV's complete rows as dicts ([] when missing or empty); ValueError if it is not a results CSV."""
     lines = complete_lines(path)

@@ -21,10 +21,10 @@ from util.train.spec import build_spec, check_precision_matches, check_same_mode
 from util.train.trainer import Options, train
 
 MODEL_FILES = REPO / "model_files"
-# test_top1 is at this project's best epoch (the most curriculum classes so far); authors_test_top1 at the
-# authors' (the highest validation top-1 of any epoch): docs/protocol.md, section 7.
+# test_top1 is at this project's best epoch (the most curriculum classes so far); the authors' pick (the highest
+# validation top-1 of any epoch) is in each run's result.json: docs/protocol.md, section 7.
 SUMMARY_COLUMNS = ["dataset", "fold", "mode", "recipe", "epochs", "best_val_top1", "test_top1", "worst_slot_test_top1",
-                   "authors_best_val_top1", "authors_test_top1", "train_images_per_sec"]
+                   "train_images_per_sec"]
 SYNTHETIC_GAME_IMAGES = (150, 30, 30)  # per class, for train, val and test
 SYNTHETIC_VIDEO_FRAMES = 8000  # noscope-coral's splits then hold 1000 frames each
 SYNTHETIC_DATA_SEED = 0  # the stand-in data does not change with --seed, which seeds training
@@ -233,7 +233,8 @@ def train_units(units, options=Options()):
             ready.add(dataset)
         for spec in specs:
             result = train_one(spec, options)
-            rows.append({c: result.get(c) for c in SUMMARY_COLUMNS})  # runs finished before a column existed
+            row = {c: result.get(c) for c in SUMMARY_COLUMNS}  # runs finished before a column existed: None
+            rows.append({**row, "mode": spec.kind})  # "original" at f=1 (results before 2026-12-05 say "folded")
     return rows, ready, missing
 
 
@@ -259,6 +260,7 @@ def merged(summary, path):
     if not Path(path).is_file():
         return summary
     earlier = pd.read_csv(path).reindex(columns=SUMMARY_COLUMNS)
+    earlier.loc[(earlier["fold"] == 1) & (earlier["mode"] == "folded"), "mode"] = "original"  # older summaries
     keys = set(summary[SUMMARY_KEY].astype(str).itertuples(index=False, name=None))
     others = earlier[[k not in keys for k in earlier[SUMMARY_KEY].astype(str).itertuples(index=False, name=None)]]
     return pd.concat([others, summary], ignore_index=True) if len(others) else summary

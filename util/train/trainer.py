@@ -399,7 +399,7 @@ def batch_transform(run, epoch):
 def write_result(run, progress):
     """result.json: the run's identity, its best epoch (this project's and the authors'), per-slot top-1, speed."""
     spec, best = run.spec, progress.best
-    result = {"dataset": spec.dataset, "fold": spec.fold, "mode": spec.mode, "recipe": spec.recipe,
+    result = {"dataset": spec.dataset, "fold": spec.fold, "mode": spec.kind, "recipe": spec.recipe,
               "multiplier": None if spec.multiplier is None else round(spec.multiplier, 6),
               "align": spec.align, "slot_balance": run.protocol.slot_balance, "epochs": spec.epochs,
               "best_epoch": best["epoch"], "best_val_top1": best["val_top1"], "test_top1": best["test_top1"],
