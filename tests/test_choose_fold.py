@@ -350,3 +350,18 @@ def test_the_demos_closing_lines_give_the_spread_and_say_a_tie(monkeypatch):
                         "tie (ratio 0.91-1.06 over 3 trials) (onnxruntime)")
     assert lines[3].endswith("(-10.0 points); images/sec: f=4 at 1.50x f=1 (range 1.40-1.60 over 3 trials) (onnxruntime)")
     assert "on a CPU in fp32 folding often gains little" in lines[4]
+
+
+def test_a_directory_given_for_the_results_csv_is_named_as_one(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "synthetic-noscope-coral", 1, 0.99)
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    fix = f"{folder} is a directory, not a results CSV: pass the CSV file that ./run_inference.sh wrote"
+    chosen = choose(runs, folder)
+    assert chosen.returncode == 2 and fix in chosen.stderr and "run ./run_inference.sh" not in chosen.stderr
+    report = run_cli(sys.executable, "util/inference_report.py", folder)
+    assert report.returncode == 2 and fix in report.stderr
+    sweep = run_cli("./run_inference.sh", folder, "--quick", "--models", "noscope_coral", "--no_peak")
+    assert sweep.returncode == 2 and f"{folder} is a directory: name the CSV to write" in sweep.stderr
+    assert list(folder.iterdir()) == []

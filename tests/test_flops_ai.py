@@ -169,3 +169,12 @@ def test_the_counter_counts_what_thop_counts():
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         macs, _ = thop.profile(model.eval(), inputs=(torch.zeros(1, 4, 10, 10),), verbose=False)
     assert count_model_flops(model, (4, 10, 10)) == int(round(2 * macs))
+
+
+def test_infer_measures_a_fold_the_map_lacks_as_train_trains_it():
+    done = run_cli(sys.executable, "infer.py", "noscope-coral", "--fold", "9", "--batch_size", "18", "--min_time", "0",
+                   "--warmup", "0", "--backend", "eager", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    fields = dict(item.split("=", 1) for item in done.stdout.split())
+    assert fields["fold"] == "9" and float(fields["flops_per_sec"]) == pytest.approx(
+        float(fields["images_per_sec"]) * count_flops("noscope-coral", 9) / 9, rel=1e-4)
