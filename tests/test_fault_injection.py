@@ -25,10 +25,10 @@ def command(savedir, data_dir):
     return argv
 
 
-def launch(savedir, data_dir):
+def launch(savedir, data_dir, **popen):
     """Start the training run in the background, its stderr kept in a file (a full pipe would stall it)."""
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(command(savedir, data_dir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen(command(savedir, data_dir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=log, **popen)
     proc.log = log
     return proc
 
@@ -123,11 +123,17 @@ def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_run(tmp_path)
     assert got == want
 
 
+def interruptible():
+    """Ctrl-C's default action in the child, even where this test runs in the background of a shell that ignores
+    SIGINT there (the child would inherit that and never see the interrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_is_one_line_saying_how_to_resume(tmp_path):
     data_dir = tmp_path / "data"
     write_image_folder(data_dir / f"{TASK}-subset", ["0", "1"], (50, 50), per_split=(24, 6, 6))
     savedir = tmp_path / "run"
-    proc = launch(savedir, data_dir)
+    proc = launch(savedir, data_dir, preexec_fn=interruptible)
     while proc.poll() is None and stats_lines(savedir) < 1:  # interrupt once an epoch has been kept
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be interrupted"

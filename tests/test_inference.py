@@ -230,7 +230,8 @@ def test_ctrl_c_keeps_the_rows_and_says_so_in_one_line(tmp_path):
                "--batch_sizes", "16", "--min_time", "0.05", "--warmup", "0", "--device", "cpu", "--no_peak",
                "--backend", "eager", "--chunk", "full"]
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
     while process.poll() is None and (not out.exists() or len(out.read_text().splitlines()) < 3):
         time.sleep(0.001)
     assert process.poll() is None, "the sweep ended before it could be interrupted"
