@@ -193,6 +193,8 @@ def test_the_int8_table_has_a_row_per_trained_run(coral, tmp_path):
     assert [(r["dataset"], r["fold"], r["recipe"]) for r in rows] == [("synthetic-noscope-coral", "2", "paper")]
     row = rows[0]
     assert float(row["points"]) == pytest.approx(100 * (float(row["int8_top1"]) - float(row["fp32_top1"])), abs=0.06)
+    trained = json.loads((checkpoint.parent / "result.json").read_text())  # the test images grouped as training did
+    assert float(row["fp32_top1"]) == pytest.approx(trained["test_top1"], abs=1e-3)
     assert "Conv:" in row["quantized_ops"] and "int8 instructions: " in (tmp_path / "int8.md").read_text()
     empty = run_cli(sys.executable, "util/int8_table.py", tmp_path / "int8.csv")
     assert empty.returncode == 2 and "is not a directory: pass a train.py savedir" in empty.stderr
@@ -213,3 +215,15 @@ def test_the_precision_verdict_reads_the_interleaved_trials(int8_trials, verdict
     assert infer.precision_verdict(trials).startswith(verdict)
     tied = {**trials, ("int8", 4): [48, 52, 55]}  # int8 f=4 ties with int8 f=1: its smaller fold is the one compared
     assert infer.precision_verdict(tied).startswith("int8 f=1 at 0.50x fp32 f=1 (range 0.50-0.50 over 3 trials)")
+
+
+def test_the_int8_check_groups_the_test_images_as_training_did(coral):
+    from datasets import load_splits
+    data, checkpoint = coral
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    settings = onnx_export.Int8(data_dir=str(data))
+    _, labels = onnx_export.split_images(task_of(state["model_args"]), state, settings, "test", group=2)
+    trained = load_splits("synthetic-noscope-coral", 2, data, seed=state["run"]["seed"], augment=False)["test"]
+    plain = load_splits("synthetic-noscope-coral", 1, data, seed=state["run"]["seed"], augment=False)["test"]
+    order = [int(trained[i][1]) for i in range(len(trained))]
+    assert labels.tolist() == order != [int(plain[i][1]) for i in range(len(plain))]  # folded runs shuffle their splits

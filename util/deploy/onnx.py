@@ -65,10 +65,14 @@ def with_labels(onnx_bytes, task, fold, images, extra=None):
     return model.SerializeToString()
 
 
-def split_images(task, state, int8, split):
-    """(images, labels) of the checkpoint's data `split` as float tensors (N, C, H, W) and (N,), in the split's order."""
+def split_images(task, state, int8, split, group=1):
+    """(images, labels) of the checkpoint's data `split` as float tensors (N, C, H, W) and (N,), in the order its run
+    read them (its seed, and `group` images per input): a folded model's answer for an image depends on the images
+    folded with it, so the test top-1 here is the one training reported."""
     source = task if task.family == USER else state.get("dataset", task.name)
-    data = load_splits(source, 1, int8.data_dir, int8.data_root, augment=False)[split]
+    run = state.get("run") or {}
+    data = load_splits(source, group, int8.data_dir, int8.data_root, seed=run.get("seed", 19), augment=False,
+                       val_size=run.get("val_size", 5000))[split]
     samples = [data[i] for i in range(len(data))]
     return torch.stack([s[0] for s in samples]), torch.tensor([int(s[1]) for s in samples])
 
@@ -90,7 +94,7 @@ def run_images(session, images, group, folded, rows=1024):
 def quantized_and_checked(onnx_bytes, task, state, group, folded, int8, seed):
     """(int8 ONNX bytes, summary): `onnx_bytes` quantized on a seeded sample of the training images, then run beside
     the fp32 model on the test split; Int8Drop if its top-1 falls more than int8.max_drop points below fp32's."""
-    train, _ = split_images(task, state, int8, "train")
+    train, _ = split_images(task, state, int8, "train", group)
     generator = torch.Generator().manual_seed(seed)
     sample = train[torch.randperm(train.shape[0], generator=generator)[:int8.calibration]]
     inputs = fold_input(sample[:sample.shape[0] // group * group], group) if folded else sample
@@ -100,7 +104,7 @@ def quantized_and_checked(onnx_bytes, task, state, group, folded, int8, seed):
                                      f"--calibration {needed} or more")
     bits = weight_bits(int8.weight_bits)
     int8_bytes = quantize(onnx_bytes, inputs.numpy(), batch, bits)
-    test, labels = split_images(task, state, int8, "test")
+    test, labels = split_images(task, state, int8, "test", group)
     top = {name: run_images(ort_session(b), test, group, folded).argmax(1)
            for name, b in (("fp32", onnx_bytes), ("int8", int8_bytes))}
     top1 = {name: (t == labels).float().mean().item() for name, t in top.items()}
