@@ -296,3 +296,19 @@ def test_mixed_precision_training_without_cuda(finished, tmp_path):
                                "--savedir", FRESH, "--data_dir", "{data}"], expect),
           Bad("train", ["train.py", "{sweep}", "--datasets", DATASET, "--folds", "4", "--amp", "--device", "cpu",
                         "--data_dir", "{data}"], expect))
+
+
+def test_ctrl_c_mid_write_is_still_one_line(capsys):
+    from util.core.cli import run_command
+
+    def interrupted_save():  # torch.save interrupted mid-write raises a RuntimeError while handling the interrupt
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("unexpected pos 10755520 vs 10755412")
+
+    with pytest.raises(SystemExit) as done:
+        run_command(interrupted_save, "the run is kept: run it again")
+    assert done.value.code == 130 and capsys.readouterr().err == "\ninterrupted: the run is kept: run it again\n"
+    with pytest.raises(ValueError):  # any other error is left to the command's own handling
+        run_command(lambda: int("x"))

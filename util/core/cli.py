@@ -119,11 +119,23 @@ class one_line_errors:
 NOTHING_WRITTEN = "nothing was written (files are written whole, at the end)"
 
 
+def interrupted(error):
+    """Whether `error` is Ctrl-C's KeyboardInterrupt or was raised while handling one (as torch.save raises a
+    RuntimeError when interrupted mid-write)."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__context__
+    return False
+
+
 def run_command(main, kept=NOTHING_WRITTEN):
     """Run a command's `main()`. Ctrl-C ends it with one line, what was kept and how to go on, and exit status 130
     (the shell's for SIGINT), instead of a traceback."""
     try:
         main()
-    except KeyboardInterrupt:
+    except BaseException as error:
+        if not interrupted(error):
+            raise
         sys.stderr.write(f"\ninterrupted: {kept}\n")
         sys.exit(130)
