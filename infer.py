@@ -24,7 +24,7 @@ from util.core.cli import add_align_arg, one_line_errors, positive_int, run_comm
 from util.core.device import pick_device
 from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
                                     fill_protocol, interleaved_trials)
-from util.measure.compare import choose, comparison, medians, ratio
+from util.measure.compare import choose, comparison, fastest, medians, ratio
 
 
 def fold_arg(text):
@@ -66,7 +66,7 @@ def fold_line(trials, bench, precision, batch_size):
     """The line naming the fold to take from `trials` ({fold: [images/sec per interleaved trial]}): the fastest,
     or the smaller of two that tie within the trials' spread (util/measure/compare.py)."""
     by_fold = medians(trials)
-    best, top = choose(trials), max(by_fold.items(), key=lambda kv: kv[1])[0]
+    best, (top, _) = choose(trials), fastest(by_fold)
     count = len(trials[best])
     line = (f"fold to take: f={best}" + (" (the original)" if best == 1 else "") + f" at {by_fold[best]:,.0f} images/sec "
             f"(median of {count} interleaved trial{'s' if count > 1 else ''}; {bench.backend}, {precision}, {bench.device}, batch {batch_size})")

@@ -104,6 +104,11 @@ def get_task(name):
 SYNTHETIC = "synthetic-"
 
 
+def trained_on(dataset):
+    """'(trained on DATASET)', for the line that reports a trained model's output."""
+    return f"(trained on {dataset or 'data not recorded in the checkpoint'})"
+
+
 def stand_in_note(dataset, task):
     """The line that must follow any output of a model trained on `dataset` when that is generated stand-in data
     (synthetic-<task>); "" for real data."""

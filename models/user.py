@@ -123,11 +123,16 @@ def fit_weights(model, state, label, spec):
     return model
 
 
+def require_input_shape(input_shape):
+    """A one-line ValueError unless `input_shape` is one image's (C, H, W)."""
+    if not input_shape or len(input_shape) != 3:
+        raise ValueError("a --model_file model needs --input_shape C H W (one image's channels, height, width)")
+
+
 def checked_model(spec, input_shape, num_classes=None):
     """The original model of --model_file `spec`, checked to take images of --input_shape (and to return
     `num_classes` logits when given); one-line ValueErrors."""
-    if not input_shape or len(input_shape) != 3:
-        raise ValueError("a --model_file model needs --input_shape C H W (one image's channels, height, width)")
+    require_input_shape(input_shape)
     original = load_model_file(spec)
     check_model(original, spec, input_shape, num_classes)
     return original
@@ -136,6 +141,7 @@ def checked_model(spec, input_shape, num_classes=None):
 def fold_user_model(original, input_shape, fold=1, multiplier=None, align=1, spec="(your model)"):
     """The original on plain (N, C, H, W) image batches at f=1, its FoldedCNN (freshly initialised, models.fold_cnn)
     above; a FoldedClassifier either way. Images the original rejects are a ValueError naming --input_shape."""
+    require_input_shape(input_shape)
     check_model(original, spec, input_shape)
     if check_fold(fold) == 1:
         return FoldedClassifier(original, 1)

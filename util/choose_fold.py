@@ -111,11 +111,6 @@ def csv_throughput(path, runs, backend=None, precision=None, batch_size=None, de
     return trials, source, groups[0]
 
 
-def fold_medians(frame, model):
-    """{fold: median images/sec} of `model`'s rows of `frame`."""
-    return medians(fold_trials(frame, model))
-
-
 def fp32_beside_int8(path, runs, group, align=1):
     """{task: {fold: median images/sec}} of the CSV's fp32 rows of the backend, device and batch size of its int8
     rows (`group`, from csv_throughput); {} when the CSV holds none."""

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
-from config.tasks import stand_in_note  # noqa: E402
+from config.tasks import stand_in_note, trained_on  # noqa: E402
 from util.core.cli import add_device_arg, one_line_errors, positive_int, run_command  # noqa: E402
 from util.deploy.video import classify_video  # noqa: E402
 
@@ -54,9 +54,8 @@ def main(argv=None):
     labels = ", ".join(f"{n} x {label}" for label, n in summary["labels"].items())
     what = "images" if summary["folder"] else "frames"
     meaning = f" (label 1: {summary['positive']} in the frame, 0: not)" if summary["positive"] else ""
-    dataset = summary["dataset"] or "data not recorded in the checkpoint"
     print(f"classified {summary['frames']} {what} of {summary['video']} with {summary['task']} fold {summary['fold']} "
-          f"(trained on {dataset}) on {summary['device']} ({summary['frames_per_sec']:.0f} {what}/s): {labels}{meaning}; "
+          f"{trained_on(summary['dataset'])} on {summary['device']} ({summary['frames_per_sec']:.0f} {what}/s): {labels}{meaning}; "
           f"wrote {summary['out']}")
     note = stand_in_note(summary["dataset"], summary["task"])
     if note:

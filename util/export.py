@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 from datasets import DATA_DIR, DataMissing  # noqa: E402
-from config.tasks import stand_in_note  # noqa: E402
+from config.tasks import stand_in_note, trained_on  # noqa: E402
 from util.core.cli import float_between, positive_int, run_command  # noqa: E402
 from util.deploy.onnx import ExportMismatch, Int8, Int8Drop, export  # noqa: E402
 
@@ -75,9 +75,8 @@ def main(argv=None):
         parser.exit(2, f"error: {e}\n")
     except (ExportMismatch, Int8Drop) as e:
         parser.exit(1, f"error: {e}\n")
-    print(f"wrote {args.out}: {summary['task']} fold {summary['fold']} (trained on "
-          f"{summary['dataset'] or 'data not recorded in the checkpoint'}), input x: {summary['input']}, "
-          f"output logits: {summary['output']}")
+    print(f"wrote {args.out}: {summary['task']} fold {summary['fold']} {trained_on(summary['dataset'])}, "
+          f"input x: {summary['input']}, output logits: {summary['output']}")
     print(f"ONNX Runtime vs PyTorch: max abs difference {summary['max_abs_difference']:.3g}")
     if args.int8:
         ops = ", ".join(f"{op} {n}" for op, n in summary["quantized_ops"].items())

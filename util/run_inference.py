@@ -29,7 +29,7 @@ from util.core.files import append_line, write_json_atomic  # noqa: E402
 from util.measure.benchmark import (Benchmark, BackendError, add_measurement_args, add_user_model_args,  # noqa: E402
                                     config_from_args, configurations, default_models, fill_protocol,
                                     resolve_backend, resolve_models)
-from util.measure.compare import choose, comparison, medians  # noqa: E402
+from util.measure.compare import choose, comparison, fastest, medians  # noqa: E402
 from util.measure.machine import measure_peak  # noqa: E402
 from util.measure.results_csv import (HEADER, MODE_NAMES, fold_trials, format_row, load, machine_file,  # noqa: E402
                                       measurement_row, open_results, trial_note)
@@ -98,7 +98,7 @@ def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, alig
         trials = fold_trials(part, name)
         if len(trials) < 2:
             continue
-        best, top = choose(trials), max(medians(trials).items(), key=lambda kv: kv[1])[0]
+        best, (top, _) = choose(trials), fastest(medians(trials))
         if best > 1:
             said = f"{name} " + (comparison(trials, best, 1) or f"f={best}")
         else:

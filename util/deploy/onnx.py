@@ -11,7 +11,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 

@@ -25,7 +25,6 @@ import importlib.util
 import io
 import logging
 import shutil
-import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -35,7 +34,7 @@ import torch
 from config.tasks import all_tasks, get_task
 from models import build_model, mode_of, model_key
 from models.flops import count_model_flops, flops_per_image
-from models.user import checked_model, fold_user_model, model_key as user_model_key
+from models.user import model_key as user_model_key, user_classifier
 from models.fold import check_align, check_fold
 from util.core.cli import add_device_arg, positive_int
 from util.core.device import cpu_bf16_problem, pick_device
@@ -95,8 +94,7 @@ def config_from_args(args, task, mode, fold, batch_size=None, **changes):
 def user_model(spec, input_shape, fold, align=1):
     """(model, one input's shape, FLOPs per image, name) of a user's model at fold `fold`: the original as built
     by `spec` for f=1, its FoldedCNN (models.fold_cnn, widths aligned to `align`) otherwise."""
-    original = checked_model(spec, input_shape)
-    net = fold_user_model(original, input_shape, fold, align=align).net.eval()
+    net = user_classifier(spec, input_shape, fold, align=align).net.eval()
     c, h, w = input_shape
     shape = (fold * c, h, w)
     return net, shape, count_model_flops(net, shape) / fold, user_model_key(spec)

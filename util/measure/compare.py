@@ -83,9 +83,3 @@ def comparison(trials, key, base=1, name=None, base_name=None):
     if r.verdict == "tie":
         return f"{name} and {base_name} tie (ratio {r.low:.2f}-{r.high:.2f} over {r.trials} trials)"
     return f"{name} at {r.median:.2f}x {base_name}{r.spread()}"
-
-
-def speedup_note(medians, key, base=1, base_name="f=1"):
-    """" (1.23x f=1)": `key`'s speed-up over `base` for a message; "" for the base itself or without it."""
-    ratio = speedups(medians, base).get(key)
-    return f" ({ratio:.2f}x {base_name})" if ratio is not None and key != base else ""
