@@ -63,9 +63,10 @@ def training_flags(add_help=False):
                         help="folded runs: augment, each training image moved by up to PIXELS each way (edges "
                              "repeated; default: the recipe's)")
     parser.add_argument("--init", choices=INITS, default=None,
-                        help="folded runs of --recipe distill: start from fresh weights, or from the teacher (every "
-                             "slot reads a copy of the trained original, block-diagonally; models/warm_start.py); "
-                             "default: the recipe's (fresh)")
+                        help="folded runs: start from fresh weights; from the teacher (--recipe distill: every slot "
+                             "reads a copy of the trained original, block-diagonally; models/warm_start.py); or "
+                             "fresh weights centred on training images (each hidden layer's outputs mean 0, std 1; "
+                             "models/init.py); default: the recipe's")
     parser.add_argument("--weight_decay", type=float_between(0), default=None,
                         help="weight decay instead of the recipe's")
     parser.add_argument("--optimizer", choices=("adam", "rmsprop"), default=None,

@@ -31,8 +31,8 @@ class Protocol:
     # falling linearly to none halfway through training (repeat_groups)
     mixup: float = 0.0  # alpha of mixup between folded groups, teacher's logits mixed alike (0: off; mixup_groups)
     shift: int = 0  # augmentation: each training image moved by up to this many pixels each way (shift_images)
-    init: str = "fresh"  # a folded student's start: "fresh" weights, or "teacher" (models.warm_start: every slot
-    # reads a copy of the trained original)
+    init: str = "fresh"  # a folded student's start: "fresh" weights, "teacher" (models.warm_start: every slot
+    # reads a copy of the trained original), or "data" (models.init.centre_on_data: hidden layers centred on images)
 
     @property
     def distill(self):
@@ -41,7 +41,7 @@ class Protocol:
 
 
 RECIPES = ("paper", "distill")
-INITS = ("fresh", "teacher")
+INITS = ("fresh", "teacher", "data")
 DISTILL_LOSSES = ("mse", "kl", "mse+ce", "kl+ce")
 SCHEDULES = ("constant", "step", "onecycle", "cosine")
 ONECYCLE_WARMUP, ONECYCLE_START = 0.3, 1 / 25  # share of training spent warming up from 1/25 of the rate
@@ -69,10 +69,11 @@ def paper_protocol(task, fold):
 # "inputs_per_batch": a student's mini-batch holds that many folded inputs (f times as many images), at the rate lr
 # times sqrt(f); None: the paper's 32 images at lr.
 _ONECYCLE = {"loss": "kl", "temperature": 4.0, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
-             "curriculum": False, "slot_balance": True, "shift": 0, "inputs_per_batch": 32}
+             "curriculum": False, "slot_balance": True, "shift": 0, "inputs_per_batch": 32,
+             "init": "fresh"}
 DISTILL = {"game": _ONECYCLE, "cifar": _ONECYCLE, USER: _ONECYCLE,
            "noscope": {**_ONECYCLE, "schedule": "constant", "slot_balance": False, "shift": 12,
-                       "inputs_per_batch": None}}
+                       "inputs_per_batch": None, "init": "data"}}
 
 
 def distill_protocol(task, fold):
@@ -87,7 +88,8 @@ def distill_protocol(task, fold):
                     lr=recipe["lr"] * math.sqrt(fold) if inputs else recipe["lr"],
                     batch_size=inputs * fold if inputs else paper.batch_size, weight_decay=paper.weight_decay, schedule=recipe["schedule"], loss=recipe["loss"],
                     temperature=recipe["temperature"], curriculum=recipe["curriculum"],
-                    slow_curriculum=paper.slow_curriculum, slot_balance=recipe["slot_balance"], shift=recipe["shift"])
+                    slow_curriculum=paper.slow_curriculum, slot_balance=recipe["slot_balance"], shift=recipe["shift"],
+                    init=recipe["init"])
 
 
 def with_overrides(protocol, overrides, group):

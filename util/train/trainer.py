@@ -24,6 +24,8 @@ from config.tasks import SPLITS, USER
 from datasets import DATA_DIR, CurriculumDataset, DistillationDataset, curriculum_schedule, load_splits
 from datasets.loaders import split_targets
 from models import build_classifier
+from models.fold import fold_input
+from models.init import centre_on_data
 from models.user import load_weights
 from models.warm_start import start_from_teacher
 from util.core.device import cpu_bf16_problem, seed_everything
@@ -159,6 +161,20 @@ def start_student(model, spec):
               f"cop{'y' if copies == 1 else 'ies'} of it read by its {spec.fold} slots", flush=True)
 
 
+DATA_INIT_IMAGES = 256
+
+
+def start_from_data(model, train, spec):
+    """--init data: the folded `model` starts centred on the first images of its training split (models.init.
+    centre_on_data), the same on every rank (the split's order depends on the seed alone)."""
+    count = (min(DATA_INIT_IMAGES, len(train)) // spec.images_per_input) * spec.images_per_input
+    images = torch.stack([train[i][0] for i in range(count)])
+    layers = centre_on_data(model.net, fold_input(images, spec.images_per_input))
+    if distributed.is_main():
+        print(f"{spec.dataset} fold {spec.fold}: the student's {layers} hidden layers start centred on {count} "
+              f"training images (--init data)", flush=True)
+
+
 def per_rank_batch(batch_size, fold, world):
     """Each of `world` processes' share of --batch_size, rounded down to a multiple of f; a ValueError if none."""
     share = (batch_size // world // fold) * fold
@@ -254,6 +270,8 @@ def setup_run(spec, options, device, world):
         load_weights(model.net, spec.weights, spec.task.model_file)
     if spec.protocol.init == "teacher" and spec.images_per_input > 1 and not state:
         start_student(model, spec)
+    if spec.protocol.init == "data" and spec.images_per_input > 1 and not state:
+        start_from_data(model, splits["train"], spec)
     model = model.to(device, memory_format=torch.channels_last if options.channels_last else torch.preserve_format)
     if not state:  # a resumed run writes its spec with its first checkpoint, so a failed resume changes nothing
         distributed.on_main(write_spec, spec)
