@@ -84,7 +84,7 @@ checks() {  # run the checks in IMAGE, the checkout mounted as README's docker r
     echo "   $(python3 --version), torch $(python3 -c "import torch; print(torch.__version__)")"
     python3 -m pytest -q -p no:cacheprovider -m "not slow" | grep -E "^(FAILED|ERROR)| passed| failed"
     python3 train.py /tmp/runs --demo --epochs 1 | tail -4
-    ./flop_count.sh | tail -1'
+    ./flop_count.sh | python3 -c "import json, sys; print(\"   flop_count.sh:\", len(json.load(sys.stdin)), \"models\")"'
 }
 
 total=$SECONDS
