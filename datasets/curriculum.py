@@ -1,7 +1,7 @@
 """Curriculum learning for folded game CNNs: start with a few classes, add more on a schedule."""
 from torch.utils.data import Dataset
 
-from datasets.loaders import split_targets
+from datasets.loaders import read_items, split_targets
 
 
 def curriculum_schedule(num_classes, fold, epochs, paper_epochs, slow=False):
@@ -46,3 +46,6 @@ class CurriculumDataset(Dataset):
 
     def __getitem__(self, i):
         return self.base[self.indices[i]]
+
+    def __getitems__(self, indices):
+        return read_items(self.base, [self.indices[i] for i in indices])

@@ -1,7 +1,8 @@
 """Distillation: a split's samples paired with the teacher's logits for them."""
+import torch
 from torch.utils.data import Dataset
 
-from datasets.loaders import split_targets
+from datasets.loaders import Batch, read_items, split_targets
 
 
 class DistillationDataset(Dataset):
@@ -19,3 +20,9 @@ class DistillationDataset(Dataset):
     def __getitem__(self, i):
         image, label = self.base[i]
         return image, label, self.logits[i]
+
+    def __getitems__(self, indices):
+        samples = read_items(self.base, indices)
+        if isinstance(samples, Batch):
+            return Batch((*samples, self.logits[torch.as_tensor(indices, dtype=torch.int64)]))
+        return [(*sample, self.logits[i]) for sample, i in zip(samples, indices)]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset, Subset, default_collate
 from tqdm import tqdm
 from torchvision import datasets as tv_datasets
 from torchvision import transforms
@@ -92,11 +92,35 @@ class CachedImages(Dataset):
                   for path, _ in tqdm(folder_dataset.samples, desc=f"loading {desc}", leave=False, disable=None)]
         self.images = torch.stack(images)
 
+        self.labels = torch.tensor(self.targets, dtype=torch.int64)
+
     def __len__(self):
         return len(self.targets)
 
     def __getitem__(self, i):
         return self.images[i].float().div_(255), self.targets[i]
+
+    def __getitems__(self, indices):
+        """A whole mini-batch in one indexing (the DataLoader's batched read): per-sample reads and their collation
+        cost as much as a folded training step's forward pass on these tiny images."""
+        indices = torch.as_tensor(indices, dtype=torch.int64)
+        return Batch((self.images[indices].float().div_(255), self.labels[indices]))
+
+
+class Batch(tuple):
+    """A mini-batch a dataset's `__getitems__` read already collated: (images, labels[, teacher logits])."""
+
+
+def collate(samples):
+    """The DataLoader's collate_fn for every split: a Batch as it is, a list of samples through default_collate."""
+    return samples if isinstance(samples, Batch) else default_collate(samples)
+
+
+def read_items(data, indices):
+    """The samples `indices` of `data`: a Batch where `data` reads whole mini-batches, else a list of samples."""
+    if callable(getattr(data, "__getitems__", None)):
+        return data.__getitems__(indices)
+    return [data[i] for i in indices]
 
 
 class DataMissing(Exception):

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from config.tasks import get_task, task_names
 from datasets import load_splits
+from datasets.loaders import collate
 from helpers import run_cli, write_image_folder
 from models import build_classifier
 from util.train import sweep
@@ -77,7 +78,7 @@ def test_torchrun_trains_with_ddp_and_rank_0_alone_writes(tmp_path, monkeypatch)
     splits = load_splits(TASK, FOLD, data, None)  # the trainer's default seed: the same orders
     result = json.loads((run / "result.json").read_text())
     for split in ("val", "test"):  # what rank 0 reported = one process evaluating the saved weights
-        sums = loop.evaluate(model, DataLoader(splits[split], batch_size=8), FOLD, torch.device("cpu"), 2, split,
+        sums = loop.evaluate(model, DataLoader(splits[split], batch_size=8, collate_fn=collate), FOLD, torch.device("cpu"), 2, split,
                                      protocol.paper_protocol(get_task(TASK), FOLD))
         alone = loop.averages(sums, FOLD, split)
         reported = {m: float((run / "stats" / f"{split}_{m}.txt").read_text().splitlines()[result["best_epoch"]])

@@ -11,9 +11,10 @@ from config.tasks import get_task
 from models import build_classifier, build_model
 from util.deploy import onnx as onnx_export
 from util.train.checkpoint import load_classifier
-from datasets import CurriculumDataset, DataMissing, curriculum_schedule, load_splits
-from datasets.loaders import cifar_split_indices
+from datasets import CurriculumDataset, DataMissing, DistillationDataset, curriculum_schedule, load_splits
+from datasets.loaders import Batch, cifar_split_indices, collate
 from util.core.device import cpu_bf16_problem
+from torch.utils.data import DataLoader, default_collate
 from torchvision.datasets import ImageFolder
 from helpers import assert_same_stats, run_cli, train_args, trainer_args, write_image_folder
 from util.train import loop, protocol as protocols, trainer
@@ -69,6 +70,24 @@ def test_image_folder_orders_are_the_authors(tmp_path, task, fold):
             expected = [expected[i] for i in authors_shuffle(range(len(expected)))]
         assert splits[split].samples == expected, split
         assert splits[split].targets == [label for _, label in expected]
+
+
+def test_batched_reads_give_the_per_image_batches(tmp_path):
+    """Images held in memory are read a mini-batch at a time (one indexing, no per-image collation); the trainer's
+    loaders must still see exactly the batches per-image reads give, with teacher logits and a curriculum."""
+    t = get_task(GAME)
+    write_image_folder(tmp_path / GAME, t.class_names, t.input_shape[1:], per_split=(3, 1, 1))
+    train = load_splits(GAME, 2, data_dir=tmp_path, data_root=tmp_path)["train"]
+    logits = torch.randn(len(train), t.num_classes)
+    distilled = DistillationDataset(train, logits)
+    for data in (train, distilled, CurriculumDataset(distilled, t.num_classes, 4, 4, 1)):
+        batched = list(DataLoader(data, batch_size=8, collate_fn=collate))
+        assert all(isinstance(b, Batch) for b in batched)
+        one_by_one = [default_collate([data[i] for i in range(s, min(s + 8, len(data)))])
+                      for s in range(0, len(data), 8)]
+        assert len(batched) == len(one_by_one) == -(-len(data) // 8)
+        for b, o in zip(batched, one_by_one):
+            assert len(b) == len(o) and all(x.dtype == y.dtype and torch.equal(x, y) for x, y in zip(b, o))
 
 
 def test_cifar_splits_from_torchvision_format(tiny_cifar10):

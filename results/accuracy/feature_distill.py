@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from datasets.loaders import collate  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from util.train import loop, trainer  # noqa: E402
 from util.train.spec import build_spec  # noqa: E402
@@ -62,7 +63,7 @@ def main():
     @torch.no_grad()
     def logits_and_features(teacher, data, device, cache):
         hook = Features(teacher.net)
-        loader = torch.utils.data.DataLoader(data, batch_size=256, shuffle=False)
+        loader = torch.utils.data.DataLoader(data, batch_size=256, shuffle=False, collate_fn=collate)
         rows = []
         for images, _ in loader:
             logits = teacher(images.to(device)).float().cpu()

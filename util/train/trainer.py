@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from config.tasks import SPLITS, USER
 from datasets import DATA_DIR, CurriculumDataset, DistillationDataset, curriculum_schedule, load_splits
-from datasets.loaders import split_targets
+from datasets.loaders import collate, split_targets
 from models import build_classifier
 from models.fold import fold_input
 from models.init import centre_on_data
@@ -117,7 +117,7 @@ def teacher_logits(teacher, data, device, cache):
         saved = torch.load(cache, weights_only=True)
         if isinstance(saved, dict) and torch.equal(saved["targets"], labels):
             return saved["logits"]
-    loader = DataLoader(data, batch_size=256, shuffle=False)
+    loader = DataLoader(data, batch_size=256, shuffle=False, collate_fn=collate)
     logits = torch.cat([teacher(images.to(device)).float().cpu() for images, _ in loader])
     save_atomic({"logits": logits, "targets": labels}, cache)
     return logits
@@ -326,7 +326,7 @@ def make_loaders(run, batch_size, rank, world):
         workers = 0 if in_memory else min(4, (os.cpu_count() or 1) - 1)
     generator = torch.Generator()
     sampler = distributed.ShardSampler(run.splits["train"], rank, world, seed=run.spec.seed) if world > 1 else None
-    loading = {"num_workers": workers, "pin_memory": run.device.type == "cuda"}
+    loading = {"num_workers": workers, "pin_memory": run.device.type == "cuda", "collate_fn": collate}
     loaders = {"train": DataLoader(run.splits["train"], batch_size, shuffle=sampler is None, sampler=sampler,
                                    generator=generator, **loading)}
     for s in ("val", "test"):  # rank 0 evaluates alone, with the whole batch
