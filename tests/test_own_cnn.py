@@ -134,7 +134,7 @@ def test_dry_run_says_what_was_chosen_and_writes_nothing(own, tmp_path):
     assert result.returncode == 0, result.stderr
     specs = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [(s["fold"], s["recipe"], s["epochs"], s["loss"].split()[0]) for s in specs] == [
-        (1, "paper", 30, "cross-entropy"), (4, "distill", 30, "kl")]
+        (1, "paper", 30, "cross-entropy"), (4, "distill", 30, "mean")]
     assert specs[1]["model_file"] == spec and specs[1]["class_names"] == list(CLASSES)
     assert not (tmp_path / "runs").exists()
 

@@ -164,9 +164,10 @@ def get_args_parser():
                         help="epochs of the game tasks' folded runs of --recipe distill (default 120: a student at "
                              "f=4 trains 1.5-2.5x faster per epoch than its original, so 3x the epochs stay within "
                              "about twice the original's training seconds; the table's x f=1 column says where not)")
-    parser.add_argument("--noscope_student_epochs", type=positive_int, default=20,
-                        help="epochs of the NoScope tasks' folded runs of --recipe distill (default 20: twice the "
-                             "original's)")
+    parser.add_argument("--noscope_student_epochs", type=positive_int, default=12,
+                        help="epochs of the NoScope tasks' folded runs of --recipe distill (default 12: 1.2x the "
+                             "original's, since a NoScope student's epoch is slower than its original's on some "
+                             "CPUs; results/accuracy/choices.md, round 10)")
     parser.add_argument("--folds", nargs="+", type=int, choices=FOLDS, default=list(FOLDS),
                         help="the folds of the folded runs (default 2 3 4; f=1 always trains)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[SEED],

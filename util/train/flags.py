@@ -38,9 +38,10 @@ def training_flags(add_help=False):
     parser.add_argument("--recipe", choices=RECIPES, default=None,
                         help="paper (default for the registry's tasks: the paper's protocol, exactly; for --model_file "
                              "the game tasks') or distill (default for --model_file and --demo; folded runs learn the "
-                             "trained original's logits: KL divergence at temperature 4; game and CIFAR: slots balanced, "
-                             "32 folded inputs per batch, Adam at lr 1e-3 x sqrt(f), one-cycle schedule; NoScope: "
-                             "32 images, lr 1e-3 constant, images shifted by up to 12 pixels; no curriculum; "
+                             "trained original's logits: KL divergence at temperature 4; game and CIFAR: averaged with "
+                             "cross-entropy, slots balanced, 32 folded inputs per batch, Adam at lr 1e-3 x sqrt(f), "
+                             "one-cycle schedule, weights averaged (--ema 0.99); NoScope: 32 images, lr 1e-3 "
+                             "constant, images shifted by up to 12 pixels, layers centred on data; no curriculum; "
                              "docs/protocol.md, section 8)")
     parser.add_argument("--teacher", default=None, metavar="PATH",
                         help="trained original model for distillation (folded runs of --recipe distill and of "
@@ -67,6 +68,9 @@ def training_flags(add_help=False):
                              "reads a copy of the trained original, block-diagonally; models/warm_start.py); or "
                              "fresh weights centred on training images (each hidden layer's outputs mean 0, std 1; "
                              "models/init.py); default: the recipe's")
+    parser.add_argument("--ema", type=float_between(0, 0.9999), default=None, metavar="DECAY",
+                        help="folded runs: validate, test and save an exponential moving average of the weights, "
+                             "DECAY per step (0: off; default: the recipe's)")
     parser.add_argument("--weight_decay", type=float_between(0), default=None,
                         help="weight decay instead of the recipe's")
     parser.add_argument("--optimizer", choices=("adam", "rmsprop"), default=None,

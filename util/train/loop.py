@@ -1,6 +1,8 @@
 """The training loop in torchvision's shape: one epoch of training (`train_one_epoch`) and one pass of evaluation
 (`evaluate`), each returning sums over the epoch's images that `averages` turns into losses, top-k and per-slot
 accuracy."""
+import copy
+
 import torch
 from tqdm import tqdm
 
@@ -90,6 +92,25 @@ def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes,
         totals.add(*step)
         bar.set_description(totals.describe(desc))
     return totals.sums
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and buffers, `decay` per optimizer step, in a copy of the
+    model that validation and test evaluate and best.pth keeps: it averages the noise of a short run's last steps
+    away (Polyak averaging). Call `update()` after every step (setup_run hooks it to the optimizer)."""
+
+    def __init__(self, model, decay):
+        self.model, self.decay = copy.deepcopy(model).eval().requires_grad_(False), decay
+        pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
+        self.averaged = [(mine, live) for mine, live in pairs if mine.is_floating_point()]
+        self.copied = [(mine, live) for mine, live in pairs if not mine.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, *_):
+        for mine, live in self.averaged:
+            mine.lerp_(live, 1 - self.decay)
+        for mine, live in self.copied:
+            mine.copy_(live)
 
 
 @torch.no_grad()

@@ -31,6 +31,8 @@ class Protocol:
     # falling linearly to none halfway through training (repeat_groups)
     mixup: float = 0.0  # alpha of mixup between folded groups, teacher's logits mixed alike (0: off; mixup_groups)
     shift: int = 0  # augmentation: each training image moved by up to this many pixels each way (shift_images)
+    ema: float = 0.0  # decay per step of an average of the weights that validation, test and best.pth use (0: off;
+    # util.train.loop.WeightAverage)
     init: str = "fresh"  # a folded student's start: "fresh" weights, "teacher" (models.warm_start: every slot
     # reads a copy of the trained original), or "data" (models.init.centre_on_data: hidden layers centred on images)
 
@@ -68,12 +70,12 @@ def paper_protocol(task, fold):
 # were not measured: they are the game tasks').
 # "inputs_per_batch": a student's mini-batch holds that many folded inputs (f times as many images), at the rate lr
 # times sqrt(f); None: the paper's 32 images at lr.
-_ONECYCLE = {"loss": "kl", "temperature": 4.0, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
+_ONECYCLE = {"loss": "kl+ce", "temperature": 4.0, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
              "curriculum": False, "slot_balance": True, "shift": 0, "inputs_per_batch": 32,
-             "init": "fresh"}
+             "init": "fresh", "ema": 0.99}
 DISTILL = {"game": _ONECYCLE, "cifar": _ONECYCLE, USER: _ONECYCLE,
-           "noscope": {**_ONECYCLE, "schedule": "constant", "slot_balance": False, "shift": 12,
-                       "inputs_per_batch": None, "init": "data"}}
+           "noscope": {**_ONECYCLE, "loss": "kl", "schedule": "constant", "slot_balance": False, "shift": 12,
+                       "inputs_per_batch": None, "init": "data", "ema": 0.0}}
 
 
 def distill_protocol(task, fold):
@@ -89,12 +91,12 @@ def distill_protocol(task, fold):
                     batch_size=inputs * fold if inputs else paper.batch_size, weight_decay=paper.weight_decay, schedule=recipe["schedule"], loss=recipe["loss"],
                     temperature=recipe["temperature"], curriculum=recipe["curriculum"],
                     slow_curriculum=paper.slow_curriculum, slot_balance=recipe["slot_balance"], shift=recipe["shift"],
-                    init=recipe["init"])
+                    init=recipe["init"], ema=recipe["ema"])
 
 
 def with_overrides(protocol, overrides, group):
     """`protocol` with the changes the user asked for (`overrides`: optimizer, lr, weight_decay, lr_schedule for every
-    run; distill_loss, temperature, curriculum "on"/"off", slot_balance "on"/"off", repeat, mixup, shift, init for
+    run; distill_loss, temperature, curriculum "on"/"off", slot_balance "on"/"off", repeat, mixup, shift, init, ema for
     folded runs only: the original stays a teacher trained on labels)."""
     changes = {"lr": overrides["lr"]} if overrides.get("lr") else {}
     if overrides.get("weight_decay") is not None:
@@ -114,7 +116,7 @@ def with_overrides(protocol, overrides, group):
             changes["curriculum"] = overrides["curriculum"] == "on"
         if overrides.get("slot_balance"):
             changes["slot_balance"] = overrides["slot_balance"] == "on"
-        for name in ("repeat", "mixup", "shift", "init"):
+        for name in ("repeat", "mixup", "shift", "init", "ema"):
             if overrides.get(name) is not None:
                 changes[name] = overrides[name]
     return dataclasses.replace(protocol, **changes)

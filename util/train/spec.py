@@ -14,7 +14,7 @@ from util.train.protocol import LOSS_NAMES, Protocol, distill_protocol, paper_pr
 
 # The flags that change a protocol (util.train.protocol.with_overrides), as the user gave them.
 OVERRIDES = ("optimizer", "lr", "weight_decay", "lr_schedule", "distill_loss", "temperature", "curriculum",
-             "slot_balance", "repeat", "mixup", "shift", "init")
+             "slot_balance", "repeat", "mixup", "shift", "init", "ema")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +96,7 @@ class RunSpec:
                 "lr_schedule": schedules.get(p.schedule, p.schedule), "loss": LOSS_NAMES[p.loss],
                 "temperature": p.temperature if p.loss.startswith("kl") else None, "slot_balance": p.slot_balance,
                 "repeat": p.repeat or None, "mixup": p.mixup or None, "shift": p.shift or None,
-                "init": p.init if self.images_per_input > 1 else None,
+                "init": p.init if self.images_per_input > 1 else None, "ema": p.ema or None,
                 "curriculum": curriculum, "precision": self.precision, "precision_choice": self.precision_choice, "seed": self.seed,
                 "batch_size": self.eval_batch_size, "val_size": self.val_size, "teacher": self.teacher,
                 "overrides": dict(self.overrides), "savedir": self.savedir, **self.describe_user_task()}
@@ -206,7 +206,7 @@ def check_precision_matches(spec, recorded, path):
 
 # Settings in run.json that a resumed run must share with its checkpoint (a checkpoint without one is not checked).
 RESUME_SETTINGS = {"batch_size": "--batch_size", "shift": "--shift", "repeat": "--repeat", "mixup": "--mixup",
-                   "init": "--init"}
+                   "init": "--init", "ema": "--ema"}
 
 
 def check_resume(spec, state, path):

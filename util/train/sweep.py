@@ -35,7 +35,7 @@ SYNTHETIC_DATA_SEED = 0  # the stand-in data does not change with --seed, which 
 DEMO = {"datasets": [SYNTHETIC + "sot/coin_count-digits_3_4-v2", SYNTHETIC + "noscope-coral"], "folds": [1, 4],
         "recipe": "distill",
         "game": {"epochs": {1: 20, 4: 120}, "lr": 3e-4},
-        "noscope": {"epochs": {1: 10, 4: 20}, "lr": None}}
+        "noscope": {"epochs": {1: 10, 4: 12}, "lr": None}}
 
 
 def demo_settings(settings, dataset, fold):

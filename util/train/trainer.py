@@ -33,7 +33,7 @@ from util.core.files import append_line, keep_lines, save_atomic, write_json_ato
 from util.train import distributed
 from util.train.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
                                    set_rng_state)
-from util.train.loop import averages, evaluate, slot_top1, train_one_epoch
+from util.train.loop import WeightAverage, averages, evaluate, slot_top1, train_one_epoch
 from util.train.protocol import group_transform, lr_factor, make_optimizer, set_learning_rate
 from util.train.spec import check_resume
 
@@ -80,7 +80,13 @@ class Run:
     scheduler: object
     scaler: torch.amp.GradScaler
     splits: dict
+    average: WeightAverage | None = None  # the weights' moving average (protocol.ema), else None
     spec_written: bool = False  # run.json holds this spec
+
+    @property
+    def evaluated(self):
+        """The model that validation and test evaluate and best.pth keeps: the average where there is one."""
+        return self.average.model if self.average else self.model
 
     @property
     def group(self):
@@ -279,7 +285,11 @@ def setup_run(spec, options, device, world):
     optimizer = make_optimizer(model, protocol)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, protocol.lr_step, 0.5) if protocol.schedule == "step" else None
     scaler = torch.amp.GradScaler(device.type, enabled=spec.amp == "fp16")  # bf16 needs no loss scaling
-    return Run(spec, options, device, model, optimizer, scheduler, scaler, splits, spec_written=not state), state
+    average = WeightAverage(model, protocol.ema) if protocol.ema else None
+    if average:
+        optimizer.register_step_post_hook(average.update)
+    return Run(spec, options, device, model, optimizer, scheduler, scaler, splits, average,
+               spec_written=not state), state
 
 
 def write_spec(spec):
@@ -289,7 +299,9 @@ def write_spec(spec):
 
 def restore(run, state):
     """Continue from a training checkpoint: weights, optimizer, schedules and random generators; returns Progress."""
-    run.model.load_state_dict(state["model"])
+    run.model.load_state_dict(state.get("training_model") or state["model"])
+    if run.average:
+        run.average.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scaler.load_state_dict(state["scaler"])
     if run.scheduler:
@@ -308,7 +320,8 @@ def checkpoint(run, progress):
     """Everything a resume needs, in util/train/checkpoint.py's format, with the run's spec."""
     spec = run.spec
     return {"model_args": model_args(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align),
-            "model": run.model.state_dict(), "run": spec.describe(),
+            "model": run.evaluated.state_dict(), "run": spec.describe(),
+            "training_model": run.model.state_dict() if run.average else None,
             "dataset": spec.dataset, "recipe": spec.recipe,
             "slot_balance": run.protocol.slot_balance, "epoch": progress.epoch, "best": progress.best,
             "authors_best": progress.authors_best,
@@ -340,7 +353,7 @@ def validate_and_test(run, loaders, epoch):
     for s in ("val", "test"):
         desc = f"Epoch {epoch}. {s}"
         unbalanced = dataclasses.replace(run.protocol, slot_balance=False)  # losses comparable across settings
-        metrics[s] = averages(evaluate(run.model, loaders[s], run.group, run.device, run.num_classes, desc,
+        metrics[s] = averages(evaluate(run.evaluated, loaders[s], run.group, run.device, run.num_classes, desc,
                                        unbalanced, run.options.channels_last), run.group, desc)
     return metrics
 
