@@ -91,7 +91,6 @@ class CachedImages(Dataset):
         images = [uint8_chw(folder_dataset.loader(path))
                   for path, _ in tqdm(folder_dataset.samples, desc=f"loading {desc}", leave=False, disable=None)]
         self.images = torch.stack(images)
-
         self.labels = torch.tensor(self.targets, dtype=torch.int64)
 
     def __len__(self):

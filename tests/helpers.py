@@ -11,11 +11,13 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import fold_trainer
 from util.train.flags import options_from_args, spec_settings
 from util.train.spec import build_spec
+from util.train import trainer
 from util.train.trainer import train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -118,6 +120,21 @@ def trainer_args(savedir, dataset, fold, epochs, **extra):
 def train_args(args):
     """Train the run of fold_trainer.py's parsed `args` in this process, as its main does; returns result.json."""
     return train(build_spec(args.dataset, args.fold, args.savedir, **spec_settings(args)), options_from_args(args))
+
+
+def train_until_first_checkpoint(args, monkeypatch):
+    """Train fold_trainer.py's parsed `args` as a process that dies right after its first current.pth (epoch 1's)."""
+    real_save = trainer.save_checkpoint
+
+    def save_then_stop(path, **contents):
+        real_save(path, **contents)
+        if path.name == "current.pth":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_args(args)
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
 
 
 def assert_same_stats(reference, other):

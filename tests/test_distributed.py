@@ -78,8 +78,8 @@ def test_torchrun_trains_with_ddp_and_rank_0_alone_writes(tmp_path, monkeypatch)
     splits = load_splits(TASK, FOLD, data, None)  # the trainer's default seed: the same orders
     result = json.loads((run / "result.json").read_text())
     for split in ("val", "test"):  # what rank 0 reported = one process evaluating the saved weights
-        sums = loop.evaluate(model, DataLoader(splits[split], batch_size=8, collate_fn=collate), FOLD, torch.device("cpu"), 2, split,
-                                     protocol.paper_protocol(get_task(TASK), FOLD))
+        loader = DataLoader(splits[split], batch_size=8, collate_fn=collate)
+        sums = loop.evaluate(model, loader, FOLD, torch.device("cpu"), 2, split, protocol.paper_protocol(get_task(TASK), FOLD))
         alone = loop.averages(sums, FOLD, split)
         reported = {m: float((run / "stats" / f"{split}_{m}.txt").read_text().splitlines()[result["best_epoch"]])
                     for m in metrics}

@@ -10,8 +10,11 @@ from torch.nn import functional as F
 
 import train
 from config import tasks
+from datasets import load_splits
 from datasets.loaders import collate
-from helpers import assert_same_stats, run_cli, train_args, trainer_args, write_image_folder
+from helpers import (assert_same_stats, run_cli, train_args, train_until_first_checkpoint, trainer_args,
+                     write_image_folder)
+from models import build_classifier
 from util.train import loop, protocol as protocols, sweep, trainer
 
 TASK = "noscope-coral"
@@ -160,12 +163,7 @@ def test_distill_caches_the_teacher_logits_and_resumes_on_the_same_curve(tmp_pat
     cached = torch.load(tmp_path / "whole" / "teacher_logits_train.pt", weights_only=True)
     assert cached["logits"].shape == (48, 2) and cached["targets"].shape == (48,)
 
-    real_save, real_logits, computed = trainer.save_checkpoint, trainer.teacher_logits, []
-
-    def save_then_stop(path, **contents):  # the process dies right after epoch 1's checkpoint
-        real_save(path, **contents)
-        if path.name == "current.pth":
-            raise KeyboardInterrupt
+    real_logits, computed = trainer.teacher_logits, []
 
     def counting_logits(teacher, data, device, cache):
         if not cache.exists():
@@ -173,10 +171,7 @@ def test_distill_caches_the_teacher_logits_and_resumes_on_the_same_curve(tmp_pat
         return real_logits(teacher, data, device, cache)
 
     monkeypatch.setattr(trainer, "teacher_logits", counting_logits)
-    monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, **common))
-    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    train_until_first_checkpoint(trainer_args(tmp_path / "parts", TASK, 2, 3, **common), monkeypatch)
     assert sorted(computed) == [f"teacher_logits_{s}.pt" for s in ("test", "train", "val")]
     resumed = train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, continue_from_file=tmp_path / "parts" /
                                              "current.pth", **common))
@@ -189,7 +184,7 @@ def test_distill_caches_the_teacher_logits_and_resumes_on_the_same_curve(tmp_pat
                                        continue_from_file=tmp_path / "parts" / "current.pth"))
 
 
-def test_the_weight_average_follows_its_decay_and_resumes():
+def test_the_weight_average_follows_its_decay():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -218,23 +213,14 @@ def test_an_averaged_student_saves_and_resumes_its_average(tmp_path, monkeypatch
     state = torch.load(tmp_path / "whole" / "current.pth", weights_only=True)
     assert any(not torch.equal(v, state["training_model"][k]) for k, v in state["model"].items())
     best = torch.load(tmp_path / "whole" / "best.pth", weights_only=True)
-    model = trainer.build_classifier(tasks.get_task(TASK), 2)
+    model = build_classifier(tasks.get_task(TASK), 2)
     model.load_state_dict(best["model"])  # the averaged weights score what the run reported
-    test = torch.utils.data.DataLoader(trainer.load_splits(TASK, 2, data)["test"], 8, collate_fn=collate)
-    sums = loop.evaluate(model, test, 2, torch.device("cpu"), 2, "test", protocols.paper_protocol(tasks.get_task(TASK), 2))
+    test = torch.utils.data.DataLoader(load_splits(TASK, 2, data)["test"], 8, collate_fn=collate)
+    sums = loop.evaluate(model, test, 2, torch.device("cpu"), 2, "test",
+                         protocols.paper_protocol(tasks.get_task(TASK), 2))
     assert loop.averages(sums, 2, "test")["top1"] == whole["test_top1"]
 
-    real_save = trainer.save_checkpoint
-
-    def save_then_stop(path, **contents):
-        real_save(path, **contents)
-        if path.name == "current.pth":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, **common))
-    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    train_until_first_checkpoint(trainer_args(tmp_path / "parts", TASK, 2, 3, **common), monkeypatch)
     resumed = train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, continue_from_file=tmp_path / "parts" /
                                       "current.pth", **common))
     assert_same_stats(tmp_path / "whole", tmp_path / "parts")

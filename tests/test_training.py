@@ -16,7 +16,8 @@ from datasets.loaders import Batch, cifar_split_indices, collate
 from util.core.device import cpu_bf16_problem
 from torch.utils.data import DataLoader, default_collate
 from torchvision.datasets import ImageFolder
-from helpers import assert_same_stats, run_cli, train_args, trainer_args, write_image_folder
+from helpers import (assert_same_stats, run_cli, train_args, train_until_first_checkpoint, trainer_args,
+                     write_image_folder)
 from util.train import loop, protocol as protocols, trainer
 from util.train.spec import build_spec
 
@@ -237,17 +238,7 @@ def test_resume_gives_the_same_run(tmp_path, monkeypatch):
     common = dict(data_root=tmp_path / "games", lr=0.003)
     train_args(trainer_args(tmp_path / "whole", GAME, 4, 3, **common))
 
-    real_save = trainer.save_checkpoint
-
-    def save_then_stop(path, **contents):  # the process dies right after epoch 1's checkpoint
-        real_save(path, **contents)
-        if path.name == "current.pth":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train_args(trainer_args(tmp_path / "parts", GAME, 4, 3, **common))
-    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    train_until_first_checkpoint(trainer_args(tmp_path / "parts", GAME, 4, 3, **common), monkeypatch)
     assert len(lines(tmp_path / "parts" / "stats" / "train_loss.txt")) == 1
     train_args(trainer_args(tmp_path / "parts", GAME, 4, 3, continue_from_file=tmp_path / "parts" / "current.pth",
                                   **common))
