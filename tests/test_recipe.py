@@ -324,6 +324,32 @@ def test_the_accuracy_table_trains_both_recipes_and_writes_csv_and_markdown(tmp_
     assert f"| {TASK} | 4 | distill | 2 | {gaps} |" in spread
 
 
+def test_the_accuracy_table_trains_each_dataset_with_its_students_before_the_next(tmp_path, monkeypatch):
+    from util import accuracy_table
+    calls = []  # a folded run's seconds are compared with its original's: the two run minutes apart, not a sweep apart
+    monkeypatch.setattr(accuracy_table, "sweep", lambda root, datasets, folds, settings, options:
+                        calls.append((datasets, folds, settings["recipe"], settings["epochs"])))
+    args, args.train_flags = accuracy_table.get_args_parser().parse_known_args(
+        [str(tmp_path), "--out", str(tmp_path / "table"), "--tasks", "noscope-coral", "noscope-night", "--folds", "4",
+         "--recipes", "distill"])
+    accuracy_table.train_family(args, "noscope", 19)
+    coral, night = (f"{tasks.SYNTHETIC}noscope-{name}" for name in ("coral", "night"))
+    assert calls == [([coral], [1], "paper", 10), ([coral], [4], "distill", 12),
+                     ([night], [1], "paper", 10), ([night], [4], "distill", 12)]
+
+
+def test_game_students_start_from_their_teacher_where_two_copies_fit(tmp_path):
+    done = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", "sot/timer3", "noscope-coral",
+                   "--recipe", "distill", "--dry_run")
+    plans = {(p["dataset"], p["fold"]): p["init"] for p in map(json.loads, done.stdout.splitlines())}
+    assert plans == {("sot/timer3", 1): None, ("sot/timer3", 2): "fresh", ("sot/timer3", 3): "fresh",
+                     ("sot/timer3", 4): "teacher", ("noscope-coral", 1): None, ("noscope-coral", 2): "data",
+                     ("noscope-coral", 3): "data", ("noscope-coral", 4): "data"}
+    fresh = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", "sot/timer3", "--folds", "4",
+                    "--recipe", "distill", "--init", "fresh", "--dry_run")
+    assert json.loads(fresh.stdout)["init"] == "fresh"
+
+
 def test_the_demo_distils_its_folded_models(tmp_path):
     done = run_cli(sys.executable, "train.py", tmp_path / "runs", "--demo", "--dry_run")
     assert done.returncode == 0, done.stderr

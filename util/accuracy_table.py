@@ -53,7 +53,9 @@ def stand_ins(tasks, family):
 
 
 def train_family(args, family, seed):
-    """Train one family's stand-ins (of --tasks) at `seed`: f=1, then the folded runs (--folds) of each recipe."""
+    """Train one family's stand-ins (of --tasks) at `seed`, one dataset at a time: its f=1 run, then its folded runs
+    (--folds) of each recipe, so that a folded run's seconds and its original's are taken minutes apart (a shared VM's
+    speed drifts by 15-25% over a longer sweep: results/accuracy/choices.md, round 11)."""
     datasets = stand_ins(args.tasks, family)
     if not datasets:
         return
@@ -62,9 +64,10 @@ def train_family(args, family, seed):
     paper_lr = ["--lr", str(lr)] if lr else []  # the paper's lr is tuned for its 1500 epochs
     runs = {"paper": (args.folds, epochs, ["--recipe", "paper", *paper_lr]),
             "distill": (args.folds, getattr(args, f"{family}_student_epochs"), ["--recipe", "distill"])}
-    for folds, budget, flags in [([1], epochs, paper_lr)] + [runs[r] for r in args.recipes]:
-        run = training_flags().parse_args([*args.train_flags, "--epochs", str(budget), "--seed", str(seed), *flags])
-        sweep(seed_dir(args.savedir, seed), datasets, folds, spec_settings(run), options_from_args(run))
+    for dataset in datasets:
+        for folds, budget, flags in [([1], epochs, paper_lr)] + [runs[r] for r in args.recipes]:
+            run = training_flags().parse_args([*args.train_flags, "--epochs", str(budget), "--seed", str(seed), *flags])
+            sweep(seed_dir(args.savedir, seed), [dataset], folds, spec_settings(run), options_from_args(run))
 
 
 def finished(savedir, dataset, fold, recipe="paper"):
