@@ -67,7 +67,7 @@ def paper_protocol(task, fold):
 
 
 # The distill recipe's settings for folded runs, per family, chosen by results/accuracy/choices.md (CIFAR's
-# were not measured: they are the game tasks').
+# were not measured: they are the game tasks' but for the start).
 # "inputs_per_batch": a student's mini-batch holds that many folded inputs (f times as many images), at the rate lr
 # times sqrt(f); None: the paper's 32 images at lr.
 _ONECYCLE = {"loss": "kl+ce", "temperature": 4.0, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
