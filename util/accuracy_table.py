@@ -64,9 +64,11 @@ def train_family(args, family, seed):
     paper_lr = ["--lr", str(lr)] if lr else []  # the paper's lr is tuned for its 1500 epochs
     runs = {"paper": (args.folds, epochs, ["--recipe", "paper", *paper_lr]),
             "distill": (args.folds, getattr(args, f"{family}_student_epochs"), ["--recipe", "distill"])}
+    parsed = [(folds, training_flags().parse_args([*args.train_flags, "--epochs", str(budget), "--seed", str(seed),
+                                                  *flags]))
+              for folds, budget, flags in [([1], epochs, paper_lr)] + [runs[r] for r in args.recipes]]
     for dataset in datasets:
-        for folds, budget, flags in [([1], epochs, paper_lr)] + [runs[r] for r in args.recipes]:
-            run = training_flags().parse_args([*args.train_flags, "--epochs", str(budget), "--seed", str(seed), *flags])
+        for folds, run in parsed:
             sweep(seed_dir(args.savedir, seed), [dataset], folds, spec_settings(run), options_from_args(run))
 
 

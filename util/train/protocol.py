@@ -89,9 +89,8 @@ def distill_protocol(task, fold):
         return paper
     recipe = DISTILL[task.family]
     inputs = recipe["inputs_per_batch"]
-    init = recipe["init"]
-    if init == "teacher" and int(math.sqrt(fold)) < 2:
-        init = "fresh"  # one copy would read the mean of all the group's images (models/warm_start.py)
+    # "teacher" needs room for two copies (f >= 4): one copy would read the mean of all the group's images
+    init = "fresh" if recipe["init"] == "teacher" and fold < 4 else recipe["init"]
     return Protocol(epochs=paper.epochs, optimizer=recipe["optimizer"],
                     lr=recipe["lr"] * math.sqrt(fold) if inputs else recipe["lr"],
                     batch_size=inputs * fold if inputs else paper.batch_size, weight_decay=paper.weight_decay, schedule=recipe["schedule"], loss=recipe["loss"],
