@@ -324,17 +324,20 @@ def test_the_accuracy_table_trains_both_recipes_and_writes_csv_and_markdown(tmp_
     assert f"| {TASK} | 4 | distill | 2 | {gaps} |" in spread
 
 
-def test_the_accuracy_table_trains_each_dataset_with_its_students_before_the_next(tmp_path, monkeypatch):
+def test_the_accuracy_table_trains_each_dataset_with_its_students_before_the_next_within_the_image_budget(tmp_path, monkeypatch):
     from util import accuracy_table
     calls = []  # a folded run's seconds are compared with its original's: the two run minutes apart, not a sweep apart
     monkeypatch.setattr(accuracy_table, "sweep", lambda root, datasets, folds, settings, options:
                         calls.append((datasets, folds, settings["recipe"], settings["epochs"])))
+    # coral's training split holds 1000 images, night's 100: 5000 images come before coral's 12 epochs, not night's
+    monkeypatch.setattr(accuracy_table, "load_splits",
+                        lambda dataset, **kw: {"train": range(1000 if "coral" in dataset else 100)})
     args, args.train_flags = accuracy_table.get_args_parser().parse_known_args(
         [str(tmp_path), "--out", str(tmp_path / "table"), "--tasks", "noscope-coral", "noscope-night", "--folds", "4",
-         "--recipes", "distill"])
+         "--recipes", "distill", "--student_images", "5000"])
     accuracy_table.train_family(args, "noscope", 19)
     coral, night = (f"{tasks.SYNTHETIC}noscope-{name}" for name in ("coral", "night"))
-    assert calls == [([coral], [1], "paper", 10), ([coral], [4], "distill", 12),
+    assert calls == [([coral], [1], "paper", 10), ([coral], [4], "distill", 5),
                      ([night], [1], "paper", 10), ([night], [4], "distill", 12)]
 
 

@@ -2,8 +2,9 @@
 
 Trains the 6 game and 4 NoScope stand-ins at f = 1 (once: the reference and the distill recipe's
 teacher), then at f = 2, 3, 4 with --recipe paper and --recipe distill (--recipes), at one epoch budget per
-family (the distilled students their own: --game_student_epochs, --noscope_student_epochs), through train.py's sweep (util.train.sweep: a rerun
-skips finished runs and resumes unfinished ones). It writes OUT.csv and OUT.md: test top-1 per task, fold and
+family (the distilled students their own: --game_student_epochs, --noscope_student_epochs, fewer where
+--student_images come first), through train.py's sweep (util.train.sweep: a rerun skips finished runs and resumes
+unfinished ones). It writes OUT.csv and OUT.md: test top-1 per task, fold and
 recipe, the gap to f=1, the worst slot, the training seconds and their ratio to f=1's, with medians over the tasks
 and the CPU they ran on. With --seeds, every run is repeated per seed (seed 19 in SAVEDIR, others in SAVEDIR/seedN)
 and the table gives each folded run's spread over the seeds.
@@ -14,6 +15,7 @@ and the table gives each folded run's spread over the seeds.
 """
 import argparse
 import itertools
+import math
 import os
 import shlex
 import sys
@@ -25,7 +27,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
 
 from config.tasks import SYNTHETIC, task_names  # noqa: E402
-from datasets import DataMissing  # noqa: E402
+from datasets import DataMissing, load_splits  # noqa: E402
 from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command  # noqa: E402
 from util.core.device import cpu_name  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
@@ -39,6 +41,7 @@ RECIPES = ("paper", "distill")
 STAND_INS = [name for family in FAMILIES for name in task_names(family)]
 COLUMNS = ["dataset", "fold", "recipe", "epochs", "test_top1", "gap", "worst_slot_test_top1", "train_seconds",
            "seconds_over_f1", "train_images_per_sec", "seed"]
+STUDENT_IMAGES = 1_500_000  # a student's budget in images beside its epochs: --student_images
 SEED = training_flags().get_default("seed")  # the trainer's default seed: its runs live in SAVEDIR itself
 
 
@@ -69,7 +72,18 @@ def train_family(args, family, seed):
               for folds, budget, flags in [([1], epochs, paper_lr)] + [runs[r] for r in args.recipes]]
     for dataset in datasets:
         for folds, run in parsed:
+            if run.recipe == "distill":
+                run = argparse.Namespace(**{**vars(run), "epochs": student_epochs(args, dataset, run)})
             sweep(seed_dir(args.savedir, seed), [dataset], folds, spec_settings(run), options_from_args(run))
+
+
+def student_epochs(args, dataset, run):
+    """The epochs of `dataset`'s distilled students: `run`'s (--game/noscope_student_epochs), or fewer where its
+    training split is so large that --student_images images come first (a large split's student converges in
+    fewer epochs: results/accuracy/choices.md, round 13). Called after the f=1 run, which made any stand-in data."""
+    options = options_from_args(run)
+    train = load_splits(dataset, data_dir=options.data_dir, data_root=options.data_root, cache=False)["train"]
+    return max(1, min(run.epochs, math.ceil(args.student_images / len(train))))
 
 
 def finished(savedir, dataset, fold, recipe="paper"):
@@ -117,7 +131,8 @@ def markdown(frame, args, command, minutes, missing=0):
              "finished runs)." + (f" **{missing} of the runs had not finished when this table was written; they are "
                                   "left out.**" if missing else ""), "",
              f"Budget: {args.game_epochs} epochs for game tasks, {args.noscope_epochs} for NoScope at f=1 and with "
-             f"--recipe paper, {args.game_student_epochs} and {args.noscope_student_epochs} with --recipe distill; "
+             f"--recipe paper, {args.game_student_epochs} and {args.noscope_student_epochs} with --recipe distill "
+             f"(or as many as hold {args.student_images:,} training images, if fewer); "
              "f=1 and --recipe paper "
              f"with the paper's settings except the lr: {lr_text(args.game_lr)} (game), "
              f"{lr_text(args.noscope_lr)} (NoScope); --recipe distill at its own settings (docs/protocol.md, "
@@ -173,6 +188,11 @@ def get_args_parser():
                         help="epochs of the NoScope tasks' folded runs of --recipe distill (default 12: 1.2x the "
                              "original's, since a NoScope student's epoch is slower than its original's on some "
                              "CPUs; results/accuracy/choices.md, round 10)")
+    parser.add_argument("--student_images", type=positive_int, default=STUDENT_IMAGES, metavar="N",
+                        help="a distilled student trains fewer epochs than --game/noscope_student_epochs where its "
+                             "training split is so large that N images come first (default 1500000: the largest "
+                             "stand-in, goldnumber-int, 16,650 images an epoch, then trains 91 epochs, the others "
+                             "are not cut; results/accuracy/choices.md, round 13)")
     parser.add_argument("--folds", nargs="+", type=int, choices=FOLDS, default=list(FOLDS),
                         help="the folds of the folded runs (default 2 3 4; f=1 always trains)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[SEED],
