@@ -93,8 +93,11 @@ def precision_verdict(trials):
                "slower": "int8 is slower than fp32 for this model here: deploy fp32",
                "tie": "int8 and fp32 tie within the trials' spread here (more --trials may tell): deploy fp32",
                "one trial": "one trial cannot tell a difference from noise: measure with --trials 5"}[r.verdict]
-    return (f"int8 f={f8} at {r.median:.2f}x fp32 f={f32}{r.spread()} ({int8:,.0f} vs {fp32:,.0f} images/sec): "
-            f"{verdict}")
+    line = f"int8 f={f8} at {r.median:.2f}x fp32 f={f32}{r.spread()} ({int8:,.0f} vs {fp32:,.0f} images/sec)"
+    if f32 != 1 and ("fp32", 1) in trials:  # against the original as deployed today, too
+        original = ratio(trials, ("int8", f8), ("fp32", 1))
+        line += f" and {original.median:.2f}x fp32 f=1{original.spread()}"
+    return f"{line}: {verdict}"
 
 
 def main(argv=None):

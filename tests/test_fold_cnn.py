@@ -13,7 +13,7 @@ from models.flops import count_model_flops
 from helpers import run_cli
 from util.core.device import REPO
 from models.user import load_model_file
-from util.measure.benchmark import onnx_model
+from util.runtime.onnx import onnx_model
 from util.deploy.onnx import onnx_difference
 
 

@@ -15,9 +15,11 @@ import torch
 from helpers import REPO, run_cli
 from models.flops import flops_per_image
 from util.core import device as common
-from util.measure import benchmark as inference
+from util.runtime import backends as runtime
 from util.core.device import cpu_bf16_problem
-from util.measure.benchmark import BackendError, Benchmark, Config, available_backends
+from util.measure import benchmark
+from util.measure.benchmark import Benchmark, Config
+from util.runtime.backends import BackendError, available_backends
 from util.measure.results_csv import HEADER
 
 CPU_BACKENDS = available_backends("cpu")
@@ -26,7 +28,7 @@ SMALL = dict(task="noscope-coral", mode="folded", fold=2, batch_size=16, device=
 
 def test_cpu_backends_here():
     """What CI relies on: eager and onnxruntime always, compile with a C++ compiler; tensorrt never on the CPU."""
-    assert CPU_BACKENDS[0] == inference.DEFAULT_BACKEND["cpu"] == "onnxruntime"
+    assert CPU_BACKENDS[0] == runtime.DEFAULT_BACKEND["cpu"] == "onnxruntime"
     assert "eager" in CPU_BACKENDS and "tensorrt" not in CPU_BACKENDS and "cudagraph" not in CPU_BACKENDS
 
 
@@ -53,8 +55,8 @@ def test_bf16_on_the_cpu_needs_bf16_instructions(monkeypatch, flags, fast):
     """bf16 is offered exactly where the CPU has native bf16 (AVX-512 BF16 or AMX); elsewhere a one-line reason."""
     monkeypatch.setattr(common, "_cpuinfo", lambda: f"model name\t: Test CPU\nflags\t\t: {flags}\n")
     assert common.cpu_features()["avx2"] == ("avx2" in flags)
-    problem = inference.backend_problem("eager", torch.device("cpu"), "bf16")
-    onnxruntime = inference.backend_problem("onnxruntime", torch.device("cpu"), "bf16")
+    problem = runtime.backend_problem("eager", torch.device("cpu"), "bf16")
+    onnxruntime = runtime.backend_problem("onnxruntime", torch.device("cpu"), "bf16")
     if fast:
         assert problem is None and available_backends("cpu", "bf16")[-1] == "eager"
         assert "runs fp32 only on the CPU; for --precision bf16 use --backend compile or eager" in onnxruntime
@@ -69,7 +71,7 @@ def test_bf16_on_the_cpu_matches_fp32_within_its_tolerance(backend):
     bench = Benchmark(Config(**SMALL, backend=backend, precision="bf16"), warmup=1)
     result = bench.trial(0)
     assert bench.x.dtype == torch.bfloat16 and result.precision == "bf16" and result.images_per_sec > 0
-    assert 0 < result.max_abs_error <= inference.logits_tolerance(1.0, "bf16")  # rounded, yet close to fp32
+    assert 0 < result.max_abs_error <= runtime.logits_tolerance(1.0, "bf16")  # rounded, yet close to fp32
 
 
 def test_bf16_on_the_cpu_from_the_command_line():
@@ -87,12 +89,12 @@ def test_bf16_on_the_cpu_from_the_command_line():
 
 
 def test_a_wrong_backend_cannot_report_a_number(monkeypatch):
-    real = inference.make_runner
+    real = runtime.make_runner
 
     def off_by_a_little(*args):
         run = real(*args)
         return lambda x: run(x) + 0.01
-    monkeypatch.setattr(inference, "make_runner", off_by_a_little)
+    monkeypatch.setattr(benchmark, "make_runner", off_by_a_little)
     with pytest.raises(BackendError, match="differ from eager PyTorch"):
         Benchmark(Config(**SMALL, backend="onnxruntime"), warmup=0)
 

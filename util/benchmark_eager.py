@@ -19,7 +19,8 @@ from tqdm import tqdm  # noqa: E402
 from config.tasks import all_tasks  # noqa: E402
 from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text, run_command  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
-from util.measure.benchmark import BACKENDS, PRECISIONS, SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
+from util.measure.benchmark import SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
+from util.runtime.backends import BACKENDS, PRECISIONS  # noqa: E402
 from util.measure.compare import medians, speedups  # noqa: E402
 
 

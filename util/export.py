@@ -23,7 +23,7 @@ batch of a size other than the export's; its logits must match PyTorch's (tolera
 the largest logit), else the file is not written and the exit status is 1.
 
 --int8 writes the model quantized to int8 for ONNX Runtime on a CPU (static quantization, QDQ: int8 weights per
-output channel, uint8 activations per tensor; util/deploy/int8.py), calibrated on a seeded sample of the task's
+output channel, uint8 activations per tensor; util/runtime/int8.py), calibrated on a seeded sample of the task's
 training images (--calibration, default 512), then checks it on the task's test split: it prints the test top-1 of
 fp32 and int8 and how often their answers agree. An int8 model whose top-1 falls more than --max_drop points
 (default 0.5) below fp32's is not written (exit status 1). The data are read as the trainer reads them (--data_dir,
@@ -39,6 +39,7 @@ from datasets import DATA_DIR, DataMissing  # noqa: E402
 from config.tasks import stand_in_note, trained_on  # noqa: E402
 from util.core.cli import float_between, positive_int, run_command  # noqa: E402
 from util.deploy.onnx import ExportMismatch, Int8, Int8Drop, export  # noqa: E402
+from util.runtime.int8 import CALIBRATION_METHODS  # noqa: E402
 
 
 def main(argv=None):
@@ -60,15 +61,20 @@ def main(argv=None):
                       help="bits of the int8 weights (default: 8 where this CPU has VNNI or AMX, 7 where it has not, "
                            "since AVX2's int8 kernels saturate with 8-bit weights: an 8-bit file loses accuracy on "
                            "a CPU without VNNI)")
+    int8.add_argument("--calibration_method", choices=CALIBRATION_METHODS, default=None,
+                      help="how the activations' ranges are read off the calibration images: percentile (default; "
+                           "their 99.999th percentile) or minmax")
     int8.add_argument("--data_dir", default=str(DATA_DIR), help="folder of CIFAR and NoScope data (default data/)")
     int8.add_argument("--data_root", default=None, help="folder of the game data (default $DATA_ROOT, then data_root/)")
     args = parser.parse_args(argv)
-    if not args.int8 and (args.calibration or args.max_drop is not None or args.weight_bits):
-        parser.error("--calibration, --max_drop and --weight_bits set up --int8: add --int8, or drop them")
+    if not args.int8 and (args.calibration or args.max_drop is not None or args.weight_bits or args.calibration_method):
+        parser.error("--calibration, --calibration_method, --max_drop and --weight_bits set up --int8: add --int8, or "
+                     "drop them")
     settings = None
     if args.int8:
         settings = Int8(args.calibration or Int8.calibration, Int8.max_drop if args.max_drop is None else args.max_drop,
-                        args.data_dir, args.data_root, args.weight_bits)
+                        args.data_dir, args.data_root, args.weight_bits,
+                        args.calibration_method or Int8.calibration_method)
     try:
         summary = export(args.checkpoint, args.out, args.images, args.seed, settings)
     except (ValueError, DataMissing) as e:
@@ -80,11 +86,15 @@ def main(argv=None):
     print(f"ONNX Runtime vs PyTorch: max abs difference {summary['max_abs_difference']:.3g}")
     if args.int8:
         ops = ", ".join(f"{op} {n}" for op, n in summary["quantized_ops"].items())
-        print(f"int8: calibrated on {summary['calibration_images']} training images; {summary['weight_bits']}-bit "
+        print(f"int8: calibrated on {summary['calibration_images']} training images ({summary['calibration_method']}); "
+              f"{summary['weight_bits']}-bit "
               f"weights; quantized {ops}; test top-1 "
               f"on {summary['test_images']} images: fp32 {summary['fp32_top1']:.4f}, int8 {summary['int8_top1']:.4f} "
               f"({100 * (summary['int8_top1'] - summary['fp32_top1']):+.1f} points), answers agree on "
-              f"{summary['agreement']:.4f}; this CPU's int8 instructions: {summary['int8_instructions']}")
+              f"{summary['agreement']:.4f}"
+              + (f"; int8 under OpenVINO {summary['openvino_int8_top1']:.4f}" if summary["openvino_int8_top1"] is not None
+                 else "")
+              + f"; this CPU's int8 instructions: {summary['int8_instructions']}")
     note = stand_in_note(summary["dataset"], summary["task"])
     if note:
         print(note)

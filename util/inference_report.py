@@ -30,7 +30,7 @@ from models.flops import arithmetic_intensity  # noqa: E402
 from util.core.cli import markdown_table, one_line_errors, run_command  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import sweep_models  # noqa: E402
-from util.deploy.int8 import INT8_FEATURES  # noqa: E402
+from util.runtime.int8 import INT8_FEATURES  # noqa: E402
 from util.measure.compare import ratio, speedups  # noqa: E402
 from util.measure.results_csv import MODE_OF_NAME, check_results_file, load, machine_file, report_dir, trial_note  # noqa: E402
 
@@ -85,7 +85,7 @@ def machine_summary(machine):
     if not machine:
         return ["Machine: not recorded (no machine.json beside the CSV), so no % of matmul probe and no roofline."]
     features = [name for name, present in machine.get("cpu_features", {}).items() if present]
-    software = ", ".join(f"{k} {machine[k]}" for k in ("python", "torch", "onnxruntime") if machine.get(k))
+    software = ", ".join(f"{k} {machine[k]}" for k in ("python", "torch", "onnxruntime", "openvino") if machine.get(k))
     peaks = ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in machine["matmul_flops"].items())
     host = ", ".join([machine.get("cpu", "CPU")] + [f"{machine[k]} {what}" for k, what in
                                                     (("cpu_cores", "cores"), ("torch_threads", "torch threads"))

@@ -5,7 +5,8 @@
 Each finished run's best.pth is quantized as `util/export.py CHECKPOINT out.onnx --int8` quantizes it (ONNX Runtime,
 static, calibrated on --calibration training images, seed 0) and both models run on the task's test split. One row
 per run: test top-1 of fp32 and int8 under ONNX Runtime, int8 minus fp32 in points, how often their answers agree,
-and which operators ran in int8. Nothing is refused here (the table shows every drop); the CPU and its int8
+the same int8 model's top-1 under OpenVINO (where it is installed: the int8 default on CPUs with VNNI), and which
+operators ran in int8. Nothing is refused here (the table shows every drop); the CPU and its int8
 instructions head the table (the int8 answers can differ between CPUs with and without VNNI).
 """
 import argparse
@@ -20,11 +21,11 @@ from datasets import DATA_DIR, DataMissing  # noqa: E402
 from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command  # noqa: E402
 from util.core.device import cpu_name  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
-from util.deploy.int8 import int8_instructions  # noqa: E402
+from util.runtime.int8 import CALIBRATION_METHODS, int8_instructions  # noqa: E402
 from util.deploy.onnx import Int8, export  # noqa: E402
 
-COLUMNS = ["dataset", "fold", "recipe", "fp32_top1", "int8_top1", "points", "agreement", "weight_bits",
-           "quantized_ops"]
+COLUMNS = ["dataset", "fold", "recipe", "fp32_top1", "int8_top1", "points", "agreement", "openvino_int8_top1",
+           "openvino_points", "weight_bits", "quantized_ops"]
 
 
 def finished_runs(savedir):
@@ -34,6 +35,11 @@ def finished_runs(savedir):
             yield json.loads(path.read_text()), path.parent
 
 
+def points(top1, fp32_top1):
+    """int8 minus fp32 test top-1 in points, signed: '+0.0', '-0.6'."""
+    return f"{100 * (top1 - fp32_top1):+.1f}"
+
+
 def table_rows(savedir, settings):
     """One row (COLUMNS) per finished run, its int8 model checked on its test split."""
     rows = []
@@ -41,9 +47,11 @@ def table_rows(savedir, settings):
         for result, run in finished_runs(savedir):
             summary = export(run / "best.pth", Path(tmp) / "model.onnx", int8=settings)
             ops = " ".join(f"{op}:{n}" for op, n in summary["quantized_ops"].items())
+            openvino = summary["openvino_int8_top1"]
             rows.append([result["dataset"], result["fold"], result["recipe"], f"{summary['fp32_top1']:.4f}",
-                         f"{summary['int8_top1']:.4f}", f"{100 * (summary['int8_top1'] - summary['fp32_top1']):+.1f}",
-                         f"{summary['agreement']:.4f}", summary["weight_bits"], ops])
+                         f"{summary['int8_top1']:.4f}", points(summary["int8_top1"], summary["fp32_top1"]),
+                         f"{summary['agreement']:.4f}", "-" if openvino is None else f"{openvino:.4f}",
+                         "-" if openvino is None else points(openvino, summary["fp32_top1"]), summary["weight_bits"], ops])
             print(" | ".join(map(str, rows[-1])), flush=True)
     return rows
 
@@ -57,9 +65,13 @@ def main(argv=None):
     parser.add_argument("--data_root", default=None, help="folder of the game data (default $DATA_ROOT, then data_root/)")
     parser.add_argument("--weight_bits", type=int, choices=(7, 8), default=None,
                         help="bits of the int8 weights (default: 8 where this CPU has VNNI or AMX, 7 where it has not)")
+    parser.add_argument("--calibration_method", choices=CALIBRATION_METHODS, default=Int8.calibration_method,
+                        help=f"how the activations' ranges are read off the calibration images (default "
+                             f"{Int8.calibration_method})")
     add_out_arg(parser, ("md", "csv"))
     args = parser.parse_args(argv)
-    settings = Int8(args.calibration, float("inf"), args.data_dir, args.data_root, args.weight_bits)
+    settings = Int8(args.calibration, float("inf"), args.data_dir, args.data_root, args.weight_bits,
+                    args.calibration_method)
     with one_line_errors(parser, (ValueError, DataMissing)):
         if not Path(args.savedir).is_dir():
             raise ValueError(f"{args.savedir} is not a directory: pass a train.py savedir")
@@ -70,8 +82,10 @@ def main(argv=None):
     command = "python3 util/int8_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [f"# int8 against fp32 on the test splits ({cpu_name()}; int8 instructions: {int8_instructions()})", "",
              f"Command: `{command}`. ONNX Runtime, static quantization (QDQ, per-channel int8 weights in "
-             f"`weight_bits` bits, uint8 activations), calibrated on {args.calibration} training images (seed 0); "
-             "points = int8 minus fp32 test top-1; agreement = the share of test images given the same class by both.", "",
+             f"`weight_bits` bits, uint8 activations), calibrated on {args.calibration} training images (seed 0, "
+             f"{args.calibration_method} ranges); "
+             "points = int8 minus fp32 test top-1; agreement = the share of test images given the same class by both; "
+             "openvino = the same int8 model run by OpenVINO ('-': not installed).", "",
              *markdown_table(COLUMNS, rows)]
     print("\n".join(lines))
     if args.out:

@@ -26,9 +26,9 @@ from models.user import checked_model, model_key as user_model_key  # noqa: E402
 from util.core.cli import add_align_arg, positive_int, run_command  # noqa: E402
 from util.core.device import pick_device  # noqa: E402
 from util.core.files import append_line, write_json_atomic  # noqa: E402
-from util.measure.benchmark import (Benchmark, BackendError, add_measurement_args, add_user_model_args,  # noqa: E402
-                                    config_from_args, configurations, default_models, fill_protocol,
-                                    resolve_backend, resolve_models)
+from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args,  # noqa: E402
+                                    config_from_args, configurations, default_models, fill_protocol, resolve_models)
+from util.runtime.backends import BackendError, resolve_backend  # noqa: E402
 from util.measure.compare import choose, comparison, fastest, medians  # noqa: E402
 from util.measure.machine import measure_peak  # noqa: E402
 from util.measure.results_csv import (HEADER, MODE_NAMES, fold_trials, format_row, load, machine_file,  # noqa: E402

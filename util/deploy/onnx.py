@@ -8,6 +8,7 @@ Input `x`, output `logits`, the batch dimension dynamic:
            f, logits are (N, K), row i for image i.
 """
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from config.tasks import USER
 from datasets import DATA_DIR, load_splits
 from models.fold import fold_input, unfold_output
 from util.core.files import write_atomic
-from util.deploy.int8 import (CALIBRATION_BATCH, check_calibration, int8_instructions, quantize, quantized_ops,
+from util.runtime.int8 import (CALIBRATION_BATCH, check_calibration, int8_instructions, quantize, quantized_ops,
                               weight_bits)
-from util.measure.benchmark import logits_tolerance, onnx_model, ort_session
+from util.runtime.backends import logits_tolerance
+from util.runtime.onnx import cpu_runner, onnx_model
 from util.train.checkpoint import load_classifier, task_of
 
 
@@ -34,6 +36,7 @@ class Int8:
     data_dir: str = str(DATA_DIR)
     data_root: str | None = None
     weight_bits: int | None = None  # 7 or 8; None: int8.weight_bits() decides from this CPU
+    calibration_method: str = "percentile"  # util/runtime/int8.py CALIBRATION_METHODS
 
 
 class Int8Drop(Exception):
@@ -46,7 +49,7 @@ class ExportMismatch(Exception):
 
 def onnx_difference(onnx_bytes, model, x):
     """Max abs difference between ONNX Runtime (CPU) running `onnx_bytes` on `x` and `model(x)`, and the largest logit."""
-    got = torch.from_numpy(ort_session(onnx_bytes).run(None, {"x": x.numpy()})[0])
+    got = cpu_runner(onnx_bytes)(x)
     with torch.inference_mode():
         reference = model(x)
     if got.shape != reference.shape:
@@ -76,16 +79,17 @@ def split_images(task, state, int8, split, group=1):
     return torch.stack([s[0] for s in samples]), torch.tensor([int(s[1]) for s in samples])
 
 
-def run_images(session, images, group, folded, rows=1024):
-    """(N, K) logits of ONNX Runtime `session` on `images`: folded into inputs of `group` images unless the model
-    takes plain images (`folded` False); the last group padded by repeating the last image, its extra rows dropped."""
+def run_images(run, images, group, folded, rows=1024):
+    """(N, K) logits of `run` (util.runtime.onnx.cpu_runner) on `images`: folded into inputs of `group` images unless
+    the model takes plain images (`folded` False); the last group padded by repeating the last image, its extra rows
+    dropped."""
     n = images.shape[0]
     padded = torch.cat([images, images[-1:].expand((-n) % group, *images.shape[1:])])
     logits = []
     for start in range(0, padded.shape[0], rows * group):
         chunk = padded[start:start + rows * group]
         x = fold_input(chunk, group) if folded else chunk
-        out = torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
+        out = run(x)
         logits.append(unfold_output(out, group) if folded else out)
     return torch.cat(logits)[:n]
 
@@ -102,21 +106,26 @@ def quantized_and_checked(onnx_bytes, task, state, group, folded, int8, seed):
     check_calibration(inputs, batch, f"from {sample.shape[0]} training images; one batch takes {needed}: "
                                      f"--calibration {needed} or more")
     bits = weight_bits(int8.weight_bits)
-    int8_bytes = quantize(onnx_bytes, inputs.numpy(), batch, bits)
+    int8_bytes = quantize(onnx_bytes, inputs.numpy(), batch, bits, int8.calibration_method)
     test, labels = split_images(task, state, int8, "test", group)
-    top = {name: run_images(ort_session(b), test, group, folded).argmax(1)
-           for name, b in (("fp32", onnx_bytes), ("int8", int8_bytes))}
+    runs = {"fp32": (onnx_bytes, "onnxruntime"), "int8": (int8_bytes, "onnxruntime")}
+    if importlib.util.find_spec("openvino") is not None:  # the other runtime of the int8 model (util/runtime/backends.py)
+        runs["openvino int8"] = (int8_bytes, "openvino")
+    top = {name: run_images(cpu_runner(b, runtime), test, group, folded).argmax(1) for name, (b, runtime) in runs.items()}
     top1 = {name: (t == labels).float().mean().item() for name, t in top.items()}
     summary = {"test_images": len(labels), "fp32_top1": top1["fp32"], "int8_top1": top1["int8"],
+               "openvino_int8_top1": top1.get("openvino int8"),
                "agreement": (top["fp32"] == top["int8"]).float().mean().item(), "calibration_images": len(sample),
                "quantized_ops": quantized_ops(int8_bytes), "int8_instructions": int8_instructions(),
-               "weight_bits": bits}
-    drop = 100 * (top1["fp32"] - top1["int8"])
+               "weight_bits": bits, "calibration_method": int8.calibration_method}
+    worst = min((name for name in runs if name != "fp32"), key=top1.get)
+    drop = 100 * (top1["fp32"] - top1[worst])
     if drop > int8.max_drop:
-        raise Int8Drop(f"int8 top-1 on the {len(labels)} test images is {top1['int8']:.4f}, {drop:.1f} points below "
-                       f"fp32's {top1['fp32']:.4f} (margin {int8.max_drop:g} points): nothing was written; calibrate "
-                       "on more training images (--calibration N), loosen the margin (--max_drop POINTS), or deploy "
-                       "fp32")
+        runtime = "OpenVINO" if worst.startswith("openvino") else "ONNX Runtime"
+        raise Int8Drop(f"int8 top-1 on the {len(labels)} test images is {top1[worst]:.4f} under {runtime}, {drop:.1f} "
+                       f"points below fp32's {top1['fp32']:.4f} (margin {int8.max_drop:g} points): nothing was "
+                       "written; calibrate on more training images (--calibration N), loosen the margin (--max_drop "
+                       "POINTS), or deploy fp32")
     return int8_bytes, summary
 
 

@@ -1,16 +1,9 @@
-"""Inference: backends, chunking, timing, the correctness check and the benchmark of one configuration.
+"""Inference: timing and chunking, and the benchmark of one configuration.
 
 One configuration is a task, a mode (original / folded / efficientnet), a fold (phi for the
-efficientnet baseline), a batch size in images, a precision, a device and a backend. A FoldedCNN
-runs `batch // f` folded inputs, each holding f images; throughput counts images.
-
-Backends:
-  eager        PyTorch eager, channels-last for the CNNs
-  compile      torch.compile (inductor; weight freezing on the CPU, max-autotune with CUDA graphs on CUDA)
-  cudagraph    eager PyTorch captured once into a CUDA graph and replayed (CUDA only): no compilation,
-               set up in a second, no per-layer kernel launches from Python
-  onnxruntime  the model exported to ONNX and run by ONNX Runtime (CPU, or CUDA with onnxruntime-gpu)
-  tensorrt     torch-tensorrt (CUDA only, when installed)
+efficientnet baseline), a batch size in images, a precision, a device and a backend (util/runtime/backends.py says
+what each backend is and which can run here). A FoldedCNN runs `batch // f` folded inputs, each holding f images;
+throughput counts images.
 
 On the CPU every backend runs a batch in cache-sized chunks (tuned during warm-up by default): the
 batch of 1024 images goes in and 1024 images' logits come out, but the activations of a chunk stay
@@ -19,14 +12,8 @@ in the CPU caches instead of streaming 100s of MB through memory per layer.
 Before timing, the backend's logits are compared with eager PyTorch in fp32 on the same inputs, so
 a fast but wrong backend cannot report a number.
 """
-import contextlib
 import copy
-import importlib.util
-import io
-import logging
-import shutil
 import time
-import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -37,29 +24,10 @@ from models.flops import count_model_flops, flops_per_image
 from models.user import model_key as user_model_key, user_classifier
 from models.fold import check_align, check_fold
 from util.core.cli import add_device_arg, positive_int
-from util.core.device import cpu_bf16_problem, pick_device
-from util.deploy.int8 import CALIBRATION_BATCH, quantize
+from util.core.device import pick_device
 from util.measure.compare import medians
-
-BACKENDS = ("eager", "compile", "cudagraph", "onnxruntime", "tensorrt")
-# The torch dtype of the model and its inputs per precision; int8 models take fp32 inputs (util/deploy/int8.py
-# quantizes inside the ONNX model, calibrated on random inputs of the model's shape for a throughput measurement).
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
-# The fastest backend measured per device type (results/README.md): on a 2-core AMD EPYC ONNX Runtime
-# was the fastest for the original CNNs and tied eager for the FoldedCNNs; torch.compile was slower.
-# On CUDA torch.compile in max-autotune mode: the fastest of eager, cudagraph and every torch.compile mode
-# on an H100 (results/h100/README.md), folded and original alike.
-DEFAULT_BACKEND = {"cpu": "onnxruntime", "cuda": "compile"}
-# bf16 on the CPU (oneDNN's bf16 kernels, on CPUs with AVX-512 BF16 or AMX): PyTorch's backends only. compile first:
-# on a 2-core AMD EPYC (Zen 4) it beat eager at f=1 on 9 of 10 CNNs and at f=4 on 8 of 10
-# (results/amd-epyc-zen4/bf16-report/report.md).
-CPU_BF16_BACKENDS = ("compile", "eager")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# torch.compile's mode per device type when --compile_mode is not given (results/h100/compile_modes.md):
-# max-autotune tunes the kernels and replays CUDA graphs; it costs 10-20 s of set-up per configuration.
-DEFAULT_COMPILE_MODE = {"cpu": "default", "cuda": "max-autotune"}
-CHUNK_CANDIDATES = (64, 32, 16, 8)  # folded inputs per chunk tried on the CPU, besides the whole batch
-REFERENCE_ROWS = 32                 # inputs compared against eager PyTorch
+from util.runtime.backends import (BACKENDS, CHUNK_CANDIDATES, COMPILE_MODES, DEFAULT_COMPILE_MODE, PRECISIONS,
+                                   check_logits, chunked, make_runner, resolve_backend)
 
 
 @dataclass
@@ -100,10 +68,6 @@ def user_model(spec, input_shape, fold, align=1):
     return net, shape, count_model_flops(net, shape) / fold, user_model_key(spec)
 
 
-class BackendError(ValueError):
-    """A backend that cannot run here, or whose logits disagree with eager PyTorch."""
-
-
 def inputs_per_batch(batch_size, fold, mode):
     """Inputs in one batch of `batch_size` images: a folded input holds f images."""
     per_input = fold if mode == "folded" else 1
@@ -111,203 +75,6 @@ def inputs_per_batch(batch_size, fold, mode):
         raise ValueError(f"batch size {batch_size} is smaller than the fold {fold}: "
                          f"use a batch size of at least {per_input} images")
     return batch_size // per_input
-
-
-def backend_problem(backend, device, precision):
-    """Why `backend` cannot run `precision` on `device` here (None when it can)."""
-    if precision == "int8":
-        if device.type != "cpu":
-            return ("precision int8 runs on the CPU (ONNX Runtime's static quantization): use --device cpu, or "
-                    "--precision fp16 on CUDA")
-        if backend != "onnxruntime":
-            return f"backend {backend} has no int8 here: use --backend onnxruntime for --precision int8"
-    if device.type == "cpu" and precision == "fp16":
-        return "precision fp16 needs CUDA; on the CPU use --precision fp32, or bf16 on a CPU with bf16 instructions"
-    if device.type == "cpu" and precision == "bf16":
-        problem = cpu_bf16_problem()
-        if problem:
-            return problem
-        if backend not in CPU_BF16_BACKENDS:
-            return (f"backend {backend} runs fp32 only on the CPU; for --precision bf16 use --backend "
-                    + " or ".join(CPU_BF16_BACKENDS))
-    if backend == "cudagraph" and device.type != "cuda":
-        return "backend cudagraph runs on CUDA only; on the CPU use --backend onnxruntime, eager or compile"
-    if backend == "tensorrt":
-        if device.type != "cuda":
-            return "backend tensorrt runs on CUDA only; on the CPU use --backend onnxruntime, eager or compile"
-        if importlib.util.find_spec("torch_tensorrt") is None:
-            return "backend tensorrt needs torch-tensorrt: pip install torch-tensorrt, or pick another --backend"
-    if backend == "onnxruntime":
-        if precision == "bf16":
-            return "backend onnxruntime runs fp32 or fp16 here; use --precision fp16 or another --backend"
-        if importlib.util.find_spec("onnxruntime") is None:
-            return "backend onnxruntime needs onnxruntime: pip install -r requirements.txt"
-        import onnxruntime
-        provider = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
-        if provider not in onnxruntime.get_available_providers():
-            return (f"backend onnxruntime on {device.type} needs {provider}, which this onnxruntime lacks "
-                    "(pip install onnxruntime-gpu for CUDA), or pick another --backend")
-    if backend == "compile" and device.type == "cpu" and shutil.which("c++") is None and shutil.which("g++") is None:
-        return "backend compile on the CPU needs a C++ compiler (apt install g++), or pick another --backend"
-    return None
-
-
-def default_backend(device, precision):
-    """The fastest backend measured for `precision` on this kind of device."""
-    if precision == "int8":
-        return "onnxruntime"
-    if device.type == "cpu" and precision == "bf16":
-        usable = [b for b in CPU_BF16_BACKENDS if backend_problem(b, device, precision) is None]
-        return usable[0] if usable else CPU_BF16_BACKENDS[-1]
-    return DEFAULT_BACKEND.get(device.type, "eager")
-
-
-def available_backends(device, precision="fp32"):
-    """Backends that can run here, fastest-first by the measured default."""
-    device = torch.device(device)
-    found = [b for b in BACKENDS if backend_problem(b, device, precision) is None]
-    default = default_backend(device, precision)
-    return sorted(found, key=lambda b: b != default)
-
-
-def resolve_backend(backend, device, precision):
-    """`backend`, or the default for `device` and `precision`; raise BackendError if it cannot run here."""
-    if backend == "auto":
-        backend = default_backend(device, precision)
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
-    problem = backend_problem(backend, device, precision)
-    if problem:
-        raise BackendError(problem)
-    return backend
-
-
-def onnx_model(model, example, batch_multiple=1):
-    """`model` exported to ONNX (bytes) with a dynamic batch dimension, input `x`, output `logits`.
-
-    The batch dimension is named `batch`; with `batch_multiple` m > 1 it is declared as m x `groups`
-    (for a model that only takes batches that are multiples of m, such as a FoldedClassifier).
-    """
-    batch = torch.export.Dim("batch") if batch_multiple == 1 else batch_multiple * torch.export.Dim("groups")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (example,), input_names=["x"], output_names=["logits"],
-                                    dynamic_shapes=({0: batch},), verbose=False)
-    return program.model_proto.SerializeToString()
-
-
-def ort_session(onnx_bytes, device=torch.device("cpu")):
-    """An ONNX Runtime session for `onnx_bytes` on `device`, with as many threads as PyTorch uses, quiet."""
-    import onnxruntime
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.log_severity_level = 3
-    if device.type == "cuda":
-        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0})]
-    else:
-        providers = ["CPUExecutionProvider"]
-    return onnxruntime.InferenceSession(onnx_bytes, options, providers=providers)
-
-
-def _onnxruntime_runner(model, example, device, int8=False, seed=0):
-    """ONNX Runtime running `model`; `int8`: quantized, calibrated on random inputs drawn as the measured ones are
-    (standard normal, seeded, shaped like `example`'s): a throughput measurement on random weights needs no images."""
-    onnx_bytes = onnx_model(model, example[:2])
-    if int8:
-        generator = torch.Generator().manual_seed(seed)
-        calibration = torch.randn(4 * CALIBRATION_BATCH, *example.shape[1:], generator=generator).numpy()
-        onnx_bytes = quantize(onnx_bytes, calibration)
-    session = ort_session(onnx_bytes, device)
-
-    if device.type == "cpu":
-        def run(x):
-            return torch.from_numpy(session.run(None, {"x": x.contiguous().numpy()})[0])
-        return run
-
-    def run(x):  # keep the data on the GPU: bind the torch tensors' memory
-        x = x.contiguous()
-        out = torch.empty((x.shape[0], *model_output_shape), dtype=x.dtype, device=x.device)
-        binding = session.io_binding()
-        binding.bind_input("x", "cuda", device.index or 0, _np_dtype(x.dtype), tuple(x.shape), x.data_ptr())
-        binding.bind_output("logits", "cuda", device.index or 0, _np_dtype(x.dtype), tuple(out.shape), out.data_ptr())
-        session.run_with_iobinding(binding)
-        return out
-    with torch.no_grad():
-        model_output_shape = tuple(model(example[:1]).shape[1:])
-    return run
-
-
-def _np_dtype(dtype):
-    import numpy as np
-    return {torch.float32: np.float32, torch.float16: np.float16}[dtype]
-
-
-def make_runner(model, example, backend, device, compile_mode="auto", int8=False):
-    """A function running `model` with `backend` on a batch shaped like `example` (on `device`); `int8`: ONNX
-    Runtime's int8 model of it."""
-    if backend == "eager":
-        return model
-    if backend == "compile":
-        return _compiled_runner(model, device, compile_mode)
-    if backend == "cudagraph":
-        return _cuda_graph_runner(model, example)
-    if backend == "onnxruntime":
-        return _onnxruntime_runner(model, example, device, int8)
-    import torch_tensorrt
-    return torch_tensorrt.compile(model, ir="dynamo", inputs=[example], enabled_precisions={example.dtype})
-
-
-def _compiled_runner(model, device, compile_mode):
-    """`model` under torch.compile, with the compiler settings it needs applied to its own calls only (every
-    compilation and recompilation happens inside one of them), not to the whole process."""
-    import torch._dynamo.config as dynamo_config
-    import torch._inductor.config as inductor_config
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on CPU hosts
-    if compile_mode == "auto":
-        compile_mode = DEFAULT_COMPILE_MODE[device.type]
-    if compile_mode not in COMPILE_MODES:
-        raise BackendError(f"unknown compile mode {compile_mode!r}; choose one of: {', '.join(COMPILE_MODES)}")
-    compiled = torch.compile(model, mode=compile_mode, dynamic=False)
-    # One graph per chunk size tried (and the last, shorter chunk): stay compiled, never fall back to eager.
-    limit = max(dynamo_config.recompile_limit, 4 * (len(CHUNK_CANDIDATES) + 2))
-    freezing = device.type == "cpu" or inductor_config.freezing  # CPU: weights folded and pre-packed for oneDNN
-
-    def run(x):
-        with dynamo_config.patch(recompile_limit=limit), inductor_config.patch(freezing=freezing):
-            return compiled(x)
-    return run
-
-
-def _cuda_graph_runner(model, example):
-    """`model` on batches shaped like `example`, replayed from one captured CUDA graph.
-
-    The returned logits live in the graph's output buffer: the next call overwrites them."""
-    static_x = example.clone()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm up off the default stream, as capture requires
-        for _ in range(3):
-            model(static_x)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_y = model(static_x)
-
-    def run(x):
-        if x.shape != static_x.shape:
-            raise BackendError(f"backend cudagraph was captured for inputs {tuple(static_x.shape)}, "
-                               f"got {tuple(x.shape)}: use --chunk full or another --backend")
-        static_x.copy_(x)
-        graph.replay()
-        return static_y
-    return run
-
-
-def chunked(run, chunk):
-    """`run` applied to `chunk`-input slices of the batch, outputs concatenated."""
-    if chunk is None:
-        return run
-    return lambda x: torch.cat([run(part) for part in x.split(chunk)])
 
 
 def synchronize(device):
@@ -339,29 +106,6 @@ def tune_chunk(run, x, device):
         runner(x)
         speed[chunk] = max(time_calls(lambda: runner(x), device) for _ in range(2))
     return max(speed, key=speed.get)
-
-
-def logits_tolerance(largest_logit, precision="fp32"):
-    """How far logits may stray from eager fp32 PyTorch's: relative to the largest logit, looser below fp32 (int8 by
-    far the loosest: a check that the backend computes the same model, not of accuracy, which export.py --int8
-    measures on the task's test images)."""
-    relative = {"fp32": 1e-3, "int8": 0.3}.get(precision, 3e-2)
-    return (1e-4 if precision == "fp32" else 1e-3) + relative * largest_logit
-
-
-def check_logits(run, model, x, precision):
-    """Max abs difference of `run(x)` from eager fp32 PyTorch on the first inputs; BackendError if too large."""
-    rows = x[:REFERENCE_ROWS].float().cpu().contiguous()
-    with torch.inference_mode():
-        got = run(x)[:rows.shape[0]].float().cpu()
-        reference = model(rows)
-    error = (got - reference).abs().max().item()
-    scale = reference.abs().max().item()
-    tolerance = logits_tolerance(scale, precision)
-    if not error <= tolerance:  # also catches NaN
-        raise BackendError(f"logits differ from eager PyTorch by {error:.3g} (tolerance {tolerance:.3g}, "
-                           f"largest logit {scale:.3g}): this backend computes something else; use --backend eager")
-    return error
 
 
 @dataclass
@@ -444,8 +188,6 @@ class Benchmark:
                            images_per_sec, images_per_sec * self.flops_per_image, self.max_abs_error, self.align)
 
 
-
-
 def timing_protocol(device, quick=False):
     """The measurement protocol per device: the paper's on CUDA (fp16, 100 warm-up and 10000 timed batches,
     10 trials); on the CPU a time-bounded one (fp32, 2 warm-up batches, trials of at least 1 s, 3 trials).
@@ -477,7 +219,8 @@ def chunk_arg(text):
 def add_measurement_args(parser):
     """The flags of how to measure, shared by infer.py, the sweep and the benchmark (None: the protocol's)."""
     parser.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
-                        help="default auto: onnxruntime on the CPU (compile for bf16), compile on CUDA")
+                        help="default auto: onnxruntime on the CPU (compile for bf16; openvino for int8 where the CPU "
+                             "has VNNI), compile on CUDA")
     parser.add_argument("--compile_mode", default="auto", choices=("auto",) + COMPILE_MODES,
                         help="torch.compile mode of --backend compile; default auto: "
                              + ", ".join(f"{mode} on {kind}" for kind, mode in DEFAULT_COMPILE_MODE.items()))
@@ -486,8 +229,9 @@ def add_measurement_args(parser):
     parser.add_argument("--precision", default=None, choices=tuple(PRECISIONS),
                         help="default fp16 on CUDA, fp32 on the CPU; bf16 runs on CUDA and on CPUs with bf16 "
                              "instructions (AVX-512 BF16, AMX) with --backend compile or eager; fp16 needs CUDA; int8 "
-                             "runs on the CPU with --backend onnxruntime (static quantization calibrated on random "
-                             "inputs: util/export.py --int8 quantizes a trained model on its images)")
+                             "runs on the CPU with --backend onnxruntime or openvino (ONNX Runtime's static "
+                             "quantization calibrated on random inputs: util/export.py --int8 quantizes a trained "
+                             "model on its images)")
     add_device_arg(parser)
     parser.add_argument("--chunk", type=chunk_arg, default=None,
                         help="inputs per chunk: a number, full (no chunks) or auto (tuned on the CPU, full on CUDA)")

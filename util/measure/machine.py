@@ -14,7 +14,8 @@ import platform
 import torch
 
 from util.core.device import cpu_bf16_problem, cpu_features, cpu_name, pick_device
-from util.measure.benchmark import ort_session, time_calls
+from util.measure.benchmark import time_calls
+from util.runtime.onnx import ort_session
 
 CPU_SIZES = (1024, 2048, 4096)
 CUDA_SIZES = (4096, 8192)
@@ -67,6 +68,9 @@ def describe(device):
     if importlib.util.find_spec("onnxruntime") is not None:
         import onnxruntime
         info["onnxruntime"] = onnxruntime.__version__
+    if importlib.util.find_spec("openvino") is not None:
+        from importlib.metadata import version
+        info["openvino"] = version("openvino")
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
