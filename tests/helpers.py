@@ -117,13 +117,16 @@ def trainer_args(savedir, dataset, fold, epochs, **extra):
     return fold_trainer.get_args_parser().parse_args(argv)
 
 
-def train_args(args):
-    """Train the run of fold_trainer.py's parsed `args` in this process, as its main does; returns result.json."""
-    return train(build_spec(args.dataset, args.fold, args.savedir, **spec_settings(args)), options_from_args(args))
+def train_args(args, hooks=None):
+    """Train the run of fold_trainer.py's parsed `args` in this process, as its main does (varied by `hooks`, a
+    trainer.Hooks, if given); returns result.json."""
+    spec = build_spec(args.dataset, args.fold, args.savedir, **spec_settings(args))
+    return train(spec, options_from_args(args), hooks or trainer.Hooks())
 
 
-def train_until_first_checkpoint(args, monkeypatch):
-    """Train fold_trainer.py's parsed `args` as a process that dies right after its first current.pth (epoch 1's)."""
+def train_until_first_checkpoint(args, monkeypatch, hooks=None):
+    """Train fold_trainer.py's parsed `args` (varied by `hooks`) as a process that dies right after its first
+    current.pth (epoch 1's)."""
     real_save = trainer.save_checkpoint
 
     def save_then_stop(path, **contents):
@@ -133,7 +136,7 @@ def train_until_first_checkpoint(args, monkeypatch):
 
     monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        train_args(args)
+        train_args(args, hooks)
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
 
 

@@ -163,18 +163,18 @@ def test_distill_caches_the_teacher_logits_and_resumes_on_the_same_curve(tmp_pat
     cached = torch.load(tmp_path / "whole" / "teacher_logits_train.pt", weights_only=True)
     assert cached["logits"].shape == (48, 2) and cached["targets"].shape == (48,)
 
-    real_logits, computed = trainer.teacher_logits, []
+    computed = []
 
-    def counting_logits(teacher, data, device, cache):
+    def counting_logits(teacher, data, device, cache):  # the default targets, counted through the extension point
         if not cache.exists():
             computed.append(cache.name)
-        return real_logits(teacher, data, device, cache)
+        return trainer.teacher_logits(teacher, data, device, cache)
 
-    monkeypatch.setattr(trainer, "teacher_logits", counting_logits)
-    train_until_first_checkpoint(trainer_args(tmp_path / "parts", TASK, 2, 3, **common), monkeypatch)
+    counting = trainer.Hooks(targets=counting_logits)
+    train_until_first_checkpoint(trainer_args(tmp_path / "parts", TASK, 2, 3, **common), monkeypatch, counting)
     assert sorted(computed) == [f"teacher_logits_{s}.pt" for s in ("test", "train", "val")]
     resumed = train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, continue_from_file=tmp_path / "parts" /
-                                             "current.pth", **common))
+                                             "current.pth", **common), counting)
     assert len(computed) == 3  # the resume read the cache
     assert_same_stats(tmp_path / "whole", tmp_path / "parts")  # the one-cycle rate followed the same curve
     assert resumed["test_top1"] == whole["test_top1"]
@@ -399,3 +399,28 @@ def test_accuracy_curves_plot_top1_against_training_seconds(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         accuracy_curves.main([str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")])
     assert exit_info.value.code == 2 and "not a finished run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_variant_of_training_reaches_the_trainer_through_its_hooks(tmp_path):
+    """docs/examples/feature_distill.py passes its own targets, model and loss as trainer.Hooks (nothing patched): the
+    student trains differently from the recipe's at the same seed, and its best.pth loads as a plain student."""
+    import importlib.util
+
+    from helpers import REPO
+    from util.train.checkpoint import load_classifier
+    spec = importlib.util.spec_from_file_location("feature_distill", REPO / "docs" / "examples" / "feature_distill.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    data = noscope_data(tmp_path)
+    train_args(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data, lr=3e-3))
+    teacher = tmp_path / "f1" / "best.pth"
+    train_args(trainer_args(tmp_path / "plain", TASK, 2, 2, data_dir=data, recipe="distill", teacher=teacher,
+                            batch_size=8))
+    result = example.main([TASK, "--fold", "2", "--epochs", "2", "--teacher", str(teacher), "--savedir",
+                           str(tmp_path / "fd"), "--batch_size", "8", "--device", "cpu", "--data_dir", str(data)])
+    assert result["epochs"] == 2 and (tmp_path / "fd" / "result.json").exists()
+    student, state = load_classifier(tmp_path / "fd" / "best.pth")  # strict: no head left in it
+    plain, _ = load_classifier(tmp_path / "plain" / "best.pth")
+    assert not any(k.startswith(example.HEADS) for k in state["model"])
+    assert any(not torch.equal(a, b) for a, b in zip(student.state_dict().values(), plain.state_dict().values()))

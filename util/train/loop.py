@@ -13,12 +13,13 @@ TOPK = (1, 2, 5, 10)
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def batch_step(model, batch, fold, device, ks, protocol, amp=None, channels_last=False):
+def batch_step(model, batch, fold, device, ks, protocol, amp=None, channels_last=False, loss=training_loss):
     """Forward one batch (cropped to a multiple of f): (loss, hits, images); None if under f images.
 
     hits: `top<k>` for each k, and for f > 1 `slot<j>`, the top-1 hits of the images at position j of their
     folded group (a model that starves one slot shows there). `amp` ("fp16" or "bf16"): forward under that
-    autocast (mixed precision) instead of fp32. `channels_last`: the images in that memory format (the model's)."""
+    autocast (mixed precision) instead of fp32. `channels_last`: the images in that memory format (the model's).
+    `loss(logits, labels, targets, protocol, fold)`: the loss (util.train.trainer.Hooks.loss)."""
     n = (batch[0].shape[0] // fold) * fold
     if n == 0:
         return None
@@ -28,12 +29,12 @@ def batch_step(model, batch, fold, device, ks, protocol, amp=None, channels_last
     with torch.autocast(device.type, AMP_DTYPES.get(amp, torch.float16), enabled=amp is not None):
         logits = model(images)
     teacher = batch[2][:n].to(device) if len(batch) > 2 else None
-    loss = training_loss(logits.float(), labels, teacher, protocol, fold)
+    value = loss(logits.float(), labels, teacher, protocol, fold)
     ranked = logits.detach().topk(max(ks), dim=1).indices == labels[:, None]
     hits = {f"top{k}": ranked[:, :k].any(dim=1).sum().item() for k in ks}
     if fold > 1:
         hits.update({f"slot{j}": int(c) for j, c in enumerate(ranked[:, 0].reshape(-1, fold).sum(dim=0).tolist())})
-    return loss, hits, n
+    return value, hits, n
 
 
 class Totals:
@@ -66,12 +67,13 @@ def check_finite(loss, desc):
 
 
 def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes, desc, protocol, amp=None,
-                    set_lr=None, channels_last=False, transform=None):
+                    set_lr=None, channels_last=False, transform=None, loss=training_loss):
     """One pass over `loader`, updating `model` (under `amp` autocast if given); returns the epoch's sums.
 
     `set_lr(fraction)`, if given, sets the learning rate before each batch (`fraction` of the epoch done);
     `channels_last`: feed the images in that memory format (for a model converted to it); `transform(fraction)`, if
-    given, returns the batch transform to apply at that point (util.train.protocol.group_transform) or None."""
+    given, returns the batch transform to apply at that point (util.train.protocol.group_transform) or None; `loss` as
+    in batch_step."""
     model.train()
     ks = [k for k in TOPK if k <= num_classes]
     totals = Totals(ks, fold)
@@ -81,7 +83,7 @@ def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes,
             set_lr(i / len(loader))
         change = transform(i / len(loader)) if transform else None
         batch = change(batch) if change else batch
-        step = batch_step(model, batch, fold, device, ks, protocol, amp, channels_last)
+        step = batch_step(model, batch, fold, device, ks, protocol, amp, channels_last, loss)
         if step is None:
             continue
         check_finite(step[0], desc)
@@ -114,15 +116,15 @@ class WeightAverage:
 
 
 @torch.no_grad()
-def evaluate(model, loader, fold, device, num_classes, desc, protocol, channels_last=False):
-    """Loss (the training loss of `protocol`) and top-k over `loader` without updating `model`; returns the sums
-    (see Totals)."""
+def evaluate(model, loader, fold, device, num_classes, desc, protocol, channels_last=False, loss=training_loss):
+    """Loss (`loss`, the training loss of `protocol` by default) and top-k over `loader` without updating `model`;
+    returns the sums (see Totals)."""
     model.eval()
     ks = [k for k in TOPK if k <= num_classes]
     totals = Totals(ks, fold)
     bar = progress_bar(loader, desc)
     for batch in bar:
-        step = batch_step(model, batch, fold, device, ks, protocol, channels_last=channels_last)
+        step = batch_step(model, batch, fold, device, ks, protocol, channels_last=channels_last, loss=loss)
         if step is None:
             continue
         check_finite(step[0], desc)

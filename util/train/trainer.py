@@ -1,5 +1,6 @@
 """Train one run (a RunSpec) with its protocol (docs/protocol.md, section 3) or as a student of the trained original
-(--recipe distill, section 8): `train(spec, options)`.
+(--recipe distill, section 8): `train(spec, options, hooks)`. `Hooks` are what a variant of training may change (the
+model, its start, the distillation targets, the loss, the augmentation): a variant passes its own functions.
 
 Every epoch trains, then validates and tests. It writes, in the run directory: `run.json` (the spec) when it
 starts (a resumed run: with its first checkpoint), one stats file per split and metric (`stats/<split>_<metric>.txt`, one line appended per epoch),
@@ -14,6 +15,7 @@ import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,7 +36,7 @@ from util.train import distributed
 from util.train.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
                                    set_rng_state)
 from util.train.loop import WeightAverage, averages, evaluate, slot_top1, train_one_epoch
-from util.train.protocol import group_transform, lr_factor, make_optimizer, set_learning_rate
+from util.train.protocol import group_transform, lr_factor, make_optimizer, set_learning_rate, training_loss
 from util.train.spec import check_resume
 
 
@@ -82,6 +84,7 @@ class Run:
     splits: dict
     average: WeightAverage | None = None  # the weights' moving average (protocol.ema), else None
     spec_written: bool = False  # run.json holds this spec
+    hooks: object = None  # the run's Hooks
 
     @property
     def evaluated(self):
@@ -129,16 +132,19 @@ def teacher_logits(teacher, data, device, cache):
     return logits
 
 
-def distillation_targets(spec, options, device):
-    """The teacher's logits for each split (cached in the run directory): the regression targets of distillation.
+def distillation_targets(spec, options, device, teacher_targets=teacher_logits):
+    """The teacher's targets for each split (`teacher_targets`, its logits by default, cached in the run directory):
+    the regression targets of distillation.
 
-    Prints the teacher's top-1 on each split's labels, so that a wrong teacher shows at once."""
+    Prints the teacher's top-1 on each split's labels (from the targets' first K columns, the logits), so that a wrong
+    teacher shows at once."""
     teacher = load_teacher(spec.teacher, spec.task, device)
     plain = load_splits(spec.data_source, spec.images_per_input, options.data_dir, options.data_root, spec.seed,
                         augment=False, val_size=spec.val_size)
     savedir = Path(spec.savedir)
-    targets = {s: teacher_logits(teacher, plain[s], device, savedir / f"teacher_logits_{s}.pt") for s in SPLITS}
-    accuracy = {s: (targets[s].argmax(1) == torch.tensor(split_targets(plain[s]))).float().mean().item()
+    targets = {s: teacher_targets(teacher, plain[s], device, savedir / f"teacher_logits_{s}.pt") for s in SPLITS}
+    k = spec.task.num_classes
+    accuracy = {s: (targets[s][:, :k].argmax(1) == torch.tensor(split_targets(plain[s]))).float().mean().item()
                 for s in SPLITS}
     print(f"teacher {spec.teacher}: top-1 " + ", ".join(f"{s} {accuracy[s]:.4f}" for s in SPLITS), flush=True)
     return targets
@@ -181,6 +187,41 @@ def start_from_data(model, train, spec):
               f"training images (--init data)", flush=True)
 
 
+def build_run_model(spec):
+    """The run's model as its spec describes it (models.build_classifier)."""
+    return build_classifier(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align)
+
+
+def start_model(model, spec, splits):
+    """The start of a new run's model that its protocol asks for (--init): a folded model from its teacher or centred
+    on its training images; otherwise (and for f = 1) the fresh initialisation stays."""
+    if spec.images_per_input > 1 and spec.protocol.init == "teacher":
+        start_student(model, spec)
+    if spec.images_per_input > 1 and spec.protocol.init == "data":
+        start_from_data(model, splits["train"], spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+    """What a variant of training may change, handed to `train()` as a value: pass your own functions
+    (`Hooks(loss=my_loss)`; the defaults are the recipes' own, as the RunSpec's protocol sets them) instead of
+    reassigning names inside util/train. docs/examples/feature_distill.py uses every one but `transform`.
+
+    build(spec) -> model: the model the run trains, a FoldedClassifier (submodules added to it train with it)
+    start(model, spec, splits): its starting weights, for a new run only (a resumed run loads its checkpoint)
+    targets(teacher, data, device, cache) -> tensor: per-sample targets of distillation in the data's order, the
+        teacher's K logits first (cache: a file it may keep them in)
+    loss(logits, labels, targets, protocol, fold) -> scalar: the training loss, also validation's and test's
+    transform(protocol, fold, progress) -> batch function or None: the augmentation at `progress` (0..1) of training
+    """
+
+    build: Callable = build_run_model
+    start: Callable = start_model
+    targets: Callable = teacher_logits
+    loss: Callable = training_loss
+    transform: Callable = group_transform
+
+
 def per_rank_batch(batch_size, fold, world):
     """Each of `world` processes' share of --batch_size, rounded down to a multiple of f; a ValueError if none."""
     share = (batch_size // world // fold) * fold
@@ -215,13 +256,14 @@ def append_stats(stats_dir, metrics):
                 append_line(stats_dir / f"{split}_{name}.txt", f"{value:.6f}")
 
 
-def build_splits(spec, options, device):
-    """The train/val/test datasets of the run: with teacher logits when distilling, a curriculum when scheduled."""
+def build_splits(spec, options, device, teacher_targets=teacher_logits):
+    """The train/val/test datasets of the run: with the teacher's targets when distilling, a curriculum when
+    scheduled."""
     task, group, protocol = spec.task, spec.images_per_input, spec.protocol
     splits = load_splits(spec.data_source, group, options.data_dir, options.data_root, spec.seed, options.download,
                          val_size=spec.val_size, cache=not options.stream_images)
     if protocol.distill:
-        targets = distributed.on_main(distillation_targets, spec, options, device)
+        targets = distributed.on_main(distillation_targets, spec, options, device, teacher_targets)
         splits = {s: DistillationDataset(splits[s], targets[s]) for s in SPLITS}
     if protocol.curriculum:
         start, step, gap = curriculum_schedule(task.num_classes, group, spec.epochs, protocol.epochs,
@@ -252,7 +294,7 @@ def check_precision(amp, device):
         raise ValueError(f"--amp bf16: {no_bf16}")
 
 
-def setup_run(spec, options, device, world):
+def setup_run(spec, options, device, world, hooks=Hooks()):
     """Check the run, load the data and build the model and optimizer; returns (Run, checkpoint or None)."""
     if options.channels_last is None:
         options = dataclasses.replace(options, channels_last=device.type == "cpu")
@@ -270,14 +312,12 @@ def setup_run(spec, options, device, world):
         distributed.on_main(check_teacher, spec, device)
     distributed.on_main(prepare_savedir, savedir, state["epoch"] if state else 0)
     seed_everything(spec.seed)
-    splits = build_splits(spec, options, device)
-    model = build_classifier(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align)
+    splits = build_splits(spec, options, device, hooks.targets)
+    model = hooks.build(spec)
     if spec.weights:  # a user's trained original: evaluated, not trained
         load_weights(model.net, spec.weights, spec.task.model_file)
-    if spec.protocol.init == "teacher" and spec.images_per_input > 1 and not state:
-        start_student(model, spec)
-    if spec.protocol.init == "data" and spec.images_per_input > 1 and not state:
-        start_from_data(model, splits["train"], spec)
+    if not state:
+        hooks.start(model, spec, splits)
     model = model.to(device, memory_format=torch.channels_last if options.channels_last else torch.preserve_format)
     if not state:  # a resumed run writes its spec with its first checkpoint, so a failed resume changes nothing
         distributed.on_main(write_spec, spec)
@@ -289,7 +329,7 @@ def setup_run(spec, options, device, world):
     if average:
         optimizer.register_step_post_hook(average.update)
     return Run(spec, options, device, model, optimizer, scheduler, scaler, splits, average,
-               spec_written=not state), state
+               spec_written=not state, hooks=hooks), state
 
 
 def write_spec(spec):
@@ -354,7 +394,7 @@ def validate_and_test(run, loaders, epoch):
         desc = f"Epoch {epoch}. {s}"
         unbalanced = dataclasses.replace(run.protocol, slot_balance=False)  # losses comparable across settings
         metrics[s] = averages(evaluate(run.evaluated, loaders[s], run.group, run.device, run.num_classes, desc,
-                                       unbalanced, run.options.channels_last), run.group, desc)
+                                       unbalanced, run.options.channels_last, run.hooks.loss), run.group, desc)
     return metrics
 
 
@@ -422,9 +462,9 @@ def batch_lr_setter(run, epoch):
 
 
 def batch_transform(run, epoch):
-    """train_one_epoch's `transform(fraction of epoch)`: the protocol's slot curriculum, shift and mixup at that point of
-    training (util.train.protocol.group_transform, which says None where there is nothing to do)."""
-    return lambda fraction: group_transform(run.protocol, run.group, (epoch + fraction) / run.spec.epochs)
+    """train_one_epoch's `transform(fraction of epoch)`: the run's augmentation at that point of training (Hooks.transform:
+    the protocol's slot curriculum, shift and mixup by default, None where there is nothing to do)."""
+    return lambda fraction: run.hooks.transform(run.protocol, run.group, (epoch + fraction) / run.spec.epochs)
 
 
 def write_result(run, progress):
@@ -445,10 +485,11 @@ def write_result(run, progress):
     return result
 
 
-def train(spec, options=Options()):
-    """Train (or resume) the run `spec` describes; returns the result dict also written to result.json."""
+def train(spec, options=Options(), hooks=Hooks()):
+    """Train (or resume) the run `spec` describes, varied by `hooks`; returns the result dict also written to
+    result.json."""
     rank, world, device = distributed.setup(options.device)
-    run, state = setup_run(spec, options, device, world)
+    run, state = setup_run(spec, options, device, world, hooks)
     progress = restore(run, state) if state else Progress()
     train_model = run.model
     if world > 1:
@@ -470,7 +511,8 @@ def train(spec, options=Options()):
         with train_model.join() if world > 1 else contextlib.nullcontext():  # ranks may have a batch more or less
             sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.group, device,
                                    run.num_classes, f"Epoch {epoch}. train", run.protocol, spec.amp,
-                                   batch_lr_setter(run, epoch), run.options.channels_last, batch_transform(run, epoch))
+                                   batch_lr_setter(run, epoch), run.options.channels_last, batch_transform(run, epoch),
+                                   run.hooks.loss)
         train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), device))), run.group,
                                  f"Epoch {epoch}. train")
         progress.train_seconds += time.perf_counter() - tic
