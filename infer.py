@@ -24,7 +24,7 @@ from util.core.cli import add_align_arg, one_line_errors, positive_int, run_comm
 from util.core.device import pick_device
 from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
                                     fill_protocol, interleaved_trials)
-from util.measure.compare import choose, comparison, fastest, medians, ratio
+from util.measure.compare import choose, fold_choice, medians, precision_verdict
 
 
 def fold_arg(text):
@@ -64,40 +64,17 @@ def config_for(args, fold, precision=None):
 
 def fold_line(trials, bench, precision, batch_size):
     """The line naming the fold to take from `trials` ({fold: [images/sec per interleaved trial]}): the fastest,
-    or the smaller of two that tie within the trials' spread (util/measure/compare.py)."""
-    by_fold = medians(trials)
-    best, (top, _) = choose(trials), fastest(by_fold)
-    count = len(trials[best])
-    line = (f"fold to take: f={best}" + (" (the original)" if best == 1 else "") + f" at {by_fold[best]:,.0f} images/sec "
-            f"(median of {count} interleaved trial{'s' if count > 1 else ''}; {bench.backend}, {precision}, {bench.device}, batch {batch_size})")
-    if best > 1 and 1 in trials:
-        line += "; " + comparison(trials, best, 1)
-    elif best == 1 and top == 1 and len(by_fold) > 1:
-        runner_up = max((f for f in by_fold if f != 1), key=by_fold.get)
-        line += "; " + comparison(trials, runner_up, 1)
-    if top != best:
-        line += f"; {comparison(trials, top, best)}: the smaller fold is taken"
+    or the smaller of two that tie within the trials' spread (util/measure/compare.py's fold_choice)."""
+    choice = fold_choice(trials)
+    best, count = choice.fold, len(trials[choice.fold])
+    line = (f"fold to take: f={best}" + (" (the original)" if best == 1 else "") + f" at {medians(trials)[best]:,.0f} "
+            f"images/sec (median of {count} interleaved trial{'s' if count > 1 else ''}; {bench.backend}, {precision}, "
+            f"{bench.device}, batch {batch_size})")
+    if choice.says:
+        line += "; " + choice.says
     if count < 2:
         line += "; one trial has no spread: --trials 5 to tell a speed-up from noise"
     return line
-
-
-def precision_verdict(trials):
-    """The line comparing int8's fold to take with fp32's (compare.choose of each), with the range of their ratio
-    over the interleaved `trials` ({(precision, fold): [images/sec per trial]})."""
-    of = {p: {f: t for (q, f), t in trials.items() if q == p} for p in ("int8", "fp32")}
-    f8, f32 = choose(of["int8"]), choose(of["fp32"])
-    int8, fp32 = medians(of["int8"])[f8], medians(of["fp32"])[f32]
-    r = ratio(trials, ("int8", f8), ("fp32", f32))
-    verdict = {"faster": "int8 is faster here: deploy it once util/export.py --int8 has checked its accuracy",
-               "slower": "int8 is slower than fp32 for this model here: deploy fp32",
-               "tie": "int8 and fp32 tie within the trials' spread here (more --trials may tell): deploy fp32",
-               "one trial": "one trial cannot tell a difference from noise: measure with --trials 5"}[r.verdict]
-    line = f"int8 f={f8} at {r.median:.2f}x fp32 f={f32}{r.spread()} ({int8:,.0f} vs {fp32:,.0f} images/sec)"
-    if f32 != 1 and ("fp32", 1) in trials:  # against the original as deployed today, too
-        original = ratio(trials, ("int8", f8), ("fp32", 1))
-        line += f" and {original.median:.2f}x fp32 f=1{original.spread()}"
-    return f"{line}: {verdict}"
 
 
 def main(argv=None):

@@ -43,6 +43,11 @@ def widen(channels, multiplier, align=1):
     return -(-width // align) * align
 
 
+def whole_groups(images, fold):
+    """The most images, at most `images`, that fill whole folded inputs of `fold` images: a multiple of f."""
+    return images // fold * fold
+
+
 def fold_input(x, fold):
     """(N, C, H, W) -> (N/f, f*C, H, W): images g*f .. g*f+f-1 form input g, image-major in channels."""
     n, c, h, w = x.shape

@@ -199,7 +199,7 @@ def test_the_chooser_recommends_the_fastest_fold_within_the_drop(tmp_path):
     table = {(r["task"], int(r["fold"])): r for r in rows_of(tmp_path / "out" / "choice.csv")}
     recommended = {task: fold for (task, fold), r in table.items() if r["recommended"] == "True"}
     # coral: f=3 is fastest but 2 points down; f=4 (distill, 0.8 points) beats f=2.
-    # night: f=2 and f=3 tie on speed (f=4 has no trained run): the more accurate, f=2.
+    # night: f=2 and f=3 run equally fast (f=4 has no trained run): the smaller, f=2.
     # taipei: no f=1 run, so no gap and no recommendation.
     assert recommended == {"noscope-coral": 4, "noscope-night": 2}
     assert table[("noscope-coral", 4)]["recipe"] == "distill"
@@ -277,15 +277,21 @@ def test_the_chooser_says_where_int8_is_slower_than_fp32(tmp_path):
         write_run(runs, dataset, 1, 0.99)
         write_run(runs, dataset, 4, 0.99)
     csv_path = tmp_path / "r.csv"
-    write_speeds(csv_path, {"noscope_coral": {1: 1000, 4: 900}, "sot/timer3": {1: 1000, 4: 1100}})
-    write_speeds(csv_path, {"noscope_coral": {1: 800, 4: 950}, "sot/timer3": {1: 1500, 4: 2800}}, precision="int8")
+    write_speeds(csv_path, {"noscope_coral": {1: [1000, 1010, 990], 4: [900] * 3},
+                            "sot/timer3": {1: [1000] * 3, 4: [1100] * 3}})
+    write_speeds(csv_path, {"noscope_coral": {1: [800] * 3, 4: [950, 960, 940]},
+                            "sot/timer3": {1: [1500] * 3, 4: [2800] * 3}}, precision="int8")
     mixed = choose(runs, csv_path)
     assert mixed.returncode == 2 and "--precision int8" in mixed.stderr and "--precision fp32" in mixed.stderr
     done = choose(runs, csv_path, "--precision", "int8")
     assert done.returncode == 0, done.stderr
-    assert ("int8 against fp32 (the same CSV, medians of trials not interleaved between them): int8 f=4 950 "
-            "images/sec, fp32 f=1 1,000 (0.95x): int8 is slower than fp32 for this model here: deploy fp32") in done.stdout
-    assert "int8 f=4 2,800 images/sec, fp32 f=4 1,100 (2.55x): int8 is faster here" in done.stdout
+    assert ("int8 against fp32 (the same CSV): int8 f=4 at 0.95x fp32 f=1 (range 0.95-0.95 over 3 trials, separate "
+            "sweeps, trials paired by number) (950 vs 1,000 images/sec): int8 is slower than fp32 for this model here: "
+            "deploy fp32") in done.stdout
+    assert ("int8 f=4 at 2.55x fp32 f=4 (range 2.55-2.55 over 3 trials, separate sweeps, trials paired by number) "
+            "(2,800 vs 1,100 images/sec) and 2.80x fp32 f=1 (range 2.80-2.80 over 3 trials, separate sweeps, trials paired "
+            "by number): int8 is faster here") \
+        in done.stdout
     alone = tmp_path / "int8.csv"
     write_speeds(alone, {"noscope_coral": {1: 800, 4: 950}}, precision="int8")
     assert "int8 against fp32" not in choose(runs, alone, "--precision", "int8").stdout

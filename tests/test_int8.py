@@ -251,12 +251,12 @@ def test_the_int8_table_has_a_row_per_trained_run(coral, tmp_path):
                      "fp32 tie within the trials' spread"),
 ])
 def test_the_precision_verdict_reads_the_interleaved_trials(int8_trials, verdict):
-    import infer
+    from util.measure.compare import precision_verdict
     trials = {("int8", 1): [50, 50, 50], ("int8", 4): int8_trials, ("fp32", 1): [100, 100, 100],
               ("fp32", 4): [60, 60, 60]}
-    assert infer.precision_verdict(trials).startswith(verdict)
+    assert precision_verdict(trials).startswith(verdict)
     tied = {**trials, ("int8", 4): [48, 52, 55]}  # int8 f=4 ties with int8 f=1: its smaller fold is the one compared
-    assert infer.precision_verdict(tied).startswith("int8 f=1 at 0.50x fp32 f=1 (range 0.50-0.50 over 3 trials)")
+    assert precision_verdict(tied).startswith("int8 f=1 at 0.50x fp32 f=1 (range 0.50-0.50 over 3 trials)")
 
 
 def test_the_int8_check_groups_the_test_images_as_training_did(coral):

@@ -12,13 +12,15 @@ your own CNN (train.py --model_file) match the CSV rows of `./run_inference.sh -
 
 Per task it prints: f, the recipe of the most accurate run at that f, its epochs and training time, test
 top-1, the worst slot, the gap to f=1 in points, images/sec and the speed-up over f=1. The recommended f is the fastest whose gap
-is at most --max_drop points (f=1 always qualifies; equal speeds: the more accurate, then the smaller
-f), unless a smaller qualifying fold ties with it: the per-trial ratio of their images/sec (trials paired in order,
+is at most --max_drop points (f=1 always qualifies; equal speeds: the smaller f), unless a smaller qualifying fold
+ties with it: the per-trial ratio of their images/sec (trials paired in order,
 which a sweep interleaves) has a range holding 1.0; then the smaller. A CSV of one trial per fold, or of a --quick
 smoke run, is said to be one in the output. A fold with a trained run but no throughput, or throughput but no trained run, is listed as such
 and never recommended; a task without a trained f=1 gets no recommendation. With `--precision int8`, a CSV that also
-holds fp32 rows of the same backend, device and batch size gets a line per task saying whether int8 is faster
-than fp32 for that model (`infer.py TASK --fold auto --precision int8` measures the two interleaved). --out PREFIX writes
+holds fp32 rows of the same device and batch size (on fp32's default backend, or int8's) gets a line per task saying
+whether int8 is faster than fp32 for that model, by the rule infer.py uses (util/measure/compare.py's
+precision_verdict; `infer.py TASK --fold auto --precision int8` measures the two interleaved, a CSV's two sweeps are
+paired by trial number). --out PREFIX writes
 PREFIX.md, PREFIX.csv and PREFIX.png (test top-1 against images/sec, one panel per task).
 """
 import argparse
@@ -36,6 +38,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 
 from config.tasks import SYNTHETIC, resolve_dataset  # noqa: E402
 from models import mode_of, model_key  # noqa: E402
@@ -45,7 +48,8 @@ from util.core.device import cpu_name, pick_device  # noqa: E402
 from util.core.files import write_text_atomic  # noqa: E402
 from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_protocol,  # noqa: E402
                                     interleaved_trials)
-from util.measure.compare import comparison, medians, ratio, speedups  # noqa: E402
+from util.measure.compare import fold_choice, medians, precision_verdict, ratio, speedups  # noqa: E402
+from util.runtime.backends import default_backend  # noqa: E402
 from util.measure.results_csv import check_results_file, fold_trials, load, trial_note  # noqa: E402
 
 COLUMNS = ["task", "dataset", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
@@ -112,22 +116,24 @@ def csv_throughput(path, runs, backend=None, precision=None, batch_size=None, de
 
 
 def fp32_beside_int8(path, runs, group, align=1):
-    """{task: {fold: median images/sec}} of the CSV's fp32 rows of the backend, device and batch size of its int8
-    rows (`group`, from csv_throughput); {} when the CSV holds none."""
-    backend, _, device, batch = group
-    try:
-        trials = csv_throughput(path, runs, backend, "fp32", batch, device, align)[0]
-    except ValueError:  # no fp32 rows of that kind
-        return {}
-    return {name: medians(t) for name, t in trials.items() if t}
+    """{task: {fold: [images/sec per trial]}} of the CSV's fp32 rows of the device and batch size of its int8 rows
+    (`group`, from csv_throughput), on fp32's default backend for the device or else int8's; {} when the CSV holds
+    none."""
+    int8_backend, _, device, batch = group
+    for backend in dict.fromkeys((default_backend(torch.device(device), "fp32"), int8_backend)):
+        try:
+            trials = csv_throughput(path, runs, backend, "fp32", batch, device, align)[0]
+        except ValueError:  # no fp32 rows of that kind
+            continue
+        return {name: t for name, t in trials.items() if t}
+    return {}
 
 
 def int8_line(int8, fp32):
-    """What a task's int8 and fp32 medians ({fold: images/sec} each) say: which precision to deploy."""
-    (f8, a), (f32, b) = max(int8.items(), key=lambda kv: kv[1]), max(fp32.items(), key=lambda kv: kv[1])
-    verdict = "int8 is faster here" if a > b else "int8 is slower than fp32 for this model here: deploy fp32"
-    return (f"int8 against fp32 (the same CSV, medians of trials not interleaved between them): int8 f={f8} "
-            f"{a:,.0f} images/sec, fp32 f={f32} {b:,.0f} ({a / b:.2f}x): {verdict}")
+    """What a task's int8 and fp32 trials ({fold: [images/sec per trial]} each, from the CSV) say: which precision to
+    deploy (util/measure/compare.py's precision_verdict, their trials paired by number)."""
+    trials = {**{("int8", f): t for f, t in int8.items()}, **{("fp32", f): t for f, t in fp32.items()}}
+    return "int8 against fp32 (the same CSV): " + precision_verdict(trials, "separate sweeps, trials paired by number")
 
 
 def measured_throughput(tasks, runs, args):
@@ -154,9 +160,9 @@ def measured_throughput(tasks, runs, args):
 
 def choose(runs, trials, max_drop):
     """The table's rows (COLUMNS) for every task (`trials`: {task: {fold: [images/sec per trial]}}): one per fold with
-    a run or a throughput, the recommended one marked: the fastest fold within `max_drop` points of f=1, unless a
-    smaller such fold ties with it within the trials' spread (util/measure/compare.py), then the smallest; equal
-    speeds: the more accurate, then the smaller f."""
+    a run or a throughput, the recommended one marked: of the folds within `max_drop` points of f=1, the one that
+    util/measure/compare.py's fold_choice takes (the fastest, unless a smaller such fold ties with it within the
+    trials' spread, then the smallest; equal speeds: the smaller f)."""
     rows = []
     for name in runs:
         folds, by_fold = runs[name], trials.get(name, {})
@@ -177,15 +183,12 @@ def choose(runs, trials, max_drop):
                 "gap_points": gap, "images_per_sec": ips,
                 "speedup": speedups(speed).get(fold), "speedup_low": r and r.low, "speedup_high": r and r.high,
                 "trials": len(by_fold.get(fold, [])) or None, "recommended": False, "note": note})
-        eligible = [r for r in task_rows if not r["note"] and r["gap_points"] <= max_drop + 1e-9]
+        eligible = {r["fold"]: r for r in task_rows if not r["note"] and r["gap_points"] <= max_drop + 1e-9}
         if eligible:
-            best = max(eligible, key=lambda r: (r["images_per_sec"], r["test_top1"], -r["fold"]))
-            ties = {r["fold"]: ratio(by_fold, best["fold"], r["fold"]) for r in eligible if r["fold"] < best["fold"]}
-            tied = [r for r in eligible if ties.get(r["fold"]) and ties[r["fold"]].verdict == "tie"]
-            if tied:
-                best["note"] = comparison(by_fold, best["fold"], tied[0]["fold"]) + ": the smaller fold is recommended"
-                best = tied[0]
-            best["recommended"] = True
+            choice = fold_choice({fold: by_fold[fold] for fold in eligible}, verb="recommended")
+            if choice.tie:  # a faster fold ties with the one taken
+                eligible[choice.fastest]["note"] = choice.tie
+            eligible[choice.fold]["recommended"] = True
         rows += task_rows
     return rows
 
@@ -318,7 +321,7 @@ def main(argv=None):
     notes = {}
     if args.csv and args.precision == "int8":  # int8 is not faster everywhere: say so where the CSV shows it
         fp32 = fp32_beside_int8(args.csv, runs, group, args.align)
-        notes = {name: int8_line(medians(speeds[name]), fp32[name]) for name in fp32 if speeds.get(name)}
+        notes = {name: int8_line(speeds[name], fp32[name]) for name in fp32 if speeds.get(name)}
     text = markdown(rows, source, args.max_drop, notes)
     print(text, end="")
     if args.out:

@@ -29,7 +29,7 @@ from util.core.files import append_line, write_json_atomic  # noqa: E402
 from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args,  # noqa: E402
                                     config_from_args, configurations, default_models, fill_protocol, resolve_models)
 from util.runtime.backends import BackendError, resolve_backend  # noqa: E402
-from util.measure.compare import choose, comparison, fastest, medians  # noqa: E402
+from util.measure.compare import fold_choice  # noqa: E402
 from util.measure.machine import measure_peak  # noqa: E402
 from util.measure.results_csv import (HEADER, MODE_NAMES, fold_trials, format_row, load, machine_file,  # noqa: E402
                                       measurement_row, open_results, trial_note)
@@ -85,9 +85,9 @@ def todo_list(args, configs, backend, device, done, protocol="full"):
 
 
 def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, align, protocol):
-    """'model f=4 at 1.23x f=1 (range ...)' or 'model f=1 (f=4 and f=1 tie (ratio 0.94-1.06 over 3 trials))' for each FoldedCNN model in
-    `names` measured in the CSV at two folds or more at this backend, precision, device, align and protocol: the fold to take (compare.choose: the fastest, or the
-    smaller of two that tie), per batch size."""
+    """'model f=4 (f=4 at 1.23x f=1 (range ...))' or 'model f=1 (f=4 and f=1 tie (ratio ...): the smaller fold is
+    taken)' for each FoldedCNN model in `names` measured in the CSV at two folds or more at this backend, precision,
+    device, align and protocol: the fold to take and what the trials say of it (compare.fold_choice), per batch size."""
     frame = load(csv_path)
     frame = frame[(frame["Backend"] == backend) & (frame["Precision"] == precision) & (frame["Device"] == str(device))
                   & frame["Mode"].isin(["Original", "Folded"]) & frame["Model"].isin(names)
@@ -98,11 +98,8 @@ def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, alig
         trials = fold_trials(part, name)
         if len(trials) < 2:
             continue
-        best, (top, _) = choose(trials), fastest(medians(trials))
-        if best > 1:
-            said = f"{name} " + (comparison(trials, best, 1) or f"f={best}")
-        else:
-            said = f"{name} f=1" + (f" ({comparison(trials, top, 1)})" if top != 1 else "")
+        choice = fold_choice(trials)
+        said = f"{name} f={choice.fold}" + (f" ({choice.says})" if choice.says else "")
         found.append(said + (f" at batch {batch}" if len(batch_sizes) > 1 else ""))
     return found, trial_note(frame)
 

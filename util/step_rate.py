@@ -25,6 +25,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from config.tasks import get_task, task_names  # noqa: E402
 from models import build_classifier  # noqa: E402
+from models.fold import whole_groups  # noqa: E402
 from util.core.cli import add_device_arg, one_line_errors, positive_int, run_command  # noqa: E402
 from util.core.device import cpu_bf16_problem, cpu_name, pick_device  # noqa: E402
 from util.measure.benchmark import time_calls  # noqa: E402
@@ -41,7 +42,7 @@ def make_step(task, fold, batch_size, device, amp, channels_last, seed=0):
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, distill_protocol(task, fold))
-    n = batch_size // fold * fold
+    n = whole_groups(batch_size, fold)
     images = torch.rand(n, *task.input_shape, device=device)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)

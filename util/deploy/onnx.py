@@ -17,7 +17,7 @@ import torch
 
 from config.tasks import USER
 from datasets import DATA_DIR, load_splits
-from models.fold import fold_input, unfold_output
+from models.fold import fold_input, unfold_output, whole_groups
 from util.core.files import write_atomic
 from util.runtime.int8 import (CALIBRATION_BATCH, check_calibration, int8_instructions, quantize, quantized_ops,
                               weight_bits)
@@ -100,8 +100,8 @@ def quantized_and_checked(onnx_bytes, task, state, group, folded, int8, seed):
     train, _ = split_images(task, state, int8, "train", group)
     generator = torch.Generator().manual_seed(seed)
     sample = train[torch.randperm(train.shape[0], generator=generator)[:int8.calibration]]
-    inputs = fold_input(sample[:sample.shape[0] // group * group], group) if folded else sample
-    batch = CALIBRATION_BATCH if folded else CALIBRATION_BATCH // group * group
+    inputs = fold_input(sample[:whole_groups(sample.shape[0], group)], group) if folded else sample
+    batch = CALIBRATION_BATCH if folded else whole_groups(CALIBRATION_BATCH, group)
     needed = batch * group if folded else batch
     check_calibration(inputs, batch, f"from {sample.shape[0]} training images; one batch takes {needed}: "
                                      f"--calibration {needed} or more")

@@ -83,3 +83,57 @@ def comparison(trials, key, base=1, name=None, base_name=None):
     if r.verdict == "tie":
         return f"{name} and {base_name} tie (ratio {r.low:.2f}-{r.high:.2f} over {r.trials} trials)"
     return f"{name} at {r.median:.2f}x {base_name}{r.spread()}"
+
+
+@dataclass(frozen=True)
+class FoldChoice:
+    """The fold to take from interleaved trials (choose) and what the trials say of it, in words: against f=1 (for
+    f=1, the fastest other fold against it), and, where a faster fold ties with it, that tie."""
+
+    fold: int
+    fastest: int
+    against_original: str
+    tie: str
+
+    @property
+    def says(self):
+        return "; ".join(part for part in (self.against_original, self.tie) if part)
+
+
+def fold_choice(trials, verb="taken"):
+    """The FoldChoice of `trials` ({fold: [images/sec per trial]}): `says` compares the fold taken with f=1 ('f=4 at
+    1.23x f=1 (range ...)'; for f=1, the fastest other fold against it) and, where a faster fold ties with it, adds
+    that comparison and ': the smaller fold is <verb>'. infer.py, the sweep and util/choose_fold.py all speak so."""
+    by_fold = medians(trials)
+    best, top = choose(trials), fastest(by_fold)[0]
+    against = ""
+    if best > 1 and 1 in trials:
+        against = comparison(trials, best, 1)
+    elif best == 1 and top == 1 and len(by_fold) > 1:
+        against = comparison(trials, max((f for f in by_fold if f != 1), key=by_fold.get), 1)
+    tie = f"{comparison(trials, top, best)}: the smaller fold is {verb}" if top != best else ""
+    return FoldChoice(best, top, against, tie)
+
+
+PRECISION_VERDICTS = {"faster": "int8 is faster here: deploy it once util/export.py --int8 has checked its accuracy",
+                      "slower": "int8 is slower than fp32 for this model here: deploy fp32",
+                      "tie": "int8 and fp32 tie within the trials' spread here (more --trials may tell): deploy fp32",
+                      "one trial": "one trial cannot tell a difference from noise: measure with --trials 5"}
+
+
+def precision_verdict(trials, paired="interleaved"):
+    """The line comparing int8's fold to take with fp32's (choose of each), with the range of their ratio over
+    `trials` ({(precision, fold): [images/sec per trial]}), paired trial by trial (`paired` says how they were
+    taken: "interleaved", or how else), and against fp32 f=1 too where fp32's fold to take is another."""
+    of = {p: {f: t for (q, f), t in trials.items() if q == p} for p in ("int8", "fp32")}
+    f8, f32 = choose(of["int8"]), choose(of["fp32"])
+    int8, fp32 = medians(of["int8"])[f8], medians(of["fp32"])[f32]
+    def spread(r):
+        return r.spread() if paired == "interleaved" else r.spread()[:-1] + f", {paired})"
+
+    r = ratio(trials, ("int8", f8), ("fp32", f32))
+    line = f"int8 f={f8} at {r.median:.2f}x fp32 f={f32}{spread(r)} ({int8:,.0f} vs {fp32:,.0f} images/sec)"
+    if f32 != 1 and ("fp32", 1) in trials:  # against the original as deployed today, too
+        original = ratio(trials, ("int8", f8), ("fp32", 1))
+        line += f" and {original.median:.2f}x fp32 f=1{spread(original)}"
+    return f"{line}: {PRECISION_VERDICTS[r.verdict]}"

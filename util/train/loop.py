@@ -6,6 +6,7 @@ import copy
 import torch
 from tqdm import tqdm
 
+from models.fold import whole_groups
 from util.train import distributed
 from util.train.protocol import training_loss
 
@@ -20,7 +21,7 @@ def batch_step(model, batch, fold, device, ks, protocol, amp=None, channels_last
     folded group (a model that starves one slot shows there). `amp` ("fp16" or "bf16"): forward under that
     autocast (mixed precision) instead of fp32. `channels_last`: the images in that memory format (the model's).
     `loss(logits, labels, targets, protocol, fold)`: the loss (util.train.trainer.Hooks.loss)."""
-    n = (batch[0].shape[0] // fold) * fold
+    n = whole_groups(batch[0].shape[0], fold)
     if n == 0:
         return None
     images, labels = batch[0][:n].to(device, non_blocking=True), batch[1][:n].to(device, non_blocking=True)

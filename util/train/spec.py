@@ -8,7 +8,7 @@ from pathlib import Path
 from config.tasks import USER, all_tasks, resolve_dataset
 from datasets import curriculum_schedule
 from models import mode_of
-from models.fold import check_align, check_fold, check_multiplier
+from models.fold import check_align, check_fold, check_multiplier, whole_groups
 from models.user import user_classifier
 from util.train.protocol import LOSS_NAMES, Protocol, distill_protocol, paper_protocol, with_overrides
 
@@ -73,7 +73,7 @@ class RunSpec:
     @property
     def eval_batch_size(self):
         """--batch_size rounded down to a multiple of the images per input."""
-        return (self.batch_size // self.images_per_input) * self.images_per_input
+        return whole_groups(self.batch_size, self.images_per_input)
 
     def overridden(self, name):
         """The value the user gave for protocol flag `name`, or None."""

@@ -26,7 +26,7 @@ from config.tasks import SPLITS, USER
 from datasets import DATA_DIR, CurriculumDataset, DistillationDataset, curriculum_schedule, load_splits
 from datasets.loaders import collate, split_targets
 from models import build_classifier
-from models.fold import fold_input
+from models.fold import fold_input, whole_groups
 from models.init import centre_on_data
 from models.user import load_weights
 from models.warm_start import start_from_teacher
@@ -179,7 +179,7 @@ DATA_INIT_IMAGES = 256
 def start_from_data(model, train, spec):
     """--init data: the folded `model` starts centred on the first images of its training split (models.init.
     centre_on_data), the same on every rank (the split's order depends on the seed alone)."""
-    count = (min(DATA_INIT_IMAGES, len(train)) // spec.images_per_input) * spec.images_per_input
+    count = whole_groups(min(DATA_INIT_IMAGES, len(train)), spec.images_per_input)
     images = torch.stack([train[i][0] for i in range(count)])
     layers = centre_on_data(model.net, fold_input(images, spec.images_per_input))
     if distributed.is_main():
@@ -224,7 +224,7 @@ class Hooks:
 
 def per_rank_batch(batch_size, fold, world):
     """Each of `world` processes' share of --batch_size, rounded down to a multiple of f; a ValueError if none."""
-    share = (batch_size // world // fold) * fold
+    share = whole_groups(batch_size // world, fold)
     if share < fold:
         processes = f" x {world} processes" if world > 1 else ""
         raise ValueError(f"--batch_size {batch_size} is smaller than the fold {fold}{processes}: "
