@@ -38,12 +38,13 @@ class RunSpec:
     precision_choice: str = "the paper's"  # how amp was chosen: given (--amp), the paper's (fp32), or auto
     val_size: int = 5000  # CIFAR validation images taken from the training set
     overrides: tuple = ()  # (flag, value) pairs the user set that change the protocol
-    user_task: object = None  # a user's own CNN and data (config.tasks.user_task), not a registry task
     weights: str | None = None  # a user's trained original (a plain state dict): f=1 is evaluated, not trained
+    task: object = None  # the dataset's Task, resolved once by build_spec: a registry task, or a user's own CNN and data
 
     @property
-    def task(self):
-        return self.user_task or resolve_dataset(self.dataset)[0]
+    def user_task(self):
+        """The user's own task (config.tasks.user_task), None for a registry task."""
+        return self.task if self.task is not None and self.task.family == USER else None
 
     @property
     def precision(self):
@@ -162,8 +163,8 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
                    recipe=recipe if group > 1 else "paper", protocol=protocol, epochs=epochs,
                    batch_size=batch_size or protocol.batch_size, seed=seed, savedir=str(savedir),
                    teacher=str(teacher) if teacher and protocol.distill else None, amp=amp, precision_choice=precision_choice, val_size=val_size,
-                   overrides=tuple(sorted(overrides.items())), user_task=task if user else None,
-                   weights=str(weights) if weights and fold == 1 and user else None)
+                   overrides=tuple(sorted(overrides.items())),
+                   weights=str(weights) if weights and fold == 1 and user else None, task=task)
 
 
 def run_dir(root, spec):
