@@ -10,18 +10,15 @@ evenly over its epochs, and the legend says so):
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from util.core.cli import one_line_errors, run_command  # noqa: E402
-from util.core.device import cpu_name  # noqa: E402
+from util.core.cli import one_line_errors, run_command
+from util.core.device import cpu_name
 
 
 def read_numbers(path):

@@ -24,16 +24,14 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-from config.tasks import SYNTHETIC, task_names  # noqa: E402
-from datasets import DataMissing, load_splits  # noqa: E402
-from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command  # noqa: E402
-from util.core.device import cpu_name  # noqa: E402
-from util.core.files import write_text_atomic  # noqa: E402
-from util.train.flags import options_from_args, spec_settings, training_flags  # noqa: E402
-from util.train.sweep import run_result, sweep  # noqa: E402
-from util.train.trainer import error_message  # noqa: E402
+from config.tasks import SYNTHETIC, task_names
+from datasets import DataMissing, load_splits
+from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command
+from util.core.device import cpu_name
+from util.core.files import write_text_atomic
+from util.train.flags import options_from_args, spec_settings, training_flags
+from util.train.sweep import run_result, sweep
+from util.train.trainer import error_message
 
 FAMILIES = ("game", "noscope")
 FOLDS = (2, 3, 4)

@@ -11,19 +11,16 @@ first layer's width.
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
+import torch
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from config.tasks import all_tasks  # noqa: E402
-from models import build_model  # noqa: E402
-from util.core.cli import add_device_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, print_text, run_command  # noqa: E402
-from util.core.device import cpu_name, pick_device  # noqa: E402
-from util.measure.benchmark import SWEEP_FAMILIES, Benchmark, Config, interleaved_medians, timing_protocol  # noqa: E402
-from util.measure.compare import speedups  # noqa: E402
+from config.tasks import all_tasks
+from models import build_model
+from util.core.cli import add_device_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, print_text, run_command
+from util.core.device import cpu_name, pick_device
+from util.measure.benchmark import SWEEP_FAMILIES, Benchmark, Config, interleaved_medians, timing_protocol
+from util.measure.compare import speedups
 
 
 def first_width(task, fold, align):

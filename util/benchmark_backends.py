@@ -11,20 +11,17 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
+import torch
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from config.tasks import all_tasks  # noqa: E402
-from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text, run_command  # noqa: E402
-from util.core.device import pick_device  # noqa: E402
-from models import mode_of  # noqa: E402
-from util.measure.benchmark import SWEEP_FAMILIES, Benchmark, Config, chunk_arg, fill_protocol, interleaved_trials  # noqa: E402
-from util.runtime.backends import BACKENDS, COMPILE_MODES, PRECISIONS, BackendError, backend_problem  # noqa: E402
-from util.measure.compare import ratio  # noqa: E402
+from config.tasks import all_tasks
+from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text, run_command
+from util.core.device import pick_device
+from models import mode_of
+from util.measure.benchmark import SWEEP_FAMILIES, Benchmark, Config, chunk_arg, fill_protocol, interleaved_trials
+from util.runtime.backends import BACKENDS, COMPILE_MODES, PRECISIONS, BackendError, backend_problem
+from util.measure.compare import ratio
 
 
 def variants(modes, device_type, backends=None):

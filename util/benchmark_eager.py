@@ -10,18 +10,15 @@ table shows medians and the ratios of medians, and the last lines the median rat
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
+from tqdm import tqdm
 
-from tqdm import tqdm  # noqa: E402
-
-from config.tasks import all_tasks  # noqa: E402
-from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text, run_command  # noqa: E402
-from util.core.device import pick_device  # noqa: E402
-from util.measure.benchmark import SWEEP_FAMILIES, compare_with_plain_eager  # noqa: E402
-from util.runtime.backends import BACKENDS, PRECISIONS  # noqa: E402
-from util.measure.compare import medians, speedups  # noqa: E402
+from config.tasks import all_tasks
+from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, positive_int, print_text, run_command
+from util.core.device import pick_device
+from util.measure.benchmark import SWEEP_FAMILIES, compare_with_plain_eager
+from util.runtime.backends import BACKENDS, PRECISIONS
+from util.measure.compare import medians, speedups
 
 
 def main(argv=None):

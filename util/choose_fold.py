@@ -32,25 +32,23 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from config.tasks import SYNTHETIC, resolve_dataset  # noqa: E402
-from models import mode_of, model_key  # noqa: E402
-from models.user import model_key as user_model_key  # noqa: E402
-from util.core.cli import add_align_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command  # noqa: E402
-from util.core.device import cpu_name, pick_device  # noqa: E402
-from util.core.files import write_text_atomic  # noqa: E402
-from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_protocol,  # noqa: E402
+from config.tasks import SYNTHETIC, resolve_dataset
+from models import mode_of, model_key
+from models.user import model_key as user_model_key
+from util.core.cli import add_align_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command
+from util.core.device import cpu_name, pick_device
+from util.core.files import write_text_atomic
+from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_protocol,
                                     interleaved_trials)
-from util.measure.compare import fold_choice, medians, precision_verdict, ratio, speedups  # noqa: E402
-from util.runtime.backends import default_backend  # noqa: E402
-from util.measure.results_csv import check_results_file, fold_trials, load, trial_note  # noqa: E402
+from util.measure.compare import fold_choice, medians, precision_verdict, ratio, speedups
+from util.runtime.backends import default_backend
+from util.measure.results_csv import check_results_file, fold_trials, load, trial_note
 
 COLUMNS = ["task", "dataset", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
            "images_per_sec", "speedup", "speedup_low", "speedup_high", "trials", "recommended", "note"]

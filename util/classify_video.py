@@ -27,14 +27,10 @@ pixels of the gold counter), not whole video frames (a folder of such crops work
 normalised images.
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-from config.tasks import stand_in_note, trained_on  # noqa: E402
-from util.core.cli import add_device_arg, one_line_errors, positive_int, run_command  # noqa: E402
-from util.deploy.video import classify_video  # noqa: E402
+from config.tasks import stand_in_note, trained_on
+from util.core.cli import add_device_arg, one_line_errors, positive_int, run_command
+from util.deploy.video import classify_video
 
 
 def main(argv=None):

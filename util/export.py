@@ -30,16 +30,12 @@ fp32 and int8 and how often their answers agree. An int8 model whose top-1 falls
 --data_root; your own CNN's from its --data folder).
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-from datasets import DATA_DIR, DataMissing  # noqa: E402
-from config.tasks import stand_in_note, trained_on  # noqa: E402
-from util.core.cli import float_between, positive_int, run_command  # noqa: E402
-from util.deploy.onnx import ExportMismatch, Int8, Int8Drop, export  # noqa: E402
-from util.runtime.int8 import CALIBRATION_METHODS  # noqa: E402
+from datasets import DATA_DIR, DataMissing
+from config.tasks import stand_in_note, trained_on
+from util.core.cli import float_between, positive_int, run_command
+from util.deploy.onnx import ExportMismatch, Int8, Int8Drop, export
+from util.runtime.int8 import CALIBRATION_METHODS
 
 
 def main(argv=None):

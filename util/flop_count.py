@@ -8,10 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-from models.flops import MODEL_MAP, model_map  # noqa: E402
-from util.core.cli import add_align_arg, print_json, run_command  # noqa: E402
+from models.flops import MODEL_MAP, model_map
+from util.core.cli import add_align_arg, print_json, run_command
 
 
 def main(argv=None):

@@ -4,15 +4,11 @@ A FoldedCNN's FLOPs per image are its `fold<f>_ops` divided by f (one input hold
 original CNN's are `og_ops`; the compound-scaled baseline's are those of its phi (`--fold`).
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-from config.tasks import task_names  # noqa: E402
-from models import MODES  # noqa: E402
-from models.flops import flops_per_image  # noqa: E402
-from util.core.cli import one_line_errors, run_command  # noqa: E402
+from config.tasks import task_names
+from models import MODES
+from models.flops import flops_per_image
+from util.core.cli import one_line_errors, run_command
 
 
 def main(argv=None):

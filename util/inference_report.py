@@ -14,25 +14,22 @@ Without a machine file the table leaves out "% of matmul probe" and the roofline
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-import matplotlib  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
-from models.flops import arithmetic_intensity  # noqa: E402
-from util.core.cli import markdown_table, one_line_errors, run_command  # noqa: E402
-from util.core.files import write_text_atomic  # noqa: E402
-from util.measure.benchmark import sweep_models  # noqa: E402
-from util.runtime.int8 import INT8_FEATURES  # noqa: E402
-from util.measure.compare import ratio, speedups  # noqa: E402
-from util.measure.results_csv import MODE_OF_NAME, check_results_file, load, machine_file, report_dir, trial_note  # noqa: E402
+from models.flops import arithmetic_intensity
+from util.core.cli import markdown_table, one_line_errors, run_command
+from util.core.files import write_text_atomic
+from util.measure.benchmark import sweep_models
+from util.runtime.int8 import INT8_FEATURES
+from util.measure.compare import ratio, speedups
+from util.measure.results_csv import MODE_OF_NAME, check_results_file, load, machine_file, report_dir, trial_note
 
 GROUP = ["Backend", "Precision", "Device", "Batch Size"]
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}

@@ -15,14 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-from datasets import DATA_DIR, DataMissing  # noqa: E402
-from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command  # noqa: E402
-from util.core.device import cpu_name  # noqa: E402
-from util.core.files import write_text_atomic  # noqa: E402
-from util.runtime.int8 import CALIBRATION_METHODS, int8_instructions  # noqa: E402
-from util.deploy.onnx import Int8, export  # noqa: E402
+from datasets import DATA_DIR, DataMissing
+from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command
+from util.core.device import cpu_name
+from util.core.files import write_text_atomic
+from util.runtime.int8 import CALIBRATION_METHODS, int8_instructions
+from util.deploy.onnx import Int8, export
 
 COLUMNS = ["dataset", "fold", "recipe", "fp32_top1", "int8_top1", "points", "agreement", "openvino_int8_top1",
            "openvino_points", "weight_bits", "quantized_ops"]

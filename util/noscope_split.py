@@ -15,14 +15,10 @@ built in a temporary sibling folder and renamed to OUTDIR at the end.
 is identical to the two-step route's.
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-from config.tasks import task_names  # noqa: E402
-from datasets.noscope import split_from_frames, split_from_video, summary  # noqa: E402
-from util.core.cli import one_line_errors, run_command  # noqa: E402
+from config.tasks import task_names
+from datasets.noscope import split_from_frames, split_from_video, summary
+from util.core.cli import one_line_errors, run_command
 
 
 def main(argv=None):

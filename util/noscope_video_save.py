@@ -7,13 +7,9 @@ does. The frames go to a temporary sibling directory that is renamed to OUTDIR a
 interrupted run never leaves a partial folder (whose frame count would shift the splits).
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-from datasets.noscope import FRAME_SIZE, save_frames  # noqa: E402
-from util.core.cli import one_line_errors, run_command  # noqa: E402
+from datasets.noscope import FRAME_SIZE, save_frames
+from util.core.cli import one_line_errors, run_command
 
 def main(argv=None):
     parser = argparse.ArgumentParser(

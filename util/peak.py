@@ -5,13 +5,9 @@ util/measure/machine.py says what is measured. The inference report divides achi
 one large matmul: a reference, not a ceiling, since tuned convolution kernels of the same precision can beat it.
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
-
-from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, print_json, run_command  # noqa: E402
-from util.measure.machine import measure_peak  # noqa: E402
+from util.core.cli import add_device_arg, add_out_arg, one_line_errors, out_paths, print_json, run_command
+from util.measure.machine import measure_peak
 
 
 def main(argv=None):

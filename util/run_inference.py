@@ -16,22 +16,20 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
+import torch
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from models import mode_of  # noqa: E402
-from models.user import checked_model, model_key as user_model_key  # noqa: E402
-from util.core.cli import add_align_arg, positive_int, run_command  # noqa: E402
-from util.core.device import pick_device  # noqa: E402
-from util.core.files import append_line, write_json_atomic  # noqa: E402
-from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args,  # noqa: E402
+from models import mode_of
+from models.user import checked_model, model_key as user_model_key
+from util.core.cli import add_align_arg, positive_int, run_command
+from util.core.device import pick_device
+from util.core.files import append_line, write_json_atomic
+from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args,
                                     config_from_args, configurations, default_models, fill_protocol, resolve_models)
-from util.runtime.backends import BackendError, resolve_backend  # noqa: E402
-from util.measure.compare import fold_choice  # noqa: E402
-from util.measure.machine import measure_peak  # noqa: E402
-from util.measure.results_csv import (HEADER, MODE_NAMES, fold_trials, format_row, load, machine_file,  # noqa: E402
+from util.runtime.backends import BackendError, resolve_backend
+from util.measure.compare import fold_choice
+from util.measure.machine import measure_peak
+from util.measure.results_csv import (HEADER, MODE_NAMES, fold_trials, format_row, load, machine_file,
                                       measurement_row, open_results, trial_note)
 
 

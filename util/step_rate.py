@@ -15,22 +15,18 @@ median over --trials interleaved trials and their range, and the speed-up over f
 import argparse
 import os
 import statistics
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # a command: make the repository importable
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from config.tasks import get_task, task_names  # noqa: E402
-from models import build_classifier  # noqa: E402
-from models.fold import whole_groups  # noqa: E402
-from util.core.cli import add_device_arg, one_line_errors, positive_int, run_command  # noqa: E402
-from util.core.device import cpu_bf16_problem, cpu_name, pick_device  # noqa: E402
-from util.measure.benchmark import time_calls  # noqa: E402
-from util.train.loop import AMP_DTYPES  # noqa: E402
-from util.train.protocol import distill_protocol, make_optimizer  # noqa: E402
+from config.tasks import get_task, task_names
+from models import build_classifier
+from models.fold import whole_groups
+from util.core.cli import add_device_arg, one_line_errors, positive_int, run_command
+from util.core.device import cpu_bf16_problem, cpu_name, pick_device
+from util.measure.benchmark import time_calls
+from util.train.loop import AMP_DTYPES
+from util.train.protocol import distill_protocol, make_optimizer
 
 SETTINGS = {"fp32 NCHW": (None, False), "fp32 channels-last": (None, True), "bf16 channels-last": ("bf16", True)}
 

@@ -13,21 +13,18 @@ and current.pth when the run ends, so the checkpoints load, export and resume li
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere: make the repository importable
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from datasets.loaders import collate  # noqa: E402
-from util.core.cli import run_command  # noqa: E402
-from util.core.device import pick_device  # noqa: E402
-from util.train.checkpoint import save_checkpoint  # noqa: E402
-from util.train.spec import build_spec  # noqa: E402
-from util.train.trainer import Hooks, Options, fast_amp, train  # noqa: E402
+from datasets.loaders import collate
+from util.core.cli import run_command
+from util.core.device import pick_device
+from util.train.checkpoint import save_checkpoint
+from util.train.spec import build_spec
+from util.train.trainer import Hooks, Options, fast_amp, train
 
 HEADS = "feature_heads"
 

@@ -13,14 +13,12 @@ import pickle
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a command: make the repository importable
+import numpy as np
+from torchvision.datasets import CIFAR100
 
-import numpy as np  # noqa: E402
-from torchvision.datasets import CIFAR100  # noqa: E402
-
-from util.train.flags import options_from_args, spec_settings, training_flags  # noqa: E402
-from util.train.spec import build_spec  # noqa: E402
-from util.train.trainer import train  # noqa: E402
+from util.train.flags import options_from_args, spec_settings, training_flags
+from util.train.spec import build_spec
+from util.train.trainer import train
 
 
 def write_cifar100(root, n_train=5000, n_test=1000, seed=0):
