@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 out="results/${1:?name the CPU, for example amd-epyc-zen4}"
 mkdir -p "$out"
 for model in resnet18 mobilenet_v3_small; do
-  ./run_inference.sh "$out/torchvision.csv" --model_file "results/torchvision_models.py:$model" --input_shape 3 64 64 \
+  ./run_inference.sh "$out/torchvision.csv" --model_file "docs/examples/torchvision_models.py:$model" --input_shape 3 64 64 \
     --batch_sizes 256 --device cpu
 done
 python3 util/inference_report.py "$out/torchvision.csv"

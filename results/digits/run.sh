@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fold your own CNN on real images this project did not make: scikit-learn's UCI handwritten digits (1,797 8x8
-# grayscale images), a user's CNN (results/digits/my_models.py), f = 1..4 with the defaults of train.py
+# grayscale images), a user's CNN (docs/examples/my_models.py), f = 1..4 with the defaults of train.py
 # --model_file (f=1 trained, folded runs distilled from it), at the default 30 epochs and at 150, the students in
 # the default precision (bf16 on a CPU with bf16 instructions) and in fp32 (--amp fp32); then each budget's and
 # precision's table (util/choose_fold.py, throughput measured now with trials interleaved over the folds).
@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK=${1:-/tmp/digits-run}
-MODEL=results/digits/my_models.py:build
-[ -d "$WORK/digits" ] || python3 results/digits/make_digits.py "$WORK/digits"
+MODEL=docs/examples/my_models.py:build
+[ -d "$WORK/digits" ] || python3 docs/examples/make_digits.py "$WORK/digits"
 for EPOCHS in 30 150; do
     for PRECISION in default fp32; do
         RUNS="$WORK/runs$EPOCHS"; FLAGS=(); SUFFIX=""

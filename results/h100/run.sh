@@ -35,7 +35,7 @@ checks)
     python3 train.py "$work/runs$amp" --datasets $GAME $NOSCOPE --folds 1 4 --epochs 2 --data_root "$work/data_root" --data_dir "$work/data" $amp >> "$out/train_checks.log" 2>&1 || echo "FAILED train $amp" >> "$out/train_checks.log"
     cp "$work/runs$amp/summary.csv" "$out/train_summary${amp:-_fp32}.csv" 2>/dev/null
     for f in 1 4; do
-      python3 results/h100/cifar_standin.py "$work/data" --fold $f --epochs 1 --batch_size 128 --savedir "$work/c100_$f$amp" $amp >> "$out/train_checks.log" 2>&1 || echo "FAILED cifar100 f=$f $amp" >> "$out/train_checks.log"
+      python3 docs/examples/cifar_standin.py "$work/data" --fold $f --epochs 1 --batch_size 128 --savedir "$work/c100_$f$amp" $amp >> "$out/train_checks.log" 2>&1 || echo "FAILED cifar100 f=$f $amp" >> "$out/train_checks.log"
     done
   done
   log "torchrun with NCCL"

@@ -5,7 +5,7 @@ with a class-dependent bright square) under DATA_DIR/cifar100, points torchvisio
 then trains one run as fold_trainer.py does, with the remaining arguments. Only for exercising the CUDA training path:
 its accuracy means nothing.
 
-    python3 results/h100/cifar_standin.py DATA_DIR --fold 4 --savedir runs/c100 --epochs 2
+    python3 docs/examples/cifar_standin.py DATA_DIR --fold 4 --savedir runs/c100 --epochs 2
 """
 import argparse
 import hashlib
