@@ -161,7 +161,7 @@ def test_checkpoint_of_another_run(finished, tmp_path):
                                    "--data_dir", "{data}"], not_this_run + ["not noscope-coral, fold 2"]),
           Bad("not-a-checkpoint", ["fold_trainer.py", "--dataset", DATASET, "--savedir", "{run}", "--continue_from_file",
                                    "{run}/stats/train_loss.txt", "--epochs", "3", "--data_dir", "{data}"],
-              ["cannot read checkpoint {run}/stats/train_loss.txt (",
+              ["cannot read checkpoint {run}/stats/train_loss.txt: not a checkpoint (",
                "pass a current.pth or best.pth written by fold_trainer.py"]),
           Bad("model-weights", ["fold_trainer.py", "--dataset", DATASET, "--savedir", "{run}", "--continue_from_file",
                                 "{w}/model.pth", "--epochs", "3", "--data_dir", "{data}"],

@@ -129,6 +129,40 @@ def test_onnx_export_matches_pytorch(trained, tmp_path):
         assert np.allclose(session.run(None, {"x": images.numpy()})[0], classifier(images).numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
+def test_an_exported_onnx_classifies_the_video_as_its_checkpoint_does(trained, tmp_path):
+    """classify_video.py takes the .onnx export (folded inputs or plain images, fp32): the same labels as best.pth,
+    the same scores to rounding, the task, fold and training data read from the file's metadata."""
+    _, video, checkpoint = trained
+    video_lib.classify_video(video, checkpoint, tmp_path / "pth.csv", batch_size=16, device="cpu")
+    expected = read_predictions(tmp_path / "pth.csv")
+    for images in (False, True):
+        onnx_file = tmp_path / f"model{int(images)}.onnx"
+        onnx_export.export(checkpoint, onnx_file, images=images)
+        result = run_cli(*CLASSIFY, video, onnx_file, "--out", tmp_path / "onnx.csv", "--batch_size", "16")
+        assert result.returncode == 0, result.stderr
+        assert "noscope-coral fold 4 (trained on synthetic-noscope-coral) on cpu" in result.stdout
+        got = read_predictions(tmp_path / "onnx.csv")
+        assert [row[:2] for row in got] == [row[:2] for row in expected]
+        assert np.allclose([row[2] for row in got], [row[2] for row in expected], atol=1e-4)
+
+
+def test_a_file_that_is_no_checkpoint_is_named_without_advice_to_unpickle_it(trained, tmp_path, capsys):
+    _, video, _ = trained
+    pickled = tmp_path / "model.pth"
+    torch.save({"model": torch.nn.Linear(2, 2)}, pickled)  # a whole module: loading it would run code
+    fail(classify_video.main, [video, pickled, "--out", tmp_path / "o.csv"], capsys,
+         f"cannot read checkpoint {pickled}: not a checkpoint (it holds objects other than tensors and plain data")
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"not protobuf at all")
+    fail(classify_video.main, [video, onnx_file, "--out", tmp_path / "o.csv"], capsys,
+         f"cannot read {onnx_file} as an ONNX model: give a .onnx file written by util/export.py")
+    from util.train.checkpoint import read_checkpoint
+    with pytest.raises(ValueError, match="an exported ONNX model, not a checkpoint") as error:
+        read_checkpoint(onnx_file)
+    assert "weights_only" not in str(error.value)
+
+
 def test_export_mismatch_exits_1_and_writes_nothing(trained, tmp_path, monkeypatch, capsys):
     _, _, checkpoint = trained
     monkeypatch.setattr(onnx_export, "onnx_model", lambda *args: b"not used")

@@ -229,13 +229,22 @@ def test_downstream_tools_take_the_runs(own, trained, tmp_path):
     assert json.loads(metadata["class_names"]) == list(CLASSES) and metadata["fold"] == "2"
 
     out = tmp_path / "pred.csv"
-    classified = run_cli(sys.executable, "util/classify_video.py", data / "test", run_folder(runs, 2), "--out", out)
+    folder = tmp_path / "to_classify"
+    shutil.copytree(data / "test", folder)
+    (folder / "notes.txt").write_text("not an image")
+    Image.new("RGB", (20, 30)).save(folder / "ant" / "big.png")  # another size: resized as training resizes
+    classified = run_cli(sys.executable, "util/classify_video.py", folder, run_folder(runs, 2), "--out", out)
     assert classified.returncode == 0, classified.stderr
     lines = out.read_text().splitlines()
-    assert lines[0] == "image,label,score" and len(lines) == 1 + 4 * len(CLASSES)
+    assert lines[0] == "image,label,score" and len(lines) == 1 + 4 * len(CLASSES) + 1
     assert lines[1].startswith("ant/0.png,") and {line.split(",")[1] for line in lines[1:]} <= set(CLASSES)
-    assert "person" not in classified.stdout and "classified 12 images" in classified.stdout
+    assert "person" not in classified.stdout and "classified 13 images" in classified.stdout
     assert "(trained on shapes)" in classified.stdout and "stand-in" not in classified.stdout
+    assert "1 files that are not images skipped (first: notes.txt)" in classified.stdout
+    assert "1 images of another size than 10x16 resized (bilinear) when read" in classified.stdout
+    own_onnx = run_cli(sys.executable, "util/classify_video.py", folder, tmp_path / "m.onnx", "--out", out)
+    assert own_onnx.returncode == 2 and "your own CNN, whose images are read as its model file says: classify with " \
+        "its checkpoint" in own_onnx.stderr
 
 
 def fails(*argv, fragments, written=()):

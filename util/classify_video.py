@@ -3,9 +3,15 @@
 Usage: python3 util/classify_video.py VIDEO CHECKPOINT --out predictions.csv
        python3 util/classify_video.py FOLDER CHECKPOINT --out predictions.csv
 
+CHECKPOINT: a run's best.pth (or its run directory), or the .onnx file util/export.py wrote from it (fp32 or
+--int8; run on the CPU by ONNX Runtime, or OpenVINO for int8 where the CPU has VNNI). A .onnx of your own CNN is
+refused: its checkpoint knows how its images are read.
+
 A checkpoint of your own CNN (train.py --model_file) reads frames as its training images were read (its grayscale
 or RGB, resized bilinearly to its H x W), and labels are its class folders. A FOLDER's images (any depth, sorted)
 are read as training read the task's images; its CSV has the header `image,label,score` (the path under FOLDER).
+Files without an image extension are skipped and images of another size resized, as training does, and both are
+counted in the closing line.
 
 The NoScope use case: a specialized CNN answers "is the task's object in this frame" for every
 frame of a long video. Frames are decoded one batch at a time (never the whole video in memory),
@@ -39,7 +45,7 @@ def main(argv=None):
                         help="the video file (anything OpenCV decodes, e.g. an mp4), or a folder of images")
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="best.pth or current.pth written by fold_trainer.py (a NoScope task's or your own "
-                             "model's), or its run directory (best.pth)")
+                             "model's), its run directory (best.pth), or the .onnx util/export.py wrote from it")
     parser.add_argument("--out", required=True, metavar="CSV", help="the predictions CSV to write")
     parser.add_argument("--batch_size", type=positive_int, default=1024,
                         help="images per batch, rounded down to a multiple of f (default 1024)")
@@ -53,6 +59,11 @@ def main(argv=None):
     print(f"classified {summary['frames']} {what} of {summary['video']} with {summary['task']} fold {summary['fold']} "
           f"{trained_on(summary['dataset'])} on {summary['device']} ({summary['frames_per_sec']:.0f} {what}/s): {labels}{meaning}; "
           f"wrote {summary['out']}")
+    if summary["skipped"]:
+        print(f"{len(summary['skipped'])} files that are not images skipped (first: {summary['skipped'][0]})")
+    if summary["resized"]:
+        print(f"{summary['resized']} images of another size than {summary['image_size']} resized (bilinear) when read, "
+              "as training resized them")
     note = stand_in_note(summary["dataset"], summary["task"])
     if note:
         print(note)

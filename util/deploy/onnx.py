@@ -163,7 +163,8 @@ def export(checkpoint, out, images=False, seed=0, int8=None):
         onnx_bytes, int8_summary = quantized_and_checked(onnx_bytes, task, state, group, not images, int8, seed)
         extra = {"precision": "int8", "calibration": f"{int8_summary['calibration_images']} training images, seed {seed}",
                  "weight_bits": str(int8_summary["weight_bits"])}
-    onnx_bytes = with_labels(onnx_bytes, task, fold, images, extra if int8 else None)
+    recorded = {"dataset": state["dataset"]} if state.get("dataset") else {}
+    onnx_bytes = with_labels(onnx_bytes, task, fold, images, {**recorded, **(extra if int8 else {})})
     try:
         write_atomic(out, lambda f: f.write(onnx_bytes))
     except OSError as e:

@@ -5,7 +5,9 @@ for a NoScope model resized to 50x50 with nearest-neighbour interpolation, RGB f
 your own (train.py --model_file) converted to its grayscale or RGB and resized (bilinear) to its H x W, as its
 training images were. Images of a folder are read as training read its images. Every f consecutive images form
 one folded input; when their count is not a multiple of f, the last group is padded by repeating the last image and
-the padding's predictions are dropped. Labels are the class folders the model was trained on.
+the padding's predictions are dropped. Labels are the class folders the model was trained on. An ONNX file written by
+util/export.py (fp32 or int8) runs on the CPU with the backend its precision defaults to (util/runtime/backends.py),
+its task, fold and class names read from its metadata.
 """
 import csv
 import io
@@ -20,13 +22,16 @@ from tqdm import tqdm
 
 from PIL import Image
 
-from config.tasks import USER, task_names
+from config.tasks import USER, get_task, task_names
 from datasets.folder import is_image
 from datasets.loaders import fit_image, image_reader
 from datasets.noscope import frame_count, open_video, resize_frame
-from util.train.checkpoint import checkpoint_path, load_classifier, task_of
+from models.fold import fold_input, unfold_output
 from util.core.device import pick_device
 from util.core.files import write_atomic
+from util.runtime.backends import INT8_BACKENDS, default_backend
+from util.runtime.onnx import cpu_runner
+from util.train.checkpoint import checkpoint_path, load_classifier, task_of
 
 
 def frame_tensor(frame, task=None):
@@ -68,28 +73,76 @@ def predict(classifier, images, fold, device):
     return labels.cpu().tolist(), scores.cpu().tolist()
 
 
+def check_source(task, model, video):
+    """A ValueError unless `task`'s model (`model` names its file) can classify video frames (NoScope or a user's own
+    model), or with not `video` images of a folder (any but CIFAR's)."""
+    if task.family == "cifar":
+        raise ValueError(f"{model} is for {task.name}, whose CNN takes {task.input_shape[1]}x{task.input_shape[2]} "
+                         "normalised images; classify_video.py takes NoScope checkpoints, your own models' and (for "
+                         "folders of images) game tasks'")
+    if video and task.family == "game":
+        raise ValueError(f"{model} is for {task.name}, a game task: its CNN takes crops of the game's HUD, not whole "
+                         "video frames; classify a folder of crops instead, or give a NoScope checkpoint "
+                         f"({', '.join(task_names('noscope'))}) or your own model's")
+
+
 def video_checkpoint(checkpoint, device, video=True):
-    """`(classifier, task, fold, dataset)` of a checkpoint that can classify video frames (NoScope or a user's own model), or
-    with not `video` images of a folder (any but CIFAR's); a ValueError for any other task."""
+    """`(classifier, task, fold, dataset)` of a checkpoint that can classify video frames or a folder's images
+    (check_source)."""
     classifier, state = load_classifier(checkpoint, device)
     task = task_of(state["model_args"])
-    if task.family == "cifar":
-        raise ValueError(f"checkpoint {checkpoint_path(checkpoint)} is for {task.name}, whose CNN takes "
-                         f"{task.input_shape[1]}x{task.input_shape[2]} normalised images; classify_video.py takes "
-                         "NoScope checkpoints, your own models' and (for folders of images) game tasks'")
-    if video and task.family == "game":
-        raise ValueError(f"checkpoint {checkpoint_path(checkpoint)} is for {task.name}, a game task: its CNN takes "
-                         "crops of the game's HUD, not whole video frames; classify a folder of crops instead, or "
-                         f"give a NoScope checkpoint ({', '.join(task_names('noscope'))}) or your own model's")
+    check_source(task, f"checkpoint {checkpoint_path(checkpoint)}", video)
     return classifier, task, state["model_args"]["fold"], state.get("dataset")
 
 
+def onnx_checkpoint(path, video=True):
+    """`(classifier, task, fold, dataset)` of an ONNX file written by util/export.py, run on the CPU by its
+    precision's default backend: the classifier takes (N, C, H, W) images, N a multiple of f, and returns (N, K)
+    logits whichever input the file takes (folded inputs or plain images)."""
+    import onnx
+    try:
+        model = onnx.load(str(path))
+    except Exception:  # not a protobuf, or not an ONNX one
+        raise ValueError(f"cannot read {path} as an ONNX model: give a .onnx file written by util/export.py, or a "
+                         "best.pth") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    if "task" not in meta or "fold" not in meta:
+        raise ValueError(f"{path} has no task and fold in its metadata: give a .onnx file written by util/export.py, "
+                         "or the checkpoint it came from")
+    try:
+        task = get_task(meta["task"])
+    except ValueError:
+        raise ValueError(f"{path} is a model of {meta['task']}, your own CNN, whose images are read as its model file "
+                         "says: classify with its checkpoint (the run directory's best.pth)") from None
+    check_source(task, str(path), video)
+    fold, folded = int(meta["fold"]), meta.get("input") != "images"
+    backend = default_backend(torch.device("cpu"), meta.get("precision", "fp32"))
+    run = cpu_runner(model.SerializeToString(), backend if backend in INT8_BACKENDS else "onnxruntime")
+
+    def classify(images):
+        logits = run(fold_input(images, fold) if folded else images)
+        return unfold_output(logits, fold) if folded else logits
+    return classify, task, fold, meta.get("dataset")
+
+
 def image_files(folder):
-    """Every image file under `folder` (recursively), sorted; a ValueError when there is none."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image(p))
+    """(every image file under `folder` (recursively), sorted; the other files, skipped); a ValueError when there is
+    no image."""
+    every = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    files = [p for p in every if is_image(p)]
     if not files:
         raise ValueError(f"no images in {folder}: give a folder of .png/.jpg images or a video file")
-    return files
+    return files, [p.relative_to(folder).as_posix() for p in every if not is_image(p)]
+
+
+def other_sizes(files, hw):
+    """How many of the image `files` are not `hw` (H, W): a user's model reads them resized (bilinear), as its
+    training did (datasets.folder reports the same)."""
+    count = 0
+    for path in files:
+        with Image.open(path) as image:  # the header alone
+            count += image.size != (hw[1], hw[0])
+    return count
 
 
 def video_frames(cap, batch_size, task):
@@ -115,9 +168,13 @@ def classify_video(source, checkpoint, out, batch_size=1024, device=None):
     Returns a summary dict. A ValueError with one line saying why for an unusable source, checkpoint,
     batch size or output path; nothing is written then.
     """
-    device = pick_device(device)
     folder = Path(source).is_dir()
-    classifier, task, fold, dataset = video_checkpoint(checkpoint, device, video=not folder)
+    if Path(checkpoint).suffix == ".onnx":  # ONNX Runtime or OpenVINO, on the CPU
+        device = torch.device("cpu")
+        classifier, task, fold, dataset = onnx_checkpoint(checkpoint, video=not folder)
+    else:
+        device = pick_device(device)
+        classifier, task, fold, dataset = video_checkpoint(checkpoint, device, video=not folder)
     if batch_size < fold:
         raise ValueError(f"--batch_size {batch_size} is smaller than the fold {fold}: use at least {fold} images")
     batch_size -= batch_size % fold
@@ -125,9 +182,10 @@ def classify_video(source, checkpoint, out, batch_size=1024, device=None):
     if out.is_dir():
         raise ValueError(f"cannot write {out}: it is a directory; give a file name such as predictions.csv")
     names = task.label_names
-    counts, seconds = Counter(), []
+    counts, seconds, skipped, resized = Counter(), [], [], 0
     if folder:
-        files = image_files(source)
+        files, skipped = image_files(source)
+        resized = other_sizes(files, task.input_shape[1:]) if task.family == USER else 0
         cap, total, batches = None, len(files), folder_images(Path(source), files, batch_size, task)
     else:
         cap = open_video(source)
@@ -161,5 +219,6 @@ def classify_video(source, checkpoint, out, batch_size=1024, device=None):
     frames = counts.total()
     return {"video": str(source), "task": task.name, "dataset": dataset, "fold": fold, "frames": frames, "folder": folder,
             "frames_per_sec": frames / seconds[0] if seconds[0] else 0.0, "labels": dict(sorted(counts.items())),
-            "device": str(device), "out": str(out),
+            "device": str(device), "out": str(out), "skipped": skipped, "resized": resized,
+            "image_size": "x".join(map(str, task.input_shape[1:])),
             "positive": task.labels["positive_object"] if task.labels else None}

@@ -96,7 +96,12 @@ def read_checkpoint(path, device="cpu", what="checkpoint", fix=FIX):
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # a file that is not a checkpoint fails in many ways (zip, pickle, EOF, globals)
-        raise ValueError(f"cannot read {what} {path} ({first_line(e)}); {fix}") from None
+        # PyTorch's own message for a file that needs more than tensors and plain data advises loading it as code:
+        # never relayed (files load as data here)
+        why = ("it holds objects other than tensors and plain data, which this repository never saves"
+               if "weights_only" in str(e) else first_line(e))
+        kind = "an exported ONNX model, not a checkpoint" if path.suffix == ".onnx" else f"not a checkpoint ({why})"
+        raise ValueError(f"cannot read {what} {path}: {kind}; {fix}") from None
     if not isinstance(state, dict):
         raise ValueError(f"{what} {path} holds a {type(state).__name__}, not a checkpoint; {fix}")
     return state
