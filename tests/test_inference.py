@@ -388,7 +388,26 @@ def test_benchmark_script(tmp_path):
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "bench.md").read_text()
     assert text == result.stdout
-    assert "| noscope-coral |" in text and "Median over models of default f=4 / plain eager original" in text
+    assert "| noscope-coral |" in text and "Median over configurations of default f=4 / plain eager: " in text
+    row = next(line for line in text.splitlines() if line.startswith("| noscope-coral |"))
+    assert re.search(r"^\| noscope-coral \| [\d,]+ \(1\.00x\) \| [\d,]+ \(\d+\.\d\dx\) \| [\d,]+ \(\d+\.\d\dx\) \|$", row), row
+
+
+@pytest.mark.slow
+def test_aligned_widths_are_compared_with_the_papers_and_f1(tmp_path):
+    """util/compare_paths.py align (and its old name): a row per (fold, align) with FLOPs, first width and both
+    speed-ups with their range over the interleaved trials."""
+    for command in (["util/compare_paths.py", "align"], ["util/benchmark_align.py"]):
+        result = run_cli(sys.executable, *command, "--tasks", "noscope-coral", "--folds", "2", "--aligns", "8",
+                         "--batch_size", "16", "--trials", "2", "--min_time", "0", "--device", "cpu",
+                         "--out", tmp_path / "align.md")
+        assert result.returncode == 0, result.stderr
+        rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| noscope-coral |")]
+        assert [(r[1], r[2]) for r in rows] == [("1", "-"), ("2", "paper"), ("2", "8")]
+        assert [r[3] for r in rows] == ["16", "22", "24"]  # coral's first conv: 16, int(16 * sqrt(2)), 22 -> 24
+        assert rows[0][6:8] == ["-", "1.00x |"] and rows[1][6] == "1.00x"
+        assert re.search(r"^\d+\.\d\dx, \d+\.\d\d-\d+\.\d\d$", rows[2][6]) and float(rows[2][4]) > float(rows[1][4])
+        assert (tmp_path / "align.md").read_text() == result.stdout
 
 
 @pytest.mark.slow
