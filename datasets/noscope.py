@@ -11,7 +11,6 @@ sibling folder renamed into place at the end, so an interrupted run never leaves
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 # Keep FFmpeg quiet: an unreadable video gets our one-line error instead of FFmpeg's log lines.
@@ -23,6 +22,7 @@ import pandas as pd  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from config.tasks import SPLITS, Task, resolve_dataset, task_names  # noqa: E402
+from util.core.files import publish, staging_dir  # noqa: E402
 
 FRAME_SIZE = 50
 
@@ -53,28 +53,6 @@ def write_png(path, frame):
     """Write a BGR frame as PNG; an OSError if OpenCV cannot."""
     if not cv2.imwrite(str(path), frame):
         raise OSError(f"cannot write {path}")
-
-
-def staging_dir(outdir):
-    """A fresh temporary sibling of `outdir` to build it in; a ValueError if `outdir` has files or cannot be made.
-
-    An existing empty `outdir` is fine: renaming a directory onto an empty one replaces it.
-    """
-    outdir = Path(outdir)
-    if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())):
-        raise ValueError(f"{outdir} already exists and is not empty; remove it or choose another output folder")
-    try:
-        outdir.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
-    except OSError as e:
-        raise ValueError(f"cannot write to {outdir} ({e.filename}: {e.strerror}); "
-                         "choose a writable output folder") from None
-
-
-def publish(tmp, outdir):
-    """Rename the finished temporary directory `tmp` to `outdir`."""
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result should not be
-    os.replace(tmp, outdir)
 
 
 def save_frames(video, outdir, size=FRAME_SIZE):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import datasets.synthetic as synthetic
+from datasets.synthetic import game as synthetic_game
 from config.tasks import get_task
 from datasets.synthetic import font_files, make_game_dataset, make_noscope_video
 
@@ -75,7 +75,7 @@ def test_an_existing_complete_tree_is_reused_and_a_foreign_one_refused(tmp_path)
 
 def test_an_interrupted_game_generation_leaves_nothing_at_root(tmp_path, monkeypatch):
     calls = []
-    real = synthetic.render_game_image
+    real = synthetic_game.render_game_image
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -83,7 +83,7 @@ def test_an_interrupted_game_generation_leaves_nothing_at_root(tmp_path, monkeyp
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "render_game_image", failing)
+    monkeypatch.setattr(synthetic_game, "render_game_image", failing)
     with pytest.raises(KeyboardInterrupt):
         make_game_dataset(COIN, tmp_path / "game", per_class=(2, 1, 1))
     assert list(tmp_path.iterdir()) == []

@@ -1,7 +1,8 @@
-"""Crash-safe files: atomic writes (old file or new, never half) and fsynced appends whose torn last line
-readers drop."""
+"""Crash-safe files: atomic writes (old file or new, never half), fsynced appends whose torn last line readers drop,
+and folders built in a temporary sibling renamed into place (staging_dir, publish)."""
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -62,3 +63,25 @@ def keep_lines(path, n):
     if kept != text:
         write_text_atomic(path, kept)
     return lines
+
+
+def staging_dir(outdir):
+    """A fresh temporary sibling of `outdir` to build it in; a ValueError if `outdir` has files or cannot be made.
+
+    An existing empty `outdir` is fine: renaming a directory onto an empty one replaces it.
+    """
+    outdir = Path(outdir)
+    if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())):
+        raise ValueError(f"{outdir} already exists and is not empty; remove it or choose another output folder")
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
+    except OSError as e:
+        raise ValueError(f"cannot write to {outdir} ({e.filename}: {e.strerror}); "
+                         "choose a writable output folder") from None
+
+
+def publish(tmp, outdir):
+    """Rename the finished temporary directory `tmp` to `outdir`."""
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result should not be
+    os.replace(tmp, outdir)
