@@ -1,12 +1,12 @@
 """`python3 util/compare_paths.py backends`, under the name it had before 2026-12-07 (results/*/run.sh still call it)."""
 import sys
 
-from util import compare_paths
 from util.core.cli import run_command
+from util.measure import paths
 
 
 def main(argv=None):
-    compare_paths.main(["backends", *(sys.argv[1:] if argv is None else argv)])
+    paths.main(["backends", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
