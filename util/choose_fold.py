@@ -131,7 +131,7 @@ def int8_line(int8, fp32):
     """What a task's int8 and fp32 trials ({fold: [images/sec per trial]} each, from the CSV) say: which precision to
     deploy (util/measure/compare.py's precision_verdict, their trials paired by number)."""
     trials = {**{("int8", f): t for f, t in int8.items()}, **{("fp32", f): t for f, t in fp32.items()}}
-    return "int8 against fp32 (the same CSV): " + precision_verdict(trials, "separate sweeps, trials paired by number")
+    return "int8 against fp32 (the same CSV): " + precision_verdict(trials, paired="separate sweeps, trials paired by number")
 
 
 def measured_throughput(tasks, runs, args):

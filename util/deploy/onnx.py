@@ -8,7 +8,6 @@ Input `x`, output `logits`, the batch dimension dynamic:
            f, logits are (N, K), row i for image i.
 """
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from models.fold import fold_input, unfold_output, whole_groups
 from util.core.files import write_atomic
 from util.runtime.int8 import (CALIBRATION_BATCH, check_calibration, int8_instructions, quantize, quantized_ops,
                               weight_bits)
-from util.runtime.backends import logits_tolerance
+from util.runtime.backends import backend_problem, logits_tolerance
 from util.runtime.onnx import cpu_runner, onnx_model
 from util.train.checkpoint import load_classifier, task_of
 
@@ -109,9 +108,10 @@ def quantized_and_checked(onnx_bytes, task, state, group, folded, int8, seed):
     int8_bytes = quantize(onnx_bytes, inputs.numpy(), batch, bits, int8.calibration_method)
     test, labels = split_images(task, state, int8, "test", group)
     runs = {"fp32": (onnx_bytes, "onnxruntime"), "int8": (int8_bytes, "onnxruntime")}
-    if importlib.util.find_spec("openvino") is not None:  # the other runtime of the int8 model (util/runtime/backends.py)
+    if backend_problem("openvino", torch.device("cpu"), "int8") is None:  # the int8 model's other runtime, if here
         runs["openvino int8"] = (int8_bytes, "openvino")
-    top = {name: run_images(cpu_runner(b, runtime), test, group, folded).argmax(1) for name, (b, runtime) in runs.items()}
+    top = {name: run_images(cpu_runner(model, runtime), test, group, folded).argmax(1)
+           for name, (model, runtime) in runs.items()}
     top1 = {name: (t == labels).float().mean().item() for name, t in top.items()}
     summary = {"test_images": len(labels), "fp32_top1": top1["fp32"], "int8_top1": top1["int8"],
                "openvino_int8_top1": top1.get("openvino int8"),
@@ -121,7 +121,7 @@ def quantized_and_checked(onnx_bytes, task, state, group, folded, int8, seed):
     worst = min((name for name in runs if name != "fp32"), key=top1.get)
     drop = 100 * (top1["fp32"] - top1[worst])
     if drop > int8.max_drop:
-        runtime = "OpenVINO" if worst.startswith("openvino") else "ONNX Runtime"
+        runtime = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}[runs[worst][1]]
         raise Int8Drop(f"int8 top-1 on the {len(labels)} test images is {top1[worst]:.4f} under {runtime}, {drop:.1f} "
                        f"points below fp32's {top1['fp32']:.4f} (margin {int8.max_drop:g} points): nothing was "
                        "written; calibrate on more training images (--calibration N), loosen the margin (--max_drop "
@@ -158,13 +158,12 @@ def export(checkpoint, out, images=False, seed=0, int8=None):
     if not error <= tolerance:  # also catches NaN
         raise ExportMismatch(f"ONNX Runtime's logits differ from PyTorch's by {error:.3g} (tolerance {tolerance:.3g}, "
                              f"largest logit {scale:.3g}); {out} was not written")
-    int8_summary = {}
+    int8_summary, extra = {}, {"dataset": state["dataset"]} if state.get("dataset") else {}
     if int8:
         onnx_bytes, int8_summary = quantized_and_checked(onnx_bytes, task, state, group, not images, int8, seed)
-        extra = {"precision": "int8", "calibration": f"{int8_summary['calibration_images']} training images, seed {seed}",
-                 "weight_bits": str(int8_summary["weight_bits"])}
-    recorded = {"dataset": state["dataset"]} if state.get("dataset") else {}
-    onnx_bytes = with_labels(onnx_bytes, task, fold, images, {**recorded, **(extra if int8 else {})})
+        extra.update({"precision": "int8", "weight_bits": str(int8_summary["weight_bits"]),
+                      "calibration": f"{int8_summary['calibration_images']} training images, seed {seed}"})
+    onnx_bytes = with_labels(onnx_bytes, task, fold, images, extra)
     try:
         write_atomic(out, lambda f: f.write(onnx_bytes))
     except OSError as e:

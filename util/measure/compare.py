@@ -25,11 +25,11 @@ class Ratio:
             return "one trial"
         return "faster" if self.low > 1 else "slower" if self.high < 1 else "tie"
 
-    def spread(self):
-        """' (range 1.10-1.30 over 5 trials)', or ' (one trial: no spread)'."""
-        if self.trials < 2:
-            return " (one trial: no spread)"
-        return f" (range {self.low:.2f}-{self.high:.2f} over {self.trials} trials)"
+    def spread(self, note=None):
+        """' (range 1.10-1.30 over 5 trials)', or ' (one trial: no spread)'; `note` is added inside the brackets."""
+        said = ("one trial: no spread" if self.trials < 2 else
+                f"range {self.low:.2f}-{self.high:.2f} over {self.trials} trials")
+        return f" ({said}{', ' + note if note else ''})"
 
 
 def ratio(trials, key, base=1):
@@ -121,19 +121,16 @@ PRECISION_VERDICTS = {"faster": "int8 is faster here: deploy it once util/export
                       "one trial": "one trial cannot tell a difference from noise: measure with --trials 5"}
 
 
-def precision_verdict(trials, paired="interleaved"):
+def precision_verdict(trials, paired=None):
     """The line comparing int8's fold to take with fp32's (choose of each), with the range of their ratio over
-    `trials` ({(precision, fold): [images/sec per trial]}), paired trial by trial (`paired` says how they were
-    taken: "interleaved", or how else), and against fp32 f=1 too where fp32's fold to take is another."""
+    `trials` ({(precision, fold): [images/sec per trial]}), paired trial by trial (interleaved, or as `paired` says),
+    and against fp32 f=1 too where fp32's fold to take is another."""
     of = {p: {f: t for (q, f), t in trials.items() if q == p} for p in ("int8", "fp32")}
     f8, f32 = choose(of["int8"]), choose(of["fp32"])
     int8, fp32 = medians(of["int8"])[f8], medians(of["fp32"])[f32]
-    def spread(r):
-        return r.spread() if paired == "interleaved" else r.spread()[:-1] + f", {paired})"
-
     r = ratio(trials, ("int8", f8), ("fp32", f32))
-    line = f"int8 f={f8} at {r.median:.2f}x fp32 f={f32}{spread(r)} ({int8:,.0f} vs {fp32:,.0f} images/sec)"
+    line = f"int8 f={f8} at {r.median:.2f}x fp32 f={f32}{r.spread(paired)} ({int8:,.0f} vs {fp32:,.0f} images/sec)"
     if f32 != 1 and ("fp32", 1) in trials:  # against the original as deployed today, too
         original = ratio(trials, ("int8", f8), ("fp32", 1))
-        line += f" and {original.median:.2f}x fp32 f=1{spread(original)}"
+        line += f" and {original.median:.2f}x fp32 f=1{original.spread(paired)}"
     return f"{line}: {PRECISION_VERDICTS[r.verdict]}"

@@ -20,7 +20,7 @@ import shutil
 import torch
 
 from util.core.device import cpu_bf16_problem
-from util.runtime.int8 import has_int8_dot_products
+from util.runtime.int8 import int8_dot_products
 from util.runtime.onnx import onnxruntime_runner, openvino_runner
 
 BACKENDS = ("eager", "compile", "cudagraph", "onnxruntime", "openvino", "tensorrt")
@@ -102,7 +102,7 @@ def backend_problem(backend, device, precision):
 def default_backend(device, precision):
     """The fastest backend measured for `precision` on this kind of device."""
     if precision == "int8":  # OpenVINO where the CPU has VNNI and it is installed (measured: above CPU_BF16_BACKENDS)
-        fast = has_int8_dot_products() and backend_problem("openvino", device, precision) is None
+        fast = int8_dot_products() and backend_problem("openvino", device, precision) is None
         return "openvino" if fast else "onnxruntime"
     if device.type == "cpu" and precision == "bf16":
         usable = [b for b in CPU_BF16_BACKENDS if backend_problem(b, device, precision) is None]

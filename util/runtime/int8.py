@@ -27,15 +27,14 @@ CALIBRATION_METHODS = ("percentile", "minmax")  # how activation ranges are read
 INT8_FEATURES = ("amx_int8", "avx512_vnni", "avx_vnni")  # /proc/cpuinfo's names of x86 int8 dot products
 
 
+def int8_dot_products():
+    """The x86 int8 dot-product instructions this CPU has (VNNI in AVX-512 or AVX, AMX): /proc/cpuinfo's names."""
+    return [name for name in INT8_FEATURES if name in cpu_flags()]
+
+
 def int8_instructions():
-    """The int8 dot-product instructions this CPU has (their /proc/cpuinfo names), or "none (AVX2 kernels)"."""
-    found = [name for name in INT8_FEATURES if name in cpu_flags()]
-    return " ".join(found) if found else "none (no VNNI: slower int8 kernels)"
-
-
-def has_int8_dot_products():
-    """Whether this CPU has x86 int8 dot-product instructions (VNNI in AVX-512 or AVX, or AMX)."""
-    return any(name in cpu_flags() for name in INT8_FEATURES)
+    """The int8 dot-product instructions this CPU has, or "none (no VNNI: slower int8 kernels)"."""
+    return " ".join(int8_dot_products()) or "none (no VNNI: slower int8 kernels)"
 
 
 def weight_bits(bits=None):
@@ -48,7 +47,7 @@ def weight_bits(bits=None):
     """
     if bits is not None:
         return bits
-    return 8 if has_int8_dot_products() else 7
+    return 8 if int8_dot_products() else 7
 
 
 def check_calibration(inputs, batch=CALIBRATION_BATCH, what=None):

@@ -70,9 +70,10 @@ def cpu_runner(onnx_bytes, runtime="onnxruntime"):
 
 def onnxruntime_runner(model, example, device, int8=False):
     """ONNX Runtime running `model` (measured_onnx) on `device`: on CUDA the data stays on the GPU."""
+    onnx_bytes = measured_onnx(model, example, int8)
     if device.type == "cpu":
-        return cpu_runner(measured_onnx(model, example, int8))
-    session = ort_session(measured_onnx(model, example, int8), device)
+        return cpu_runner(onnx_bytes)
+    session = ort_session(onnx_bytes, device)
 
     def run(x):  # keep the data on the GPU: bind the torch tensors' memory
         x = x.contiguous()
