@@ -12,7 +12,8 @@ Runtime) beside it and says which precision is faster for this model here: int8 
 of a FoldedCNN up to a multiple of N.
 
 Your own CNN instead of a task's: `--model_file my_models.py:build --input_shape 3 64 64` (build()
-returns the original model; f > 1 measures its FoldedCNN, made by models.fold_cnn).
+returns the original model; f > 1 measures its FoldedCNN, made by models.fold_cnn), or `--from_run RUN` to take both
+from a run that train.py --model_file trained.
 """
 import argparse
 import json
@@ -23,7 +24,7 @@ from models import MODES, mode_of
 from util.core.cli import add_align_arg, one_line_errors, positive_int, run_command
 from util.core.device import pick_device
 from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
-                                    fill_protocol, interleaved_trials)
+                                    fill_protocol, fill_user_model, interleaved_trials)
 from util.measure.compare import choose, fold_choice, medians, precision_verdict
 
 
@@ -80,8 +81,10 @@ def fold_line(trials, bench, precision, batch_size):
 def main(argv=None):
     parser = get_args_parser()
     args = parser.parse_args(argv)
+    with one_line_errors(parser):
+        fill_user_model(args)
     if (args.task is None) == (args.model_file is None):
-        parser.error("name a TASK or a --model_file, not both")
+        parser.error("name a TASK or a --model_file (or --from_run), not both")
     if args.fold == "auto" and args.mode != "folded":
         parser.error(f"--fold auto measures the original and its FoldedCNNs: drop --mode {args.mode}")
     if args.fold != "auto" and args.folds != parser.get_default("folds"):

@@ -207,7 +207,7 @@ def test_downstream_tools_take_the_runs(own, trained, tmp_path):
     _, spec, data = own
     runs, _ = trained
     csv = tmp_path / "results.csv"
-    measured = run_cli("./run_inference.sh", csv, "--model_file", spec, "--input_shape", "3", "10", "16", "--folds",
+    measured = run_cli("./run_inference.sh", csv, "--from_run", run_folder(runs, 1), "--folds",  # its file and shape
                        "1", "2", "--quick", "--no_peak", "--backend", "eager")
     assert measured.returncode == 0, measured.stderr
     chosen = run_cli(sys.executable, "util/choose_fold.py", runs, csv, "--out", tmp_path / "choice")
@@ -366,6 +366,9 @@ def test_checks_that_need_no_training_fail_before_anything_is_written(own, tmp_p
           fragments=["pass --teacher (your f=1 run's best.pth, or --weights"], written=[tmp_path / "f2"])
     fails("./run_inference.sh", tmp_path / "r.csv", "--model_file", spec, "--input_shape", "3", "1", "1",
           fragments=["the model rejects images of --input_shape 3 1 1"], written=[tmp_path / "r.csv"])
+    fails("./run_inference.sh", tmp_path / "r.csv", "--from_run", tmp_path / "none", "--input_shape", "3", "1", "1",
+          fragments=["--from_run reads --model_file and --input_shape from the run: give one or the others"],
+          written=[tmp_path / "r.csv"])
 
 
 def test_a_wrong_input_shape_is_named_as_the_flag_when_folding(own):

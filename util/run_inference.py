@@ -24,8 +24,8 @@ from models.user import checked_model, model_key as user_model_key
 from util.core.cli import add_align_arg, positive_int, run_command
 from util.core.device import pick_device
 from util.core.files import append_line, write_json_atomic
-from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args,
-                                    config_from_args, configurations, default_models, fill_protocol, resolve_models)
+from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
+                                    configurations, default_models, fill_protocol, fill_user_model, resolve_models)
 from util.runtime.backends import BackendError, resolve_backend
 from util.measure.compare import fold_choice
 from util.measure.machine import measure_peak
@@ -137,6 +137,7 @@ def main(argv=None):
         fill_protocol(args, device, args.quick)
         args.folds = args.folds or ([1, 4] if args.quick else [1, 2, 3, 4])
         backend = resolve_backend(args.backend, device, args.precision)
+        fill_user_model(args)
         if args.model_file and args.models:
             raise ValueError("--models and --model_file exclude each other: measure the registry's models or yours")
         if args.model_file:

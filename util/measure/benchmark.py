@@ -28,6 +28,7 @@ from util.core.device import pick_device
 from util.measure.compare import medians
 from util.runtime.backends import (BACKENDS, CHUNK_CANDIDATES, COMPILE_MODES, DEFAULT_COMPILE_MODE, PRECISIONS,
                                    check_logits, chunked, make_runner, resolve_backend)
+from util.train.checkpoint import read_checkpoint
 
 
 @dataclass
@@ -250,6 +251,24 @@ def add_user_model_args(parser):
                              "folds > 1 measure its FoldedCNN (models.fold_cnn)")
     parser.add_argument("--input_shape", nargs=3, type=positive_int, metavar=("C", "H", "W"), default=None,
                         help="one image's shape for --model_file")
+    parser.add_argument("--from_run", metavar="RUN", default=None,
+                        help="instead of --model_file and --input_shape: the ones recorded in a run of your CNN "
+                             "(its directory or a .pth that train.py --model_file wrote)")
+
+
+def fill_user_model(args):
+    """--from_run: set args.model_file and args.input_shape from the run's checkpoint (a one-line ValueError if it is
+    not a run of a user's CNN, or if they are also given)."""
+    if not getattr(args, "from_run", None):
+        return
+    if args.model_file or args.input_shape:
+        raise ValueError("--from_run reads --model_file and --input_shape from the run: give one or the others")
+    recorded = read_checkpoint(args.from_run, what="--from_run", fix="pass a run of train.py --model_file").get(
+        "model_args", {})
+    if "model_file" not in recorded:
+        raise ValueError(f"--from_run {args.from_run} is not a run of your own CNN (it was trained with no "
+                         "--model_file): name a task instead, or pass a run of train.py --model_file")
+    args.model_file, args.input_shape = recorded["model_file"], list(recorded["input_shape"])
 
 
 def interleaved_trials(benches, trials, iters, min_time, report=None):
