@@ -51,15 +51,15 @@ def test_slot_balance_weighs_each_slot_by_its_loss():
     per_image = F.kl_div(F.log_softmax(student / 4, dim=1), F.log_softmax(teacher / 4, dim=1), log_target=True,
                          reduction="none").sum(1) * 16
     slots = per_image.reshape(2, 4).mean(0)
-    balanced = protocols.training_loss(student, None, teacher, dataclasses.replace(kl, slot_balance=True), fold=4)
+    balanced = protocols.training_loss(student, None, teacher, dataclasses.replace(kl, slot_balance=True), 4)
     assert balanced.item() == pytest.approx(((slots / slots.mean()) * slots).mean().item(), rel=1e-5)
-    assert protocols.training_loss(student, None, teacher, kl, fold=4).item() == \
+    assert protocols.training_loss(student, None, teacher, kl, 4).item() == \
         pytest.approx(per_image.mean().item(), rel=1e-5)  # off: the plain mean, as before
     lagging = torch.autograd.grad(balanced, student)[0][3::4].norm() / \
-        torch.autograd.grad(protocols.training_loss(student, None, teacher, kl, fold=4), student)[0][3::4].norm()
+        torch.autograd.grad(protocols.training_loss(student, None, teacher, kl, 4), student)[0][3::4].norm()
     assert lagging > 2  # the lagging slot gets more of the gradient than under the plain mean
     assert protocols.training_loss(student, None, teacher, dataclasses.replace(kl, slot_balance=True),
-                                      fold=1).item() == pytest.approx(per_image.mean().item(), rel=1e-5)
+                                      1).item() == pytest.approx(per_image.mean().item(), rel=1e-5)
 
 
 def test_the_learning_rate_curves():

@@ -67,8 +67,8 @@ class FeatureDistillation:
     def keep(self, module, inputs, output):
         self.student_features = inputs[0]
 
-    def loss(self, logits, labels, targets, protocol, fold=1):
-        base = Hooks().loss(logits, labels, targets[:, :self.classes], protocol, fold)
+    def loss(self, logits, labels, targets, protocol, images_per_input=1):
+        base = Hooks().loss(logits, labels, targets[:, :self.classes], protocol, images_per_input)
         features = self.student_features  # one row per folded input; the targets one per image
         goal = targets[:, self.classes:].reshape(features.shape[0], -1)
         return base + self.weight * F.mse_loss(self.heads(features.float()), goal) / self.scale

@@ -14,14 +14,14 @@ TOPK = (1, 2, 5, 10)
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def batch_step(model, batch, fold, device, ks, protocol, amp=None, channels_last=False, loss=training_loss):
+def batch_step(model, batch, images_per_input, device, ks, protocol, amp=None, channels_last=False, loss=training_loss):
     """Forward one batch (cropped to a multiple of f): (loss, hits, images); None if under f images.
 
     hits: `top<k>` for each k, and for f > 1 `slot<j>`, the top-1 hits of the images at position j of their
     folded group (a model that starves one slot shows there). `amp` ("fp16" or "bf16"): forward under that
     autocast (mixed precision) instead of fp32. `channels_last`: the images in that memory format (the model's).
-    `loss(logits, labels, targets, protocol, fold)`: the loss (util.train.trainer.Hooks.loss)."""
-    n = whole_groups(batch[0].shape[0], fold)
+    `loss(logits, labels, targets, protocol, images_per_input)`: the loss (util.train.trainer.Hooks.loss)."""
+    n = whole_groups(batch[0].shape[0], images_per_input)
     if n == 0:
         return None
     images, labels = batch[0][:n].to(device, non_blocking=True), batch[1][:n].to(device, non_blocking=True)
@@ -30,19 +30,21 @@ def batch_step(model, batch, fold, device, ks, protocol, amp=None, channels_last
     with torch.autocast(device.type, AMP_DTYPES.get(amp, torch.float16), enabled=amp is not None):
         logits = model(images)
     teacher = batch[2][:n].to(device) if len(batch) > 2 else None
-    value = loss(logits.float(), labels, teacher, protocol, fold)
+    value = loss(logits.float(), labels, teacher, protocol, images_per_input)
     ranked = logits.detach().topk(max(ks), dim=1).indices == labels[:, None]
     hits = {f"top{k}": ranked[:, :k].any(dim=1).sum().item() for k in ks}
-    if fold > 1:
-        hits.update({f"slot{j}": int(c) for j, c in enumerate(ranked[:, 0].reshape(-1, fold).sum(dim=0).tolist())})
+    if images_per_input > 1:
+        per_slot = ranked[:, 0].reshape(-1, images_per_input).sum(dim=0).tolist()
+        hits.update({f"slot{j}": int(c) for j, c in enumerate(per_slot)})
     return value, hits, n
 
 
 class Totals:
     """Sums over an epoch's images (sums, so that ranks can add theirs up): loss x images, top-k hits, images."""
 
-    def __init__(self, ks, fold=1):
-        slots = {f"slot{j}": 0 for j in range(fold)} if fold > 1 else {}  # the same keys on every rank
+    def __init__(self, ks, images_per_input=1):
+        # the same keys on every rank
+        slots = {f"slot{j}": 0 for j in range(images_per_input)} if images_per_input > 1 else {}
         self.sums = {"loss": 0.0, **{f"top{k}": 0 for k in ks}, **slots, "images": 0}
 
     def add(self, loss, hits, n):
@@ -67,7 +69,7 @@ def check_finite(loss, desc):
         raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower the learning rate or check the data")
 
 
-def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes, desc, protocol, amp=None,
+def train_one_epoch(model, loader, optimizer, scaler, images_per_input, device, num_classes, desc, protocol, amp=None,
                     set_lr=None, channels_last=False, transform=None, loss=training_loss):
     """One pass over `loader`, updating `model` (under `amp` autocast if given); returns the epoch's sums.
 
@@ -77,14 +79,14 @@ def train_one_epoch(model, loader, optimizer, scaler, fold, device, num_classes,
     in batch_step."""
     model.train()
     ks = [k for k in TOPK if k <= num_classes]
-    totals = Totals(ks, fold)
+    totals = Totals(ks, images_per_input)
     bar = progress_bar(loader, desc)
     for i, batch in enumerate(bar):
         if set_lr:
             set_lr(i / len(loader))
         change = transform(i / len(loader)) if transform else None
         batch = change(batch) if change else batch
-        step = batch_step(model, batch, fold, device, ks, protocol, amp, channels_last, loss)
+        step = batch_step(model, batch, images_per_input, device, ks, protocol, amp, channels_last, loss)
         if step is None:
             continue
         check_finite(step[0], desc)
@@ -117,15 +119,16 @@ class WeightAverage:
 
 
 @torch.no_grad()
-def evaluate(model, loader, fold, device, num_classes, desc, protocol, channels_last=False, loss=training_loss):
+def evaluate(model, loader, images_per_input, device, num_classes, desc, protocol, channels_last=False,
+             loss=training_loss):
     """Loss (`loss`, the training loss of `protocol` by default) and top-k over `loader` without updating `model`;
     returns the sums (see Totals)."""
     model.eval()
     ks = [k for k in TOPK if k <= num_classes]
-    totals = Totals(ks, fold)
+    totals = Totals(ks, images_per_input)
     bar = progress_bar(loader, desc)
     for batch in bar:
-        step = batch_step(model, batch, fold, device, ks, protocol, channels_last=channels_last, loss=loss)
+        step = batch_step(model, batch, images_per_input, device, ks, protocol, channels_last=channels_last, loss=loss)
         if step is None:
             continue
         check_finite(step[0], desc)
@@ -134,16 +137,17 @@ def evaluate(model, loader, fold, device, num_classes, desc, protocol, channels_
     return totals.sums
 
 
-def averages(sums, fold, desc):
+def averages(sums, images_per_input, desc):
     """Mean loss and top-k accuracy (per slot: over the images at that position) from train_one_epoch's or
     evaluate's sums."""
     images = int(sums["images"])
     if images == 0:
-        raise ValueError(f"{desc}: no batch of at least {fold} images; this split needs more images")
-    return {**{k: v / (images // fold if k.startswith("slot") else images) for k, v in sums.items() if k != "images"},
+        raise ValueError(f"{desc}: no batch of at least {images_per_input} images; this split needs more images")
+    groups = images // images_per_input
+    return {**{k: v / (groups if k.startswith("slot") else images) for k, v in sums.items() if k != "images"},
             "images": images}
 
 
-def slot_top1(metrics, group):
+def slot_top1(metrics, images_per_input):
     """Top-1 accuracy per position in the folded group, [slot 0, ..., slot f-1] (None for f = 1)."""
-    return [metrics[f"slot{j}"] for j in range(group)] if group > 1 else None
+    return [metrics[f"slot{j}"] for j in range(images_per_input)] if images_per_input > 1 else None

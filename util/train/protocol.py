@@ -147,13 +147,13 @@ def set_learning_rate(optimizer, scheduler, lr):
         scheduler.base_lrs = [lr] * len(optimizer.param_groups)
 
 
-def training_loss(logits, labels, teacher, protocol, fold=1):
-    """The loss of `protocol` for fp32 `logits` (one row per image, folded groups of `fold` consecutive rows):
-    cross-entropy to `labels`, or a distillation loss to the teacher's logits: "mse" regresses them (the paper's
+def training_loss(logits, labels, teacher, protocol, images_per_input=1):
+    """The loss of `protocol` for fp32 `logits` (one row per image, folded groups of `images_per_input` consecutive
+    rows): cross-entropy to `labels`, or a distillation loss to the teacher's logits: "mse" regresses them (the paper's
     CIFAR-10 students), "kl" matches the softened distributions (KL divergence at the temperature, times its
     square), "+ce" averages either with cross-entropy. With `slot_balance`, the mean of each slot's loss (position
     j of every group) is weighted by its share (detached, mean weight 1), so a lagging slot gets more gradient."""
-    balance = protocol.slot_balance and fold > 1
+    balance = protocol.slot_balance and images_per_input > 1
     reduction = "none" if balance else "mean"  # unbalanced: PyTorch's own reductions, the same numbers as before
     if protocol.loss == "ce":
         loss = F.cross_entropy(logits, labels, reduction=reduction)
@@ -170,34 +170,35 @@ def training_loss(logits, labels, teacher, protocol, fold=1):
             loss = (loss + F.cross_entropy(logits, labels, reduction=reduction)) / 2
     if not balance:
         return loss
-    slots = loss.reshape(-1, fold).mean(dim=0)
+    slots = loss.reshape(-1, images_per_input).mean(dim=0)
     weights = (slots / slots.mean().clamp_min(1e-12)).detach()
     return (weights * slots).mean()
 
 
-def repeat_groups(batch, fold, share):
+def repeat_groups(batch, images_per_input, share):
     """The slot curriculum (MIMO's input repetition): each folded group of `batch` (images, labels[, teacher
-    logits]; groups of `fold` consecutive rows) is, with probability `share`, replaced by one of its images (chosen
-    at random) in every slot, so that every slot learns the task before it learns to keep its image apart."""
-    groups = batch[0].shape[0] // fold
+    logits]; groups of `images_per_input` consecutive rows) is, with probability `share`, replaced by one of its
+    images (chosen at random) in every slot, so that every slot learns the task before it learns to keep its image apart."""
+    groups = batch[0].shape[0] // images_per_input
     if share <= 0 or groups == 0:
         return batch
-    rows = torch.arange(groups * fold).reshape(groups, fold)
-    chosen = rows[torch.arange(groups), torch.randint(fold, (groups,))]
-    index = torch.where((torch.rand(groups) < share)[:, None], chosen[:, None].expand(-1, fold), rows).reshape(-1)
+    rows = torch.arange(groups * images_per_input).reshape(groups, images_per_input)
+    chosen = rows[torch.arange(groups), torch.randint(images_per_input, (groups,))]
+    repeated = chosen[:, None].expand(-1, images_per_input)
+    index = torch.where((torch.rand(groups) < share)[:, None], repeated, rows).reshape(-1)
     return tuple(part[index] for part in batch)
 
 
-def mixup_groups(batch, fold, alpha):
+def mixup_groups(batch, images_per_input, alpha):
     """Mixup between folded groups: every image becomes lam * itself + (1 - lam) * the image in the same slot of
     another group (lam ~ Beta(alpha, alpha), one per batch), and the teacher's logits are mixed alike; the labels
     (for the top-1 counts) stay the first image's."""
-    groups = batch[0].shape[0] // fold
+    groups = batch[0].shape[0] // images_per_input
     if alpha <= 0 or groups < 2:
         return batch
     lam = torch.distributions.Beta(alpha, alpha).sample().item()
-    index = (torch.randperm(groups)[:, None] * fold + torch.arange(fold)).reshape(-1)
-    images, labels, *teacher = (part[:groups * fold] for part in batch)
+    index = (torch.randperm(groups)[:, None] * images_per_input + torch.arange(images_per_input)).reshape(-1)
+    images, labels, *teacher = (part[:groups * images_per_input] for part in batch)
     mixed = (lam * images + (1 - lam) * images[index], labels)
     return mixed + tuple(lam * t + (1 - lam) * t[index] for t in teacher)
 
@@ -215,14 +216,14 @@ def shift_images(batch, pixels):
     return (moved, *rest)
 
 
-def group_transform(protocol, fold, progress):
+def group_transform(protocol, images_per_input, progress):
     """The training batches' transform at `progress` (0 to 1) of training, `batch -> batch`: the protocol's slot
     curriculum, shift and mixup (None when it has none, or for f = 1)."""
     share = protocol.repeat * max(0.0, 1 - 2 * progress)
-    if fold == 1 or (share <= 0 and protocol.mixup <= 0 and protocol.shift <= 0):
+    if images_per_input == 1 or (share <= 0 and protocol.mixup <= 0 and protocol.shift <= 0):
         return None
-    return lambda batch: mixup_groups(shift_images(repeat_groups(batch, fold, share), protocol.shift), fold,
-                                      protocol.mixup)
+    return lambda batch: mixup_groups(shift_images(repeat_groups(batch, images_per_input, share), protocol.shift),
+                                      images_per_input, protocol.mixup)
 
 
 def lr_factor(schedule, progress):

@@ -92,7 +92,7 @@ class Run:
         return self.average.model if self.average else self.model
 
     @property
-    def group(self):
+    def images_per_input(self):
         return self.spec.images_per_input
 
     @property
@@ -211,8 +211,10 @@ class Hooks:
     start(model, spec, splits): its starting weights, for a new run only (a resumed run loads its checkpoint)
     targets(teacher, data, device, cache) -> tensor: per-sample targets of distillation in the data's order, the
         teacher's K logits first (cache: a file it may keep them in)
-    loss(logits, labels, targets, protocol, fold) -> scalar: the training loss, also validation's and test's
-    transform(protocol, fold, progress) -> batch function or None: the augmentation at `progress` (0..1) of training
+    loss(logits, labels, targets, protocol, images_per_input) -> scalar: the training loss, also validation's and
+        test's (images_per_input: f, the images of one folded input)
+    transform(protocol, images_per_input, progress) -> batch function or None: the augmentation at `progress` (0..1)
+        of training
     """
 
     build: Callable = build_run_model
@@ -259,14 +261,14 @@ def append_stats(stats_dir, metrics):
 def build_splits(spec, options, device, teacher_targets=teacher_logits):
     """The train/val/test datasets of the run: with the teacher's targets when distilling, a curriculum when
     scheduled."""
-    task, group, protocol = spec.task, spec.images_per_input, spec.protocol
-    splits = load_splits(spec.data_source, group, options.data_dir, options.data_root, spec.seed, options.download,
-                         val_size=spec.val_size, cache=not options.stream_images)
+    task, images_per_input, protocol = spec.task, spec.images_per_input, spec.protocol
+    splits = load_splits(spec.data_source, images_per_input, options.data_dir, options.data_root, spec.seed,
+                         options.download, val_size=spec.val_size, cache=not options.stream_images)
     if protocol.distill:
         targets = distributed.on_main(distillation_targets, spec, options, device, teacher_targets)
         splits = {s: DistillationDataset(splits[s], targets[s]) for s in SPLITS}
     if protocol.curriculum:
-        start, step, gap = curriculum_schedule(task.num_classes, group, spec.epochs, protocol.epochs,
+        start, step, gap = curriculum_schedule(task.num_classes, images_per_input, spec.epochs, protocol.epochs,
                                                protocol.slow_curriculum)
         splits = {s: CurriculumDataset(d, task.num_classes, start, step, gap) for s, d in splits.items()}
     return splits
@@ -393,16 +395,17 @@ def validate_and_test(run, loaders, epoch):
     for s in ("val", "test"):
         desc = f"Epoch {epoch}. {s}"
         unbalanced = dataclasses.replace(run.protocol, slot_balance=False)  # losses comparable across settings
-        metrics[s] = averages(evaluate(run.evaluated, loaders[s], run.group, run.device, run.num_classes, desc,
-                                       unbalanced, run.options.channels_last, run.hooks.loss), run.group, desc)
+        sums = evaluate(run.evaluated, loaders[s], run.images_per_input, run.device, run.num_classes, desc, unbalanced,
+                        run.options.channels_last, run.hooks.loss)
+        metrics[s] = averages(sums, run.images_per_input, desc)
     return metrics
 
 
-def best_epoch(metrics, epoch, classes, group):
+def best_epoch(metrics, epoch, classes, images_per_input):
     """The `best` record of an epoch whose validation and test `metrics` are the best so far."""
     return {"val_top1": metrics["val"]["top1"], "epoch": epoch, "test_top1": metrics["test"]["top1"],
-            "classes": classes, "val_slot_top1": slot_top1(metrics["val"], group),
-            "test_slot_top1": slot_top1(metrics["test"], group)}
+            "classes": classes, "val_slot_top1": slot_top1(metrics["val"], images_per_input),
+            "test_slot_top1": slot_top1(metrics["test"], images_per_input)}
 
 
 def end_epoch(run, loaders, progress, train_metrics, classes):
@@ -415,7 +418,7 @@ def end_epoch(run, loaders, progress, train_metrics, classes):
         best = {"val_top1": -1.0, "epoch": None, "test_top1": None, "classes": classes}
     improved = metrics["val"]["top1"] > best["val_top1"]
     if improved:
-        best = best_epoch(metrics, progress.epoch, best["classes"], run.group)
+        best = best_epoch(metrics, progress.epoch, best["classes"], run.images_per_input)
     if metrics["val"]["top1"] > progress.authors_best["val_top1"]:
         progress.authors_best = {"val_top1": metrics["val"]["top1"], "epoch": progress.epoch,
                                  "test_top1": metrics["test"]["top1"]}
@@ -438,7 +441,7 @@ def evaluate_weights(run, loaders):
     """f=1 of a user's task with --weights: the trained original evaluated on val and test instead of trained,
     saved as best.pth and current.pth (what the folded runs and every tool take) with its result.json."""
     metrics = validate_and_test(run, loaders, 0)
-    progress = Progress(best=best_epoch(metrics, None, run.num_classes, run.group),
+    progress = Progress(best=best_epoch(metrics, None, run.num_classes, run.images_per_input),
                         authors_best={"val_top1": metrics["val"]["top1"], "epoch": None,
                                       "test_top1": metrics["test"]["top1"]})
     print(f"{run.spec.dataset} fold 1: --weights {run.spec.weights} evaluated, not trained: val top-1 "
@@ -464,7 +467,8 @@ def batch_lr_setter(run, epoch):
 def batch_transform(run, epoch):
     """train_one_epoch's `transform(fraction of epoch)`: the run's augmentation at that point of training (Hooks.transform:
     the protocol's slot curriculum, shift and mixup by default, None where there is nothing to do)."""
-    return lambda fraction: run.hooks.transform(run.protocol, run.group, (epoch + fraction) / run.spec.epochs)
+    per_input, epochs = run.images_per_input, run.spec.epochs
+    return lambda fraction: run.hooks.transform(run.protocol, per_input, (epoch + fraction) / epochs)
 
 
 def write_result(run, progress):
@@ -495,7 +499,8 @@ def train(spec, options=Options(), hooks=Hooks()):
     if world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         train_model = DistributedDataParallel(run.model, device_ids=device_ids)
-    loaders, generator, sampler = make_loaders(run, per_rank_batch(spec.batch_size, run.group, world), rank, world)
+    batch = per_rank_batch(spec.batch_size, run.images_per_input, world)
+    loaders, generator, sampler = make_loaders(run, batch, rank, world)
     if spec.weights:
         return distributed.on_main(evaluate_weights, run, loaders)
 
@@ -509,12 +514,12 @@ def train(spec, options=Options(), hooks=Hooks()):
             seed_everything(spec.seed + epoch * world + rank)  # each rank its own augmentation, the same on resume
         tic = time.perf_counter()
         with train_model.join() if world > 1 else contextlib.nullcontext():  # ranks may have a batch more or less
-            sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.group, device,
-                                   run.num_classes, f"Epoch {epoch}. train", run.protocol, spec.amp,
+            sums = train_one_epoch(train_model, loaders["train"], run.optimizer, run.scaler, run.images_per_input,
+                                   device, run.num_classes, f"Epoch {epoch}. train", run.protocol, spec.amp,
                                    batch_lr_setter(run, epoch), run.options.channels_last, batch_transform(run, epoch),
                                    run.hooks.loss)
-        train_metrics = averages(dict(zip(sums, distributed.all_sum(list(sums.values()), device))), run.group,
-                                 f"Epoch {epoch}. train")
+        totals = dict(zip(sums, distributed.all_sum(list(sums.values()), device)))
+        train_metrics = averages(totals, run.images_per_input, f"Epoch {epoch}. train")
         progress.train_seconds += time.perf_counter() - tic
         progress.train_images += train_metrics["images"]
         if run.scheduler:
