@@ -5,7 +5,8 @@ Each (dataset, fold) trains with fold_trainer.py's protocol into
 runs and resumes unfinished ones from their last checkpoint. A task whose data is missing is
 skipped with a line saying where the data must be. At the end a summary is printed and written to
 `savedir/summary.csv` (after the rows an earlier command wrote there for other runs). `--recipe distill` trains the folded models as students of the f=1 model
-instead of with the paper's recipe (docs/protocol.md, section 8). `--demo` trains generated stand-in
+instead of with the paper's recipe (docs/protocol.md, section 8), for the recipe's budget: `--epochs` is the
+original's, and the students train a multiple of it (3x; 1.2x for NoScope) unless `--student_epochs` says otherwise. `--demo` trains generated stand-in
 data on a CPU in a few minutes and compares the folded models' accuracy and throughput with f=1's.
 
 Your own CNN on your own images instead of the registry's tasks (docs/own_cnn.md):
@@ -54,6 +55,9 @@ def get_args_parser(add_help=True):
     parser.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
                         help="run only the I-th of N disjoint slices of the (dataset, fold) sweep (for N "
                              "independent jobs); writes summary_shardIofN.csv")
+    parser.add_argument("--student_epochs", type=positive_int, default=None,
+                        help="epochs of --recipe distill's folded students (default: the recipe's budget, a multiple "
+                             "of the original's --epochs: 3x, 1.2x for NoScope; --dry_run shows each run's)")
     parser.add_argument("--demo", action="store_true",
                         help="train generated game and NoScope stand-ins at f=1 and f=4 (f=4 with --recipe "
                              "distill unless --recipe is given; minutes on a CPU) and compare accuracy and throughput")
@@ -79,7 +83,8 @@ def main(argv=None):
     with one_line_errors(parser):
         if args.continue_from_file and (len(datasets) > 1 or len(folds) > 1):
             raise ValueError("--continue_from_file resumes one run: select one dataset and one fold")
-        units = plan(args.savedir, datasets, folds, spec_settings(args), args.demo, need_teacher=not args.dry_run)
+        settings = {**spec_settings(args), "student_epochs": args.student_epochs}
+        units = plan(args.savedir, datasets, folds, settings, args.demo, need_teacher=not args.dry_run)
         if args.shard:
             units = shard(units, *args.shard)
         if args.dry_run:  # every run's spec, one JSON line each; nothing is read, written or trained

@@ -106,13 +106,13 @@ def test_sweep_trains_the_users_model_and_its_folded_student(own, trained):
     assert "RGB 10x16" in result.stdout
     summary = (runs / "summary.csv").read_text().splitlines()
     assert summary[0].startswith("dataset,fold,mode,recipe,epochs") and len(summary) == 3
-    assert summary[1].startswith("shapes,1,original,paper,2,") and summary[2].startswith("shapes,2,folded,distill,2,")
+    assert summary[1].startswith("shapes,1,original,paper,2,") and summary[2].startswith("shapes,2,folded,distill,6,")  # 3x
     folded = json.loads((run_folder(runs, 2) / "result.json").read_text())
     assert len(folded["test_slot_top1"]) == 2 and folded["worst_slot_test_top1"] == min(folded["test_slot_top1"])
     assert folded["model_file"] == spec and folded["class_names"] == list(CLASSES) and folded["input_shape"] == [3, 10, 16]
     spec_json = json.loads((run_folder(runs, 2) / "run.json").read_text())
     assert spec_json["recipe"] == "distill" and spec_json["teacher"] == str(run_folder(runs, 1) / "best.pth")
-    assert spec_json["data"] == str(data) and spec_json["epochs"] == 2
+    assert spec_json["data"] == str(data) and spec_json["epochs"] == 6
     assert "teacher " in result.stdout and "rebuilding its model by running" in result.stderr
 
 
@@ -134,7 +134,7 @@ def test_dry_run_says_what_was_chosen_and_writes_nothing(own, tmp_path):
     assert result.returncode == 0, result.stderr
     specs = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [(s["fold"], s["recipe"], s["epochs"], s["loss"].split()[0]) for s in specs] == [
-        (1, "paper", 30, "cross-entropy"), (4, "distill", 30, "mean")]
+        (1, "paper", 30, "cross-entropy"), (4, "distill", 90, "mean")]  # the students: 3x the original's epochs
     assert specs[1]["model_file"] == spec and specs[1]["class_names"] == list(CLASSES)
     assert not (tmp_path / "runs").exists()
 

@@ -3,6 +3,7 @@ import dataclasses
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,6 +146,40 @@ def test_the_recipe_resolves_and_the_paper_stays_exact(tmp_path):
     plans = {p["fold"]: p for p in map(json.loads, extras.stdout.splitlines())}
     assert [plans[4][k] for k in ("repeat", "mixup", "shift", "weight_decay")] == [0.3, 0.2, 3, 0.0]
     assert [plans[1][k] for k in ("repeat", "mixup", "shift", "weight_decay")] == [None, None, None, 0.0]  # teacher
+
+
+def test_epochs_are_the_originals_and_distilled_students_train_the_recipes_multiple(tmp_path, capsys):
+    def plans(*flags, command="train.py"):
+        done = run_cli(sys.executable, command, *flags, "--dry_run")
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    sweep_plan = plans(tmp_path / "runs", "--datasets", TASK, "sot/timer3", "--folds", "1", "3", "--recipe", "distill",
+                       "--epochs", "10")
+    assert {(p["dataset"], p["fold"]): p["epochs"] for p in sweep_plan} == {
+        (TASK, 1): 10, (TASK, 3): 12, ("sot/timer3", 1): 10, ("sot/timer3", 3): 30}  # 1.2x NoScope, 3x game
+    assert sweep_plan[-1]["epochs_choice"] == ("the distill recipe's student budget: 30 = 3x the original's 10 epochs")
+    given = plans(tmp_path / "runs", "--datasets", "sot/timer3", "--folds", "1", "4", "--recipe", "distill",
+                  "--epochs", "10", "--student_epochs", "7")
+    assert [(p["epochs"], p["epochs_choice"]) for p in given] == [(10, "given"), (7, "given (--student_epochs)")]
+    paper = plans(tmp_path / "runs", "--datasets", "sot/timer3", "--folds", "4", "--epochs", "10")
+    assert paper[0]["epochs"] == 10  # --recipe paper's folded runs: --epochs as given
+    one = plans("--dataset", "sot/timer3", "--fold", "4", "--recipe", "distill", "--epochs", "10", "--savedir",
+                tmp_path / "one", command="fold_trainer.py")
+    assert one[0]["epochs"] == 10  # fold_trainer.py trains one run: its --epochs are that run's
+
+    # a student finished under another budget is reported and kept, not stretched onto another schedule
+    (spec,) = sweep.plan(tmp_path / "runs", ["sot/timer3"], [4], {**train.spec_settings(
+        train.get_args_parser().parse_args([str(tmp_path / "runs"), "--recipe", "distill", "--epochs", "10"])),
+        "student_epochs": None}, need_teacher=False)[0][1]
+    Path(spec.savedir).mkdir(parents=True)
+    finished_earlier = {"epochs": 10, "test_top1": 0.5, "precision": spec.precision}
+    (Path(spec.savedir) / "result.json").write_text(json.dumps(finished_earlier))
+    (Path(spec.savedir) / "current.pth").write_bytes(b"")
+    finished, resume = sweep.resume_point(spec, trainer.Options())
+    assert finished["epochs"] == 10 and resume is None
+    assert ("finished earlier with 10 epochs, and the distill recipe's student budget: 30 = 3x the original's 10 "
+            "epochs; kept as it is") in capsys.readouterr().out
 
 
 def noscope_data(tmp_path, per_split=(24, 8, 8)):
@@ -328,7 +363,8 @@ def test_the_accuracy_table_trains_each_dataset_with_its_students_before_the_nex
     from util import accuracy_table
     calls = []  # a folded run's seconds are compared with its original's: the two run minutes apart, not a sweep apart
     monkeypatch.setattr(accuracy_table, "sweep", lambda root, datasets, folds, settings, options:
-                        calls.append((datasets, folds, settings["recipe"], settings["epochs"])))
+                        calls.append((datasets, folds, settings["recipe"], settings["epochs"],
+                                      settings["student_epochs"])))
     # coral's training split holds 1000 images, night's 100: 5000 images come before coral's 12 epochs, not night's
     monkeypatch.setattr(accuracy_table, "load_splits",
                         lambda dataset, **kw: {"train": range(1000 if "coral" in dataset else 100)})
@@ -337,8 +373,12 @@ def test_the_accuracy_table_trains_each_dataset_with_its_students_before_the_nex
          "--recipes", "distill", "--student_images", "5000"])
     accuracy_table.train_family(args, "noscope", 19)
     coral, night = (f"{tasks.SYNTHETIC}noscope-{name}" for name in ("coral", "night"))
-    assert calls == [([coral], [1], "paper", 10), ([coral], [4], "distill", 5),
-                     ([night], [1], "paper", 10), ([night], [4], "distill", 12)]
+    assert calls == [([coral], [1], "paper", 10, None), ([coral], [4], "distill", 10, 5),
+                     ([night], [1], "paper", 10, None), ([night], [4], "distill", 10, 12)]
+    args.student_images = None  # the default: the recipe's budget, as train.py gives it (1.2x for NoScope: 12)
+    calls.clear()
+    accuracy_table.train_family(args, "noscope", 19)
+    assert calls[1] == ([coral], [4], "distill", 10, None)
 
 
 def test_game_students_start_from_their_teacher_where_two_copies_fit(tmp_path):
@@ -360,7 +400,7 @@ def test_the_demo_distils_its_folded_models(tmp_path):
     game, coral = "synthetic-sot/coin_count-digits_3_4-v2", "synthetic-noscope-coral"
     assert set(plans) == {(game, 1), (game, 4), (coral, 1), (coral, 4)}
     assert (plans[(game, 1)]["loss"], plans[(game, 1)]["lr"], plans[(game, 1)]["epochs"]) == ("cross-entropy", 3e-4, 20)
-    assert (plans[(game, 4)]["recipe"], plans[(game, 4)]["lr"], plans[(game, 4)]["epochs"]) == ("distill", 2e-3, 120)
+    assert (plans[(game, 4)]["recipe"], plans[(game, 4)]["lr"], plans[(game, 4)]["epochs"]) == ("distill", 2e-3, 60)
     assert plans[(coral, 4)]["loss"].startswith("kl") and plans[(coral, 4)]["epochs"] == 12
     assert plans[(game, 4)]["savedir"].endswith("fold4/multiplier2/distill")
     paper = run_cli(sys.executable, "train.py", tmp_path / "runs", "--demo", "--recipe", "paper", "--dry_run")

@@ -2,9 +2,9 @@
 
 Trains the 6 game and 4 NoScope stand-ins at f = 1 (once: the reference and the distill recipe's
 teacher), then at f = 2, 3, 4 with --recipe paper and --recipe distill (--recipes), at one epoch budget per
-family (the distilled students their own: --game_student_epochs, --noscope_student_epochs, fewer where
---student_images come first), through train.py's sweep (util.train.sweep: a rerun skips finished runs and resumes
-unfinished ones). It writes OUT.csv and OUT.md: test top-1 per task, fold and
+family (the distilled students the recipe's, a multiple of it: util.train.protocol.student_epochs, as train.py
+gives them; --game_student_epochs, --noscope_student_epochs and --student_images change it), through train.py's
+sweep (util.train.sweep: a rerun skips finished runs and resumes unfinished ones). It writes OUT.csv and OUT.md: test top-1 per task, fold and
 recipe, the gap to f=1, the worst slot, the training seconds and their ratio to f=1's, with medians over the tasks
 and the CPU they ran on. With --seeds, every run is repeated per seed (seed 19 in SAVEDIR, others in SAVEDIR/seedN)
 and the table gives each folded run's spread over the seeds.
@@ -24,12 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from config.tasks import SYNTHETIC, task_names
+from config.tasks import SYNTHETIC, get_task, resolve_dataset, task_names
 from datasets import DataMissing, load_splits
 from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command
 from util.core.device import cpu_name
 from util.core.files import write_text_atomic
 from util.train.flags import options_from_args, spec_settings, training_flags
+from util.train.protocol import DISTILL, student_epochs
 from util.train.sweep import run_result, sweep
 from util.train.trainer import error_message
 
@@ -39,7 +40,6 @@ RECIPES = ("paper", "distill")
 STAND_INS = [name for family in FAMILIES for name in task_names(family)]
 COLUMNS = ["dataset", "fold", "recipe", "epochs", "test_top1", "gap", "worst_slot_test_top1", "train_seconds",
            "seconds_over_f1", "train_images_per_sec", "seed"]
-STUDENT_IMAGES = 1_500_000  # a student's budget in images beside its epochs: --student_images
 SEED = training_flags().get_default("seed")  # the trainer's default seed: its runs live in SAVEDIR itself
 
 
@@ -64,24 +64,29 @@ def train_family(args, family, seed):
     lr = getattr(args, f"{family}_lr")
     paper_lr = ["--lr", str(lr)] if lr else []  # the paper's lr is tuned for its 1500 epochs
     runs = {"paper": (args.folds, epochs, ["--recipe", "paper", *paper_lr]),
-            "distill": (args.folds, getattr(args, f"{family}_student_epochs"), ["--recipe", "distill"])}
+            "distill": (args.folds, epochs, ["--recipe", "distill"])}  # the students' epochs: the recipe's budget
     parsed = [(folds, training_flags().parse_args([*args.train_flags, "--epochs", str(budget), "--seed", str(seed),
                                                   *flags]))
               for folds, budget, flags in [([1], epochs, paper_lr)] + [runs[r] for r in args.recipes]]
     for dataset in datasets:
         for folds, run in parsed:
-            if run.recipe == "distill":
-                run = argparse.Namespace(**{**vars(run), "epochs": student_epochs(args, dataset, run)})
-            sweep(seed_dir(args.savedir, seed), [dataset], folds, spec_settings(run), options_from_args(run))
+            students = table_student_epochs(args, dataset, run, family) if run.recipe == "distill" else None
+            settings = {**spec_settings(run), "student_epochs": students}
+            sweep(seed_dir(args.savedir, seed), [dataset], folds, settings, options_from_args(run))
 
 
-def student_epochs(args, dataset, run):
-    """The epochs of `dataset`'s distilled students: `run`'s (--game/noscope_student_epochs), or fewer where its
-    training split is so large that --student_images images come first (a large split's student converges in
-    fewer epochs: results/accuracy/choices.md, round 13). Called after the f=1 run, which made any stand-in data."""
+def table_student_epochs(args, dataset, run, family):
+    """The epochs of `dataset`'s distilled students: None (the recipe's budget, as train.py gives it), unless
+    --game/noscope_student_epochs give them or --student_images cuts them where the training split is so large that
+    those images come first (the table of round 13 did: results/accuracy/choices.md). Called after the f=1 run, which
+    made any stand-in data."""
+    given = getattr(args, f"{family}_student_epochs")
+    if not args.student_images:
+        return given
+    epochs = given or student_epochs(resolve_dataset(dataset)[0], run.epochs)
     options = options_from_args(run)
     train = load_splits(dataset, data_dir=options.data_dir, data_root=options.data_root, cache=False)["train"]
-    return max(1, min(run.epochs, math.ceil(args.student_images / len(train))))
+    return max(1, min(epochs, math.ceil(args.student_images / len(train))))
 
 
 def finished(savedir, dataset, fold, recipe="paper"):
@@ -121,6 +126,19 @@ def lr_text(lr):
     return f"{lr:g}" if lr else "the paper's"
 
 
+def budget_text(args):
+    """How the table's distilled students were budgeted, in words."""
+    def family(name, given, epochs):
+        return (f"{given} ({name})" if given else
+                f"the recipe's {DISTILL[name]['student_epochs']:g}x ({name}: "
+                f"{student_epochs(get_task(task_names(name)[0]), epochs)})")
+    text = " and ".join([family("game", args.game_student_epochs, args.game_epochs),
+                         family("noscope", args.noscope_student_epochs, args.noscope_epochs)]) + " epochs"
+    if args.student_images:
+        text += f" (or as many as hold {args.student_images:,} training images, if fewer)"
+    return text
+
+
 def markdown(frame, args, command, minutes, missing=0):
     seeds = ", ".join(map(str, args.seeds))
     lines = [f"# Folded accuracy by recipe on the synthetic stand-ins ({cpu_name()}, {os.cpu_count()} cores)", "",
@@ -129,8 +147,7 @@ def markdown(frame, args, command, minutes, missing=0):
              "finished runs)." + (f" **{missing} of the runs had not finished when this table was written; they are "
                                   "left out.**" if missing else ""), "",
              f"Budget: {args.game_epochs} epochs for game tasks, {args.noscope_epochs} for NoScope at f=1 and with "
-             f"--recipe paper, {args.game_student_epochs} and {args.noscope_student_epochs} with --recipe distill "
-             f"(or as many as hold {args.student_images:,} training images, if fewer); "
+             f"--recipe paper, {budget_text(args)} with --recipe distill; "
              "f=1 and --recipe paper "
              f"with the paper's settings except the lr: {lr_text(args.game_lr)} (game), "
              f"{lr_text(args.noscope_lr)} (NoScope); --recipe distill at its own settings (docs/protocol.md, "
@@ -178,19 +195,16 @@ def get_args_parser():
                         help="default: every game and NoScope task")
     parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES),
                         help="the recipes of the folded runs (default both)")
-    parser.add_argument("--game_student_epochs", type=positive_int, default=120,
-                        help="epochs of the game tasks' folded runs of --recipe distill (default 120: a student at "
-                             "f=4 trains 1.5-2.5x faster per epoch than its original, so 3x the epochs stay within "
-                             "about twice the original's training seconds; the table's x f=1 column says where not)")
-    parser.add_argument("--noscope_student_epochs", type=positive_int, default=12,
-                        help="epochs of the NoScope tasks' folded runs of --recipe distill (default 12: 1.2x the "
-                             "original's, since a NoScope student's epoch is slower than its original's on some "
-                             "CPUs; results/accuracy/choices.md, round 10)")
-    parser.add_argument("--student_images", type=positive_int, default=STUDENT_IMAGES, metavar="N",
-                        help="a distilled student trains fewer epochs than --game/noscope_student_epochs where its "
-                             "training split is so large that N images come first (default 1500000: the largest "
-                             "stand-in, goldnumber-int, 16,650 images an epoch, then trains 91 epochs, the others "
-                             "are not cut; results/accuracy/choices.md, round 13)")
+    parser.add_argument("--game_student_epochs", type=positive_int, default=None,
+                        help="epochs of the game tasks' folded runs of --recipe distill (default: the recipe's "
+                             "budget, as train.py gives it: 3x --game_epochs)")
+    parser.add_argument("--noscope_student_epochs", type=positive_int, default=None,
+                        help="epochs of the NoScope tasks' folded runs of --recipe distill (default: the recipe's "
+                             "budget, as train.py gives it: 1.2x --noscope_epochs)")
+    parser.add_argument("--student_images", type=positive_int, default=None, metavar="N",
+                        help="a distilled student trains fewer epochs where its training split is so large that N "
+                             "images come first (default: no cut, as train.py; the table of round 13 in "
+                             "results/accuracy/choices.md used 1500000, which cut goldnumber-int to 91 epochs)")
     parser.add_argument("--folds", nargs="+", type=int, choices=FOLDS, default=list(FOLDS),
                         help="the folds of the folded runs (default 2 3 4; f=1 always trains)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[SEED],

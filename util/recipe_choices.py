@@ -21,7 +21,7 @@ from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_path
 from util.core.device import cpu_name
 from util.core.files import write_text_atomic
 from util.train.flags import options_from_args, spec_settings, training_flags
-from util.train.protocol import DISTILL
+from util.train.protocol import DISTILL, student_epochs
 from util.train.spec import build_spec, run_dir
 from util.train.sweep import run_result, sweep
 from util.train.trainer import error_message
@@ -71,14 +71,15 @@ def measure(args):
                                      *(["--lr", str(args.teacher_lr)] if args.teacher_lr else [])])
         teacher = run_result(teachers, dataset, 1, "paper")
         teacher_pth = run_dir(teachers, build_spec(dataset, 1)) / "best.pth"
+        epochs = args.epochs or student_epochs(resolve_dataset(dataset)[0], args.teacher_epochs)
         for name in args.variants:
             flags = VARIANTS[name]
             savedir = Path(args.savedir) / name.replace(" ", "_")
             recipe = ["--recipe", "paper"] if flags is None else ["--recipe", "distill", "--teacher", str(teacher_pth),
                                                                  *flags]
-            train(savedir, dataset, args.fold, [*args.common, "--epochs", str(args.epochs), *recipe])
+            train(savedir, dataset, args.fold, [*args.common, "--epochs", str(epochs), *recipe], epochs)
             result = run_result(savedir, dataset, args.fold, "paper" if flags is None else "distill")
-            rows.append({"dataset": dataset, "fold": args.fold, "variant": name, "epochs": args.epochs,
+            rows.append({"dataset": dataset, "fold": args.fold, "variant": name, "epochs": epochs,
                          "teacher_test_top1": teacher["test_top1"], "test_top1": result["test_top1"],
                          "gap": teacher["test_top1"] - result["test_top1"],
                          "worst_slot_test_top1": result["worst_slot_test_top1"],
@@ -87,10 +88,11 @@ def measure(args):
     return rows
 
 
-def train(root, dataset, fold, flags):
-    """Train one run of the sweep in `root` with the training flags `flags` (skipped when finished)."""
+def train(root, dataset, fold, flags, epochs=None):
+    """Train one run of the sweep in `root` with the training flags `flags` (skipped when finished); a distilled
+    student trains `epochs` (None: the recipe's budget)."""
     run = training_flags().parse_args(flags)
-    sweep(root, [dataset], [fold], spec_settings(run), options_from_args(run))
+    sweep(root, [dataset], [fold], {**spec_settings(run), "student_epochs": epochs}, options_from_args(run))
 
 
 def seconds_per_epoch(result):
@@ -125,7 +127,9 @@ def get_args_parser():
     parser.add_argument("savedir", help="folder for the teacher and every variant's runs")
     parser.add_argument("--datasets", nargs="+", required=True, metavar="DATASET", help="tasks (train.py's names)")
     parser.add_argument("--fold", type=positive_int, default=4, help="fold of the students (default 4)")
-    parser.add_argument("--epochs", type=positive_int, required=True, help="epochs of every student")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="epochs of every student (default: the distill recipe's budget, a multiple of "
+                             "--teacher_epochs, as train.py gives it)")
     parser.add_argument("--teacher_epochs", type=positive_int, required=True, help="epochs of the f=1 teacher")
     parser.add_argument("--teacher_lr", type=float, default=None, help="lr of the teacher (default: the paper's)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="VARIANT",

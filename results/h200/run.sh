@@ -25,7 +25,7 @@ python3 util/step_rate.py sot/coin_count-digits_3_4-v2 noscope-coral --folds 1 -
 python3 util/step_rate.py sot/coin_count-digits_3_4-v2 noscope-coral --folds 4 --batch_size 128 --trials 3 --min_time 0.5 >> "$out/step_rate.txt" 2>&1
 
 log "f=1 originals (fp32) and f=4 students (default precision), $EPOCHS epochs"
-python3 train.py "$work/runs" --datasets $GAME $NOSCOPE --folds 1 4 --recipe distill --epochs $EPOCHS "${data[@]}" > "$out/train.log" 2>&1 || echo "FAILED train.py" >> "$out/train.log"
+python3 train.py "$work/runs" --datasets $GAME $NOSCOPE --folds 1 4 --recipe distill --epochs $EPOCHS --student_epochs $EPOCHS "${data[@]}" > "$out/train.log" 2>&1 || echo "FAILED train.py" >> "$out/train.log"
 for variant in "amp_fp32:--amp fp32" "nchw:--nchw" "amp_fp16:--amp fp16" "init_teacher:--init teacher" "augment:--repeat 0.5 --mixup 0.2"; do
   name=${variant%%:*} flags=${variant#*:}
   log "f=4 students $name ($flags)"

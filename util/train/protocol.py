@@ -76,9 +76,21 @@ _ONECYCLE = {"loss": "kl+ce", "temperature": 4.0, "optimizer": "adam", "lr": 1e-
 # The game students start from their teacher where two or more copies of it fit (f >= 4; round 12 measured f=4,
 # where it gains more than 20 further epochs of a fresh start); CIFAR's ResNet and a user's CNN start fresh, since
 # their layers need not line up with a copy.
-DISTILL = {"game": {**_ONECYCLE, "init": "teacher"}, "cifar": _ONECYCLE, USER: _ONECYCLE,
+# "student_epochs": a folded student's epochs as a multiple of its original's (train.py --epochs): 3x for the game
+# family (a student at f=4 trains 1.5-2.5x faster per epoch, so 3x stays near twice the original's seconds), 1.2x for
+# NoScope, whose students' epochs are slower than the original's on some CPUs (results/accuracy/choices.md, rounds
+# 10-13). A multiple, not a count of images, so that the seconds' ratio holds on a split of any size.
+DISTILL = {"game": {**_ONECYCLE, "init": "teacher", "student_epochs": 3.0},
+           "cifar": {**_ONECYCLE, "student_epochs": 3.0}, USER: {**_ONECYCLE, "student_epochs": 3.0},
            "noscope": {**_ONECYCLE, "loss": "kl", "schedule": "constant", "slot_balance": False, "shift": 12,
-                       "inputs_per_batch": None, "init": "data", "ema": 0.0}}
+                       "inputs_per_batch": None, "init": "data", "ema": 0.0, "student_epochs": 1.2}}
+
+
+def student_epochs(task, original_epochs=None):
+    """The epochs of `task`'s folded students under the distill recipe: its family's multiple of the original's
+    (f=1) epochs, by default the paper protocol's (docs/protocol.md, section 8)."""
+    epochs = original_epochs or paper_protocol(task, 1).epochs
+    return max(1, math.ceil(DISTILL[task.family]["student_epochs"] * epochs - 1e-9))
 
 
 def distill_protocol(task, fold):

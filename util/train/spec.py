@@ -36,6 +36,8 @@ class RunSpec:
     teacher: str | None = None  # the trained original, for a run that distils
     amp: str | None = None  # "fp16" or "bf16" autocast; None: fp32, as the paper
     precision_choice: str = "the paper's"  # how amp was chosen: given (--amp), the paper's (fp32), or auto
+    epochs_choice: str = "given"  # how epochs were chosen: given (--epochs), the protocol's, or the distill recipe's
+    # student budget (a multiple of the original's: util.train.protocol.student_epochs)
     val_size: int = 5000  # CIFAR validation images taken from the training set
     overrides: tuple = ()  # (flag, value) pairs the user set that change the protocol
     weights: str | None = None  # a user's trained original (a plain state dict): f=1 is evaluated, not trained
@@ -98,7 +100,8 @@ class RunSpec:
                 "temperature": p.temperature if p.loss.startswith("kl") else None, "slot_balance": p.slot_balance,
                 "repeat": p.repeat or None, "mixup": p.mixup or None, "shift": p.shift or None,
                 "init": p.init if self.images_per_input > 1 else None, "ema": p.ema or None,
-                "curriculum": curriculum, "precision": self.precision, "precision_choice": self.precision_choice, "seed": self.seed,
+                "curriculum": curriculum, "precision": self.precision, "precision_choice": self.precision_choice,
+                "epochs_choice": self.epochs_choice, "seed": self.seed,
                 "batch_size": self.eval_batch_size, "val_size": self.val_size, "teacher": self.teacher,
                 "overrides": dict(self.overrides), "savedir": self.savedir, **self.describe_user_task()}
 
@@ -113,7 +116,7 @@ class RunSpec:
 
 def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, align=1, recipe="paper", epochs=None,
                batch_size=None, seed=19, teacher=None, amp=None, val_size=5000, overrides=None, weights=None,
-               fast_amp=(None, "")):
+               fast_amp=(None, ""), epochs_choice=None):
     """The RunSpec of one run, with every setting checked (a one-line ValueError naming the fix otherwise).
 
     `overrides`: {flag: value} of the protocol flags in OVERRIDES (None values are ignored). The compound-scaled
@@ -154,15 +157,16 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
     else:
         precision_choice = "the paper's"
     if user and weights and fold == 1:
-        epochs = 0
+        epochs, epochs_choice = 0, "evaluated, not trained (--weights)"
     elif epochs is None:
-        epochs = protocol.epochs
+        epochs, epochs_choice = protocol.epochs, "the protocol's"
     if user:  # absolute, so that a rerun from elsewhere recognises its runs (check_same_model)
         teacher, weights = (str(Path(p).resolve()) if p else None for p in (teacher, weights))
     return RunSpec(dataset=task.name if user else dataset, fold=fold, mode=mode, multiplier=multiplier, align=align,
                    recipe=recipe if group > 1 else "paper", protocol=protocol, epochs=epochs,
                    batch_size=batch_size or protocol.batch_size, seed=seed, savedir=str(savedir),
-                   teacher=str(teacher) if teacher and protocol.distill else None, amp=amp, precision_choice=precision_choice, val_size=val_size,
+                   teacher=str(teacher) if teacher and protocol.distill else None, amp=amp, precision_choice=precision_choice,
+                   epochs_choice=epochs_choice or "given", val_size=val_size,
                    overrides=tuple(sorted(overrides.items())),
                    weights=str(weights) if weights and fold == 1 and user else None, task=task)
 

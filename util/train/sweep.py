@@ -17,6 +17,7 @@ from util.core.files import write_text_atomic
 from util.measure.benchmark import compare_with_plain_eager
 from util.measure.compare import comparison
 from util.train import distributed
+from util.train.protocol import DISTILL, paper_protocol, student_epochs
 from util.train.spec import build_spec, check_precision_matches, check_same_model, run_dir
 from util.train.trainer import Options, train
 
@@ -34,18 +35,37 @@ SYNTHETIC_DATA_SEED = 0  # the stand-in data does not change with --seed, which 
 # --recipe paper); distilled runs keep the recipe's.
 DEMO = {"datasets": [SYNTHETIC + "sot/coin_count-digits_3_4-v2", SYNTHETIC + "noscope-coral"], "folds": [1, 4],
         "recipe": "distill",
-        "game": {"epochs": {1: 20, 4: 120}, "lr": 3e-4},
-        "noscope": {"epochs": {1: 10, 4: 12}, "lr": None}}
+        "game": {"epochs": 20, "lr": 3e-4},
+        "noscope": {"epochs": 10, "lr": None}}
 
 
 def demo_settings(settings, dataset, fold):
-    """`settings` with the demo's epochs and lr for one run, where the user gave none."""
+    """`settings` with the demo's epochs of the original (its students get the recipe's budget: run_settings) and lr,
+    where the user gave none."""
     task, _ = resolve_dataset(dataset)
     demo, overrides = DEMO[task.family], dict(settings["overrides"])
-    epochs = settings["epochs"] or demo["epochs"].get(fold, max(demo["epochs"].values()))
     if not overrides.get("lr") and not (settings["recipe"] == "distill" and fold > 1):
         overrides["lr"] = demo["lr"]
-    return {**settings, "epochs": epochs, "overrides": overrides}
+    if settings["epochs"]:
+        return {**settings, "overrides": overrides}
+    return {**settings, "epochs": demo["epochs"], "epochs_choice": "the demo's", "overrides": overrides}
+
+
+def run_settings(settings, task, fold):
+    """build_spec's keyword arguments for one run of a sweep: --epochs are the original's, and a folded student of
+    --recipe distill trains the recipe's budget (util.train.protocol.student_epochs: a multiple of them) unless
+    --student_epochs ("student_epochs" in `settings`) gives its epochs."""
+    settings = dict(settings)
+    given = settings.pop("student_epochs", None)
+    if settings["recipe"] != "distill" or fold == 1 or settings.get("mode", "folded") != "folded":
+        return settings
+    if given:
+        return {**settings, "epochs": given, "epochs_choice": "given (--student_epochs)"}
+    original = settings["epochs"] or paper_protocol(task, 1).epochs
+    budget = student_epochs(task, original)
+    return {**settings, "epochs": budget,
+            "epochs_choice": f"the distill recipe's student budget: {budget} = "
+                             f"{DISTILL[task.family]['student_epochs']:g}x the original's {original} epochs"}
 
 
 def teacher_path(dataset, root, teacher=None, trains_original=False):
@@ -84,9 +104,9 @@ def plan(root, datasets, folds, settings, demo=False, need_teacher=True):
     run without a teacher (unless not `need_teacher`: --dry_run shows the teacher as None)."""
     units = []
     for dataset, unit_folds in sweep_units(datasets, sorted(set(folds)), settings["recipe"]):
-        specs = []
+        task, specs = resolve_dataset(dataset)[0], []
         for fold in unit_folds:
-            one = demo_settings(settings, dataset, fold) if demo else settings
+            one = run_settings(demo_settings(settings, dataset, fold) if demo else settings, task, fold)
             spec = build_spec(dataset, fold, root, **{**one, "teacher": None})
             teacher = None
             if spec.protocol.distill:
@@ -181,6 +201,11 @@ def resume_point(spec, options):
             check_precision_matches(spec, finished, result_file)
             if finished["epochs"] == spec.epochs:
                 print(f"{name}: finished earlier, skipping ({savedir})", flush=True)
+                return finished, None
+            if spec.epochs_choice.startswith("the distill recipe"):  # not stretched onto another schedule
+                print(f"{name}: finished earlier with {finished['epochs']} epochs, and {spec.epochs_choice}; kept as it "
+                      f"is ({savedir}): pass --student_epochs {spec.epochs} to train it on, or train into another "
+                      "savedir", flush=True)
                 return finished, None
         resume = str(current) if current.exists() else None
     if resume:
