@@ -3,13 +3,18 @@
 Every task is a folder under `config/` holding a `model_description.json`; the folder's path
 relative to `config/` is the task's name (`lol/goldnumber-fraction`, `noscope-coral`, `cifar10`).
 Scripts ask this module for task names (including for their `--help` choices) and settings.
+
+Task folders kept outside the repository join the registry through the environment: FOLDEDCNNS_TASKS names
+folders (separated by the path separator, ":") laid out as config/ is (util/make_real_tasks.py writes one).
 """
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent
+TASKS_ENV = "FOLDEDCNNS_TASKS"  # more task folders, laid out as config/
 FAMILIES = ("game", "noscope", "cifar")  # the registry's; a user's own CNN and data (train.py --model_file) is "user"
 USER = "user"
 SPLITS = ("train", "val", "test")  # every task's data splits
@@ -48,9 +53,9 @@ class Task:
         return f"efficientnet-game_{self.name}"
 
 
-def _load(path):
+def _load(path, root=CONFIG_DIR):
     desc = json.loads(path.read_text())
-    name = path.parent.relative_to(CONFIG_DIR).as_posix()
+    name = path.parent.relative_to(root).as_posix()
     family = desc["family"]
     if family not in FAMILIES:
         raise ValueError(f"{path}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
@@ -73,9 +78,24 @@ def _load(path):
 @lru_cache(maxsize=None)
 def all_tasks():
     """All tasks, keyed by name, game tasks first, then NoScope, then CIFAR (the paper's order)."""
-    tasks = [_load(p) for p in sorted(CONFIG_DIR.rglob("model_description.json"))]
-    tasks.sort(key=lambda t: FAMILIES.index(t.family))
-    return {t.name: t for t in tasks}
+    tasks = {}
+    for root in task_roots():
+        for path in sorted(root.rglob("model_description.json")):
+            task = _load(path, root)
+            if task.name in tasks:
+                raise ValueError(f"{path}: task {task.name} is defined twice (the second in ${TASKS_ENV}); rename "
+                                 "its folder")
+            tasks[task.name] = task
+    return {t.name: t for t in sorted(tasks.values(), key=lambda t: FAMILIES.index(t.family))}
+
+
+def task_roots():
+    """config/, then every folder of $FOLDEDCNNS_TASKS; a ValueError naming one that is not a folder."""
+    extra = [Path(p).expanduser() for p in os.environ.get(TASKS_ENV, "").split(os.pathsep) if p]
+    missing = [str(p) for p in extra if not p.is_dir()]
+    if missing:
+        raise ValueError(f"${TASKS_ENV} names {', '.join(missing)}, which is not a folder: fix or unset it")
+    return [CONFIG_DIR, *(p.resolve() for p in extra)]
 
 
 def task_names(family=None):
