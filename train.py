@@ -112,7 +112,9 @@ def main(argv=None):
     summary = write_summary(rows, summary_file)
     if rows:
         distributed.print0("\nSummary (test top-1 at the best validation epoch):")
-        distributed.print0(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        distributed.print0(summary.drop(columns="note").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        for note in summary["note"].dropna():
+            distributed.print0("warning: " + note)
     distributed.print0(f"written to {summary_file}")
     if args.demo and rows and distributed.is_main():
         print(folding_gains(summary, args.device), flush=True)

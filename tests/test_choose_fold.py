@@ -146,7 +146,7 @@ def test_a_sweep_before_the_align_column_resumes_with_it_added(tmp_path):
     assert "| noscope_coral (align 16) | 100 (the original's) |" in (tmp_path / "old-report" / "report.md").read_text()
 
 
-def write_run(savedir, dataset, fold, top1, worst=None, recipe="paper", align=1):
+def write_run(savedir, dataset, fold, top1, worst=None, recipe="paper", align=1, val=None):
     """A finished run's result.json in train.py's layout."""
     leaf = "none" if fold == 1 else "distill" if recipe == "distill" else "fold"
     widths = f"multiplier{fold ** 0.5:.4g}" + (f"-align{align}" if align > 1 else "")
@@ -154,7 +154,8 @@ def write_run(savedir, dataset, fold, top1, worst=None, recipe="paper", align=1)
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps({
         "dataset": dataset, "fold": fold, "mode": "folded", "recipe": "paper" if fold == 1 else recipe,
-        "align": align, "test_top1": top1, "worst_slot_test_top1": top1 if worst is None else worst}))
+        "align": align, "test_top1": top1, "worst_slot_test_top1": top1 if worst is None else worst,
+        **({} if val is None else {"best_val_top1": val})}))
 
 
 def write_speeds(path, speeds, backend="onnxruntime", align=1, precision="fp32", protocol="full"):
@@ -168,6 +169,32 @@ def write_speeds(path, speeds, backend="onnxruntime", align=1, precision="fp32",
                              f"{align if fold > 1 else 1},{protocol}")
     with path.open("a") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def test_a_folded_run_that_fell_far_behind_on_validation_is_named_and_never_recommended(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "synthetic-noscope-coral", 1, 0.90, val=0.91)
+    write_run(runs, "synthetic-noscope-coral", 2, 0.89, val=0.90)
+    write_run(runs, "synthetic-noscope-coral", 4, 0.60, val=0.55, recipe="distill")  # 36 points down: collapsed
+    csv_path = tmp_path / "r.csv"
+    write_speeds(csv_path, {"noscope_coral": {1: 1000, 2: 1500, 4: 3000}})
+    done = choose(runs, csv_path, "--max_drop", "50", "--out", tmp_path / "choice")
+    assert done.returncode == 0, done.stderr
+    table = {int(r["fold"]): r for r in rows_of(tmp_path / "choice.csv")}
+    assert table[4]["note"] == "fell far behind f=1 on validation: docs/own_cnn.md" and table[4]["recommended"] == "False"
+    assert table[2]["recommended"] == "True"
+
+
+def test_the_warning_of_a_run_that_fell_behind_names_both_top1s_and_what_to_try(tmp_path):
+    from util.train.trainer import behind_note
+    stats = tmp_path / "stats"
+    stats.mkdir()
+    (stats / "train_top1.txt").write_text("0.500000\n0.850000\n")
+    result = {"dataset": "photos", "fold": 4, "mode": "folded", "best_val_top1": 0.3, "savedir": str(tmp_path)}
+    note = behind_note(result, 0.76)
+    assert note.startswith("warning: photos fold 4 fell behind: best validation top-1 0.300, 46.0 points below its "
+                           "teacher's 0.760 while its training top-1 reached 0.850; try more epochs (--student_epochs)")
+    assert behind_note(result, 0.39) is None and behind_note({**result, "fold": 1}, 0.9) is None
 
 
 def choose(*argv):

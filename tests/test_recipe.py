@@ -182,6 +182,22 @@ def test_epochs_are_the_originals_and_distilled_students_train_the_recipes_multi
             "epochs; kept as it is") in capsys.readouterr().out
 
 
+def test_the_summary_notes_a_student_that_fell_far_behind(tmp_path, monkeypatch, capsys):
+    results = {1: {"best_val_top1": 0.80, "teacher_val_top1": None}, 2: {"best_val_top1": 0.78, "teacher_val_top1": 0.8},
+               4: {"best_val_top1": 0.35, "teacher_val_top1": None}}  # f=4 has no teacher's: held against f=1's
+    monkeypatch.setattr(sweep, "train_one", lambda spec, options: {"dataset": spec.dataset, "fold": spec.fold,
+                                                                   "mode": spec.kind, **results[spec.fold]})
+    monkeypatch.setattr(sweep, "data_ready", lambda source, options: None)
+    units = sweep.plan(tmp_path, [TASK], [1, 2, 4], {**train.spec_settings(train.get_args_parser().parse_args(
+        [str(tmp_path), "--recipe", "distill"])), "student_epochs": None}, need_teacher=False)
+    rows, _, _ = sweep.train_units(units)
+    assert [r["note"] for r in rows[:2]] == [None, None]
+    assert rows[2]["note"].startswith(f"{TASK} fold 4 fell behind: best validation top-1 0.350, 45.0 points below "
+                                      "the original (f=1)'s 0.800")
+    summary = sweep.write_summary(rows, tmp_path / "summary.csv")
+    assert summary["note"].notna().sum() == 1 and "note" in (tmp_path / "summary.csv").read_text().splitlines()[0]
+
+
 def noscope_data(tmp_path, per_split=(24, 8, 8)):
     data = tmp_path / "data"
     write_image_folder(data / f"{TASK}-subset", ["0", "1"], (50, 50), per_split=per_split)

@@ -295,7 +295,7 @@ def test_sweep_layout_summary_and_rerun(tmp_path):
         assert (tmp_path / "runs" / "noscope-coral" / f"fold{fold}" / f"multiplier{m}" / kind / "best.pth").exists()
     summary = lines(tmp_path / "runs" / "summary.csv")
     assert summary[0] == ("dataset,fold,mode,recipe,epochs,best_val_top1,test_top1,worst_slot_test_top1,"
-                          "train_images_per_sec")
+                          "train_images_per_sec,note")
     assert [row.split(",")[:5] for row in summary[1:]] == [["noscope-coral", "1", "original", "paper", "1"],
                                                             ["noscope-coral", "2", "folded", "paper", "1"]]
     again = run_cli(*argv)

@@ -48,6 +48,7 @@ from util.measure.benchmark import (Benchmark, add_measurement_args, config_from
                                     interleaved_trials)
 from util.measure.compare import fold_choice, medians, precision_verdict, ratio, speedups
 from util.runtime.backends import default_backend
+from util.train.trainer import behind_note
 from util.measure.results_csv import check_results_file, fold_trials, load, trial_note
 
 COLUMNS = ["task", "dataset", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
@@ -169,8 +170,10 @@ def choose(runs, trials, max_drop):
         for fold in sorted(set(folds) | set(speed)):
             result, ips = folds.get(fold), speed.get(fold)
             gap = None if result is None or base is None else round(100 * (base["test_top1"] - result["test_top1"]), 6) + 0.0
+            behind = result and base and behind_note(result, base.get("best_val_top1"), "the original (f=1)")
             note = ("no trained run" if result is None else "no throughput" if ips is None else
-                    "no f=1 run: gap unknown" if base is None else "")
+                    "no f=1 run: gap unknown" if base is None else
+                    "fell far behind f=1 on validation: docs/own_cnn.md" if behind else "")
             r = ratio(by_fold, fold, 1) if fold > 1 else None
             task_rows.append({
                 "task": name, "dataset": result and result["dataset"], "fold": fold,

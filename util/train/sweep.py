@@ -19,13 +19,13 @@ from util.measure.compare import comparison
 from util.train import distributed
 from util.train.protocol import DISTILL, paper_protocol, student_epochs
 from util.train.spec import build_spec, check_precision_matches, check_same_model, run_dir
-from util.train.trainer import Options, train
+from util.train.trainer import Options, behind_note, train
 
 MODEL_FILES = REPO / "model_files"
 # test_top1 is at this project's best epoch (the most curriculum classes so far); the authors' pick (the highest
 # validation top-1 of any epoch) is in each run's result.json: docs/protocol.md, section 7.
 SUMMARY_COLUMNS = ["dataset", "fold", "mode", "recipe", "epochs", "best_val_top1", "test_top1", "worst_slot_test_top1",
-                   "train_images_per_sec"]
+                   "train_images_per_sec", "note"]  # note: a folded run that fell far behind (trainer.behind_note)
 SYNTHETIC_GAME_IMAGES = (150, 30, 30)  # per class, for train, val and test
 SYNTHETIC_VIDEO_FRAMES = 8000  # noscope-coral's splits then hold 1000 frames each
 SYNTHETIC_DATA_SEED = 0  # the stand-in data does not change with --seed, which seeds training
@@ -259,8 +259,19 @@ def train_units(units, options=Options()):
         for spec in specs:
             result = train_one(spec, options)
             row = {c: result.get(c) for c in SUMMARY_COLUMNS}  # runs finished before a column existed: None
-            rows.append({**row, "mode": spec.kind})  # "original" at f=1 (results before 2026-12-05 say "folded")
+            note = behind_note({**result, "savedir": spec.savedir}, *reference_top1(result, rows))
+            # "original" at f=1 (results before 2026-12-05 say "folded")
+            rows.append({**row, "mode": spec.kind, "note": note and note.removeprefix("warning: ")})
     return rows, ready, missing
+
+
+def reference_top1(result, rows):
+    """(validation top-1, what it is) a folded run is held against: its teacher's, else its dataset's f=1 run's in
+    `rows` (summary rows so far), else (None, "")."""
+    if result.get("teacher_val_top1") is not None:
+        return result["teacher_val_top1"], "its teacher"
+    original = [r for r in rows if r["dataset"] == result["dataset"] and r["fold"] == 1 and r["mode"] == "original"]
+    return (original[-1]["best_val_top1"], "the original (f=1)") if original else (None, "")
 
 
 def sweep(root, datasets, folds, settings, options=Options()):

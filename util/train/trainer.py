@@ -31,7 +31,7 @@ from models.init import centre_on_data
 from models.user import load_weights
 from models.warm_start import start_from_teacher
 from util.core.device import cpu_bf16_problem, seed_everything
-from util.core.files import append_line, keep_lines, save_atomic, write_json_atomic
+from util.core.files import append_line, complete_lines, keep_lines, save_atomic, write_json_atomic
 from util.train import distributed
 from util.train.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
                                    set_rng_state)
@@ -471,8 +471,37 @@ def batch_transform(run, epoch):
     return lambda fraction: run.hooks.transform(run.protocol, per_input, (epoch + fraction) / epochs)
 
 
+FAR_BELOW = 0.10  # a folded run whose best validation top-1 is this far below its original's has fallen behind
+BEHIND_FIX = ("try more epochs (--student_epochs), a smaller fold, or --init teacher; docs/own_cnn.md, "
+              "'When a folded model falls behind'")
+
+
+def teacher_val_top1(splits, num_classes):
+    """The teacher's top-1 on the validation split of a distilled run (from its targets' logits), else None."""
+    val = splits["val"]
+    if not isinstance(val, DistillationDataset):
+        return None
+    return (val.logits[:, :num_classes].argmax(1) == torch.tensor(val.targets)).float().mean().item()
+
+
+def behind_note(result, reference_val_top1, reference="its teacher"):
+    """One line when folded run `result` (result.json) ended far below `reference` on validation, else None."""
+    if (result["fold"] == 1 or reference_val_top1 is None or result.get("best_val_top1") is None
+            or result.get("mode") == "efficientnet"):
+        return None
+    drop = reference_val_top1 - result["best_val_top1"]
+    if drop < FAR_BELOW:
+        return None
+    trained = complete_lines(Path(result["savedir"]) / "stats" / "train_top1.txt") if result.get("savedir") else []
+    fit = f" while its training top-1 reached {float(trained[-1]):.3f}" if trained else ""
+    return (f"warning: {result['dataset']} fold {result['fold']} fell behind: best validation top-1 "
+            f"{result['best_val_top1']:.3f}, {100 * drop:.1f} points below {reference}'s {reference_val_top1:.3f}"
+            f"{fit}; {BEHIND_FIX}")
+
+
 def write_result(run, progress):
-    """result.json: the run's identity, its best epoch (this project's and the authors'), per-slot top-1, speed."""
+    """result.json: the run's identity, its best epoch (this project's and the authors'), per-slot top-1, speed;
+    a line when a folded run fell far behind its teacher (behind_note)."""
     spec, best = run.spec, progress.best
     result = {"dataset": spec.dataset, "fold": spec.fold, "mode": spec.kind, "recipe": spec.recipe,
               "multiplier": None if spec.multiplier is None else round(spec.multiplier, 6),
@@ -484,8 +513,12 @@ def write_result(run, progress):
               "authors_best_val_top1": progress.authors_best["val_top1"],
               "authors_test_top1": progress.authors_best["test_top1"],
               "train_images_per_sec": progress.train_images / progress.train_seconds if progress.train_seconds else 0.0,
-              "train_seconds": progress.train_seconds, "precision": spec.precision, **spec.describe_user_task()}
+              "train_seconds": progress.train_seconds, "precision": spec.precision,
+              "teacher_val_top1": teacher_val_top1(run.splits, run.num_classes), **spec.describe_user_task()}
     write_json_atomic(Path(spec.savedir) / "result.json", result)
+    note = behind_note({**result, "savedir": spec.savedir}, result["teacher_val_top1"])
+    if note:
+        print(note, flush=True)
     return result
 
 
