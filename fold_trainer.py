@@ -58,4 +58,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     run_command(main, "the run's last finished epoch is kept in --savedir: add --continue_from_file SAVEDIR/current.pth "
-                      "to the same command to resume")
+                      "to the same command to resume", "add --continue_from_file SAVEDIR/current.pth to the same command "
+                      "to resume")

@@ -123,4 +123,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     run_command(main, "every finished run, and each unfinished run's last finished epoch (current.pth), are kept in "
-                      "the savedir: run the same command again to resume")
+                      "the savedir: run the same command again to resume", "run the same command to resume")

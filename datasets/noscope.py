@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from config.tasks import SPLITS, Task, resolve_dataset, task_names  # noqa: E402
-from util.core.files import publish, staging_dir  # noqa: E402
+from util.core.files import publish, staging_dir, writing  # noqa: E402
 
 FRAME_SIZE = 50
 
@@ -50,9 +50,12 @@ def resize_frame(frame, size=FRAME_SIZE):
 
 
 def write_png(path, frame):
-    """Write a BGR frame as PNG; an OSError if OpenCV cannot."""
-    if not cv2.imwrite(str(path), frame):
-        raise OSError(f"cannot write {path}")
+    """Write a BGR frame as PNG (the bytes cv2.imwrite writes); WriteFailed if the disk cannot take it."""
+    ok, png = cv2.imencode(".png", frame)
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode a frame as PNG for {path}")
+    with writing(path):
+        Path(path).write_bytes(png.tobytes())
 
 
 def save_frames(video, outdir, size=FRAME_SIZE):
@@ -196,9 +199,10 @@ def split_from_frames(task, outdir, infile, indir):
                          f"frames must be numbered 0..{n_frames - 1}")
     tmp = staging_dir(outdir)
     try:
-        _make_class_dirs(tmp)
-        for frame, rel in tqdm(wanted.items(), desc=f"{task.name} splits", unit="frame"):
-            shutil.copyfile(indir / f"{frame}.png", tmp / rel)
+        with writing(outdir):
+            _make_class_dirs(tmp)
+            for frame, rel in tqdm(wanted.items(), desc=f"{task.name} splits", unit="frame"):
+                shutil.copyfile(indir / f"{frame}.png", tmp / rel)
         publish(tmp, outdir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -226,7 +230,8 @@ def split_from_video(task, outdir, infile, video):
         first, end = ranges["train"].start, ranges["test"].stop
         tmp = staging_dir(outdir)
         try:
-            _make_class_dirs(tmp)
+            with writing(outdir):
+                _make_class_dirs(tmp)
             for frame in tqdm(range(end), desc=f"{task.name} splits from {Path(video).name}", unit="frame"):
                 if frame < first:
                     ok, image = cap.grab(), None

@@ -185,7 +185,7 @@ def test_epochs_are_the_originals_and_distilled_students_train_the_recipes_multi
 def test_the_summary_notes_a_student_that_fell_far_behind(tmp_path, monkeypatch, capsys):
     results = {1: {"best_val_top1": 0.80, "teacher_val_top1": None}, 2: {"best_val_top1": 0.78, "teacher_val_top1": 0.8},
                4: {"best_val_top1": 0.35, "teacher_val_top1": None}}  # f=4 has no teacher's: held against f=1's
-    monkeypatch.setattr(sweep, "train_one", lambda spec, options: {"dataset": spec.dataset, "fold": spec.fold,
+    monkeypatch.setattr(sweep, "train_one", lambda spec, *_: {"dataset": spec.dataset, "fold": spec.fold,
                                                                    "mode": spec.kind, **results[spec.fold]})
     monkeypatch.setattr(sweep, "data_ready", lambda source, options: None)
     units = sweep.plan(tmp_path, [TASK], [1, 2, 4], {**train.spec_settings(train.get_args_parser().parse_args(

@@ -152,4 +152,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_command(main, "every finished run is kept in the savedir: run the same command again to train only the rest")
+    run_command(main, "every finished run is kept in the savedir: run the same command again to train only the rest",
+                "run the same command to train only the rest")

@@ -23,7 +23,7 @@ from models import mode_of
 from models.user import checked_model, model_key as user_model_key
 from util.core.cli import add_align_arg, positive_int, run_command
 from util.core.device import pick_device
-from util.core.files import append_line, write_json_atomic
+from util.core.files import append_line, filesystem_failure, write_json_atomic
 from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
                                     configurations, default_models, fill_protocol, fill_user_model, resolve_models)
 from util.runtime.backends import BackendError, resolve_backend
@@ -150,6 +150,8 @@ def main(argv=None):
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
     except OSError as e:
+        if filesystem_failure(e):  # a full disk: the command's one line, exit 1
+            raise
         parser.exit(2, f"error: cannot write {args.csv}: {e.strerror}; choose a writable path\n")
 
     if not args.no_peak and not machine_file(args.csv).exists():
@@ -176,4 +178,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_command(main, "every row measured so far is in the CSV: run the same command again to measure only the rest")
+    run_command(main, "every row measured so far is in the CSV: run the same command again to measure only the rest",
+                "run the same command to measure only the rest")

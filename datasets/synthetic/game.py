@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from config.tasks import SPLITS, get_task
-from util.core.files import publish, staging_dir
+from util.core.files import publish, staging_dir, writing
 
 OTHER = "other"
 FONT_NAMES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
@@ -188,15 +188,16 @@ def make_game_dataset(task, root, per_class=(60, 15, 15), seed=0):
     fonts = font_files()
     tmp = staging_dir(root)
     try:
-        for split_index, (split, n) in enumerate(zip(SPLITS, per_class)):
-            for class_index, name in enumerate(class_names):
-                folder = tmp / split / name
-                folder.mkdir(parents=True)
-                for i in range(n):
-                    rng = np.random.default_rng([int(seed), split_index, class_index, i])
-                    img = render_game_image(name, h, w, rng, class_names, fonts)
-                    Image.fromarray(img, "RGB").save(folder / f"{i}.png", format="PNG")
-        (tmp / MARKER).write_text(json.dumps(meta) + "\n")
+        with writing(root):
+            for split_index, (split, n) in enumerate(zip(SPLITS, per_class)):
+                for class_index, name in enumerate(class_names):
+                    folder = tmp / split / name
+                    folder.mkdir(parents=True)
+                    for i in range(n):
+                        rng = np.random.default_rng([int(seed), split_index, class_index, i])
+                        img = render_game_image(name, h, w, rng, class_names, fonts)
+                        Image.fromarray(img, "RGB").save(folder / f"{i}.png", format="PNG")
+            (tmp / MARKER).write_text(json.dumps(meta) + "\n")
         try:
             publish(tmp, root)
         except OSError:

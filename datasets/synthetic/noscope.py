@@ -1,6 +1,7 @@
 """Synthetic stand-ins for NoScope: a short mp4 of a static scene that the task's positive object crosses now and
 then, plus a label CSV in NoScope's format, with a distractor object to filter out (datasets/synthetic/)."""
 import csv
+import errno
 import io
 import os
 from pathlib import Path
@@ -9,7 +10,7 @@ import cv2
 import numpy as np
 
 from config.tasks import Task, get_task, resolve_dataset
-from util.core.files import write_text_atomic
+from util.core.files import WriteFailed, write_text_atomic, writing
 
 CSV_HEADER = ("frame", "object_name", "confidence", "xmin", "ymin", "xmax", "ymax")
 
@@ -160,7 +161,8 @@ def make_noscope_video(task, video_path, csv_path, n_frames=2000, size=(160, 120
 
     video_path, csv_path = Path(video_path), Path(csv_path)
     for p in (video_path, csv_path):
-        p.parent.mkdir(parents=True, exist_ok=True)
+        with writing(p):
+            p.parent.mkdir(parents=True, exist_ok=True)
     tmp_video = video_path.with_name(f".{video_path.stem}.{os.getpid()}.tmp{video_path.suffix or '.mp4'}")
     writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     try:
@@ -175,6 +177,8 @@ def make_noscope_video(task, video_path, csv_path, n_frames=2000, size=(160, 120
             img = img * light + rng.normal(0, 3, img.shape).astype(np.float32)
             writer.write(np.clip(img, 0, 255).astype(np.uint8))
         writer.release()
+        if os.statvfs(tmp_video.parent).f_bavail == 0:  # OpenCV drops the frames of a full disk without a word
+            raise WriteFailed(errno.ENOSPC, os.strerror(errno.ENOSPC), str(video_path))
         os.replace(tmp_video, video_path)
     finally:
         writer.release()

@@ -4,16 +4,19 @@ import json
 import sys
 from pathlib import Path
 
-from util.core.files import write_json_atomic, write_text_atomic
+from util.core.files import WriteFailed, filesystem_failure, write_json_atomic, write_text_atomic
 
 
 def print_json(parser, data, path=None, flag="--out"):
-    """Print `data` as JSON and, with `path`, write it there crash-safely (exit 2 naming `flag` if it cannot)."""
+    """Print `data` as JSON and, with `path`, write it there crash-safely (exit 2 naming `flag` if it cannot be a file;
+    a full disk or the like stops the command through run_command)."""
     print(json.dumps(data, indent=2))
     if path:
         try:
             write_json_atomic(path, data)
-        except OSError as e:
+        except WriteFailed as e:
+            if filesystem_failure(e):
+                raise
             parser.exit(2, f"error: cannot write {path}: {e.strerror}; choose a writable {flag} PATH\n")
 
 
@@ -24,13 +27,16 @@ def markdown_table(header, rows):
 
 
 def print_text(parser, lines, path=None, flag="--out"):
-    """Print `lines` and, with `path`, write them there crash-safely (exit 2 naming `flag` if it cannot)."""
+    """Print `lines` and, with `path`, write them there crash-safely (exit 2 naming `flag` if it cannot be a file;
+    a full disk or the like stops the command through run_command)."""
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if path:
         try:
             write_text_atomic(path, text)
-        except OSError as e:
+        except WriteFailed as e:
+            if filesystem_failure(e):
+                raise
             parser.exit(2, f"error: cannot write {path}: {e.strerror}; choose a writable {flag} PATH\n")
 
 
@@ -102,7 +108,7 @@ def out_paths(prefix, formats):
 class one_line_errors:
     """`with one_line_errors(parser):` turns a ValueError (or the other `errors` given) raised inside into the
     command's one-line `error: ...` and exit status 2, never a traceback. `message(error)` formats it (default
-    str)."""
+    str). A write that failed for the filesystem's state passes on to run_command (exit 1)."""
 
     def __init__(self, parser, errors=(ValueError,), message=str):
         self.parser, self.errors, self.message = parser, errors, message
@@ -111,7 +117,7 @@ class one_line_errors:
         return self
 
     def __exit__(self, kind, error, traceback):
-        if kind is not None and issubclass(kind, self.errors):
+        if kind is not None and issubclass(kind, self.errors) and not filesystem_failure(error):
             self.parser.exit(2, f"error: {self.message(error)}\n")
         return False
 
@@ -129,13 +135,17 @@ def interrupted(error):
     return False
 
 
-def run_command(main, kept=NOTHING_WRITTEN):
+def run_command(main, kept=NOTHING_WRITTEN, again="run the same command again"):
     """Run a command's `main()`. Ctrl-C ends it with one line, what was kept and how to go on, and exit status 130
-    (the shell's for SIGINT), instead of a traceback."""
+    (the shell's for SIGINT); a write that failed (util.core.files.WriteFailed: a full disk, ...) with one line naming
+    the file, the cause, what to do and then `again`, and exit status 1: never a traceback."""
     try:
         main()
     except BaseException as error:
-        if not interrupted(error):
-            raise
-        sys.stderr.write(f"\ninterrupted: {kept}\n")
-        sys.exit(130)
+        if interrupted(error):
+            sys.stderr.write(f"\ninterrupted: {kept}\n")
+            sys.exit(130)
+        if isinstance(error, WriteFailed):
+            sys.stderr.write(f"error: {error}, then {again}\n")
+            sys.exit(1)
+        raise

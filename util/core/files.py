@@ -1,5 +1,8 @@
 """Crash-safe files: atomic writes (old file or new, never half), fsynced appends whose torn last line readers drop,
-and folders built in a temporary sibling renamed into place (staging_dir, publish)."""
+and folders built in a temporary sibling renamed into place (staging_dir, publish). A write that fails raises
+WriteFailed, which every command ends with as one line (util.core.cli.run_command)."""
+import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -7,17 +10,68 @@ from pathlib import Path
 
 import torch
 
+# A path that cannot be a file (a missing folder, a directory in its place): the command was given a wrong path.
+PATH_ERRORS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+# What to do about the other causes, before running the command again.
+FIXES = {**dict.fromkeys(PATH_ERRORS, "create its folder or choose another path"), errno.ENOSPC: "free space", errno.EDQUOT: "free space within your quota (or have it raised)",
+         errno.EROFS: "the filesystem is read-only: remount it writable",
+         errno.EACCES: "make it writable", errno.EPERM: "make it writable"}
+
+
+class WriteFailed(OSError):
+    """A write to `filename` that failed (a full disk, a quota, permission denied, a read-only filesystem, ...): its
+    message names the path, the cause and what to do. Commands end with it as one line and exit status 1
+    (util.core.cli.run_command); what was written before stays whole."""
+
+    @property
+    def bad_path(self):
+        """Whether the path itself cannot be a file: the commands that check their output path say so (exit 2)."""
+        return self.errno in PATH_ERRORS
+
+    def __str__(self):
+        return f"cannot write {self.filename}: {self.strerror}; {FIXES.get(self.errno, 'fix that')}"
+
+
+def filesystem_failure(error):
+    """Whether `error` is a write that failed for the filesystem's state (WriteFailed, not a wrong path): a command
+    stops with it (exit 1) instead of asking for another path (exit 2)."""
+    return isinstance(error, WriteFailed) and not error.bad_path
+
+
+def os_error(error):
+    """The OSError that `error` is or was raised while handling (torch.save wraps a full disk's in a RuntimeError),
+    else None."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__context__
+    return error
+
+
+@contextlib.contextmanager
+def writing(path):
+    """Turn a failure to write `path` inside the block (an OSError, or an exception raised while handling one) into
+    WriteFailed naming it."""
+    try:
+        yield
+    except WriteFailed:
+        raise
+    except Exception as error:
+        cause = os_error(error)
+        if cause is None or cause.errno is None:
+            raise
+        raise WriteFailed(cause.errno, cause.strerror, str(path)) from error
+
 
 def write_atomic(path, write):
     """Write through `write(file)` to a temporary name, fsync, rename: old or new file, never half."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with writing(path):
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -40,7 +94,7 @@ def append_line(path, line):
 
     Readers drop a torn last line (one without its newline): see `complete_lines` and `keep_lines`.
     """
-    with open(path, "a") as f:
+    with writing(path), open(path, "a") as f:
         f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())
@@ -83,5 +137,6 @@ def staging_dir(outdir):
 
 def publish(tmp, outdir):
     """Rename the finished temporary directory `tmp` to `outdir`."""
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result should not be
-    os.replace(tmp, outdir)
+    with writing(outdir):
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result should not be
+        os.replace(tmp, outdir)

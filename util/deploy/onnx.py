@@ -17,7 +17,7 @@ import torch
 from config.tasks import USER
 from datasets import DATA_DIR, load_splits
 from models.fold import fold_input, unfold_output, whole_groups
-from util.core.files import write_atomic
+from util.core.files import filesystem_failure, write_atomic
 from util.runtime.int8 import (CALIBRATION_BATCH, check_calibration, int8_instructions, quantize, quantized_ops,
                               weight_bits)
 from util.runtime.backends import backend_problem, logits_tolerance
@@ -167,6 +167,8 @@ def export(checkpoint, out, images=False, seed=0, int8=None):
     try:
         write_atomic(out, lambda f: f.write(onnx_bytes))
     except OSError as e:
+        if filesystem_failure(e):  # a full disk: the command's one line, exit 1
+            raise
         raise ValueError(f"cannot write {out}: {e.strerror or e}; choose a writable output path") from None
     k = task.num_classes
     shapes = ((f"N x {c} x {hw[0]} x {hw[1]}" + (f" (N a multiple of {group})" if group > 1 else ""), f"N x {k}")

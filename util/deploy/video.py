@@ -28,7 +28,7 @@ from datasets.loaders import fit_image, image_reader
 from datasets.noscope import frame_count, open_video, resize_frame
 from models.fold import fold_input, unfold_output
 from util.core.device import pick_device
-from util.core.files import write_atomic
+from util.core.files import filesystem_failure, write_atomic
 from util.runtime.backends import INT8_BACKENDS, default_backend
 from util.runtime.onnx import cpu_runner
 from util.train.checkpoint import checkpoint_path, load_classifier, task_of
@@ -212,6 +212,8 @@ def classify_video(source, checkpoint, out, batch_size=1024, device=None):
     try:
         write_atomic(out, write)
     except OSError as e:
+        if filesystem_failure(e):  # a full disk: the command's one line, exit 1
+            raise
         raise ValueError(f"cannot write {out}: {e.strerror or e}; choose a writable --out path") from None
     finally:
         if cap is not None:

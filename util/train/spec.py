@@ -74,6 +74,11 @@ class RunSpec:
         return "phi" if self.mode == "efficientnet" else "fold"
 
     @property
+    def name(self):
+        """The run in messages: "<dataset> fold <f>" (phi for the baseline)."""
+        return f"{self.dataset} {self.fold_name} {self.fold}"
+
+    @property
     def eval_batch_size(self):
         """--batch_size rounded down to a multiple of the images per input."""
         return whole_groups(self.batch_size, self.images_per_input)

@@ -3,6 +3,7 @@ one after the other with finished runs skipped and unfinished ones resumed (`tra
 util/accuracy_table.py and util/recipe_choices.py train through `sweep`."""
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -13,10 +14,11 @@ from datasets.loaders import how_to_get
 from datasets.noscope import split_from_video
 from datasets.synthetic import make_game_dataset, make_noscope_video
 from util.core.device import REPO, pick_device
-from util.core.files import write_text_atomic
+from util.core.files import write_text_atomic, writing
 from util.measure.benchmark import compare_with_plain_eager
 from util.measure.compare import comparison
 from util.train import distributed
+from util.train.ownership import HEARTBEAT_SECONDS, LEASE_SECONDS, RunHeld, holding, run_lock
 from util.train.protocol import DISTILL, paper_protocol, student_epochs
 from util.train.spec import build_spec, check_precision_matches, check_same_model, run_dir
 from util.train.trainer import Options, behind_note, train
@@ -26,6 +28,7 @@ MODEL_FILES = REPO / "model_files"
 # validation top-1 of any epoch) is in each run's result.json: docs/protocol.md, section 7.
 SUMMARY_COLUMNS = ["dataset", "fold", "mode", "recipe", "epochs", "best_val_top1", "test_top1", "worst_slot_test_top1",
                    "train_images_per_sec", "note"]  # note: a folded run that fell far behind (trainer.behind_note)
+POLL_SECONDS = min(HEARTBEAT_SECONDS, 10)  # how often a run waiting for its teacher looks again
 SYNTHETIC_GAME_IMAGES = (150, 30, 30)  # per class, for train, val and test
 SYNTHETIC_VIDEO_FRAMES = 8000  # noscope-coral's splits then hold 1000 frames each
 SYNTHETIC_DATA_SEED = 0  # the stand-in data does not change with --seed, which seeds training
@@ -161,7 +164,8 @@ def prepare_synthetic(dataset, options):
         make_game_dataset(task.name, location, per_class=SYNTHETIC_GAME_IMAGES, seed=SYNTHETIC_DATA_SEED)
     elif task.family == "noscope":
         source = Path(options.data_dir) / f"{dataset}-video"
-        source.mkdir(parents=True, exist_ok=True)
+        with writing(source):
+            source.mkdir(parents=True, exist_ok=True)
         video, labels = make_noscope_video(task.name, source / "video.mp4", source / "labels.csv",
                                            n_frames=SYNTHETIC_VIDEO_FRAMES, seed=SYNTHETIC_DATA_SEED)
         split_from_video(dataset, location, labels, video)
@@ -191,7 +195,7 @@ def resume_point(spec, options):
     """(result, None) for a finished run; else (None, the checkpoint to resume from, or None to start)."""
     savedir = Path(spec.savedir)
     result_file, current = savedir / "result.json", savedir / "current.pth"
-    name = f"{spec.dataset} {spec.fold_name} {spec.fold}"
+    name = spec.name
     if options.continue_from_file:
         resume = options.continue_from_file
     else:
@@ -215,10 +219,33 @@ def resume_point(spec, options):
     return None, resume
 
 
-def train_one(spec, options):
-    """Train (or resume, or skip when finished) one run; returns its result row."""
-    finished, resume = distributed.on_main(resume_point, spec, options)
-    return finished or train(spec, dataclasses.replace(options, continue_from_file=resume))
+def train_one(spec, options, watch=True):
+    """Train (or resume, or skip when finished) one run, holding its directory; returns its result row. RunHeld if
+    another job holds it (`watch`: see util.train.ownership.acquire)."""
+    with holding(run_lock(spec.savedir), spec.name, watch=watch):
+        finished, resume = distributed.on_main(resume_point, spec, options)
+        return finished or train(spec, dataclasses.replace(options, continue_from_file=resume))
+
+
+def take_run(spec, options, rows, held, watch=True):
+    """Train one run (train_one) and add its summary row to `rows`; True if done. A run another job holds goes into
+    `held` ({savedir: (spec, its holder)}) instead."""
+    try:
+        result = train_one(spec, options, watch)
+    except RunHeld as e:
+        held[spec.savedir] = (spec, e.holder)
+        return False
+    held.pop(spec.savedir, None)
+    row = {c: result.get(c) for c in SUMMARY_COLUMNS}  # runs finished before a column existed: None
+    note = behind_note({**result, "savedir": spec.savedir}, *reference_top1(result, rows))
+    # "original" at f=1 (results before 2026-12-05 say "folded")
+    rows.append({**row, "mode": spec.kind, "note": note and note.removeprefix("warning: ")})
+    return True
+
+
+def own_teacher(spec, specs):
+    """The run of `specs` (the sweep's own f=1) whose best.pth teaches `spec`, or None."""
+    return next((s for s in specs if spec.teacher and spec.teacher == str(Path(s.savedir) / "best.pth")), None)
 
 
 def sweep_units(datasets, folds, recipe="paper"):
@@ -242,8 +269,13 @@ def shard(units, index, count):
 
 def train_units(units, options=Options()):
     """Train every unit of `plan` whose data is in place (generating stand-ins); returns the summary rows and the
-    sets of datasets found ready and missing."""
-    rows, ready, missing = [], set(), set()
+    sets of datasets found ready and missing.
+
+    Runs that other jobs hold (util.train.ownership) are left to them, and said in one line at the end, after the
+    free runs; a distilled run whose teacher (the sweep's own f=1 run) another job is training waits, once nothing
+    else is free, until the teacher's result.json says it finished (or its holder is gone: the teacher is then
+    trained here)."""
+    rows, ready, missing, held, waiting = [], set(), set(), {}, []
     for dataset, specs in units:
         if dataset in missing:
             continue
@@ -257,12 +289,38 @@ def train_units(units, options=Options()):
                 continue
             ready.add(dataset)
         for spec in specs:
-            result = train_one(spec, options)
-            row = {c: result.get(c) for c in SUMMARY_COLUMNS}  # runs finished before a column existed: None
-            note = behind_note({**result, "savedir": spec.savedir}, *reference_top1(result, rows))
-            # "original" at f=1 (results before 2026-12-05 say "folded")
-            rows.append({**row, "mode": spec.kind, "note": note and note.removeprefix("warning: ")})
+            teacher = own_teacher(spec, specs)
+            if teacher is not None and teacher.savedir in held:
+                waiting.append((spec, teacher))
+            else:
+                take_run(spec, options, rows, held, watch=False)
+    for spec, _ in list(held.values()):  # done meanwhile, or held by a job that stopped renewing its lock
+        take_run(spec, options, rows, held)
+    wait_for_teachers(waiting, options, rows, held)
+    if held:
+        distributed.print0("left to other jobs: " + ", ".join(f"{spec.name} ({holder})"
+                                                            for spec, holder in held.values()))
     return rows, ready, missing
+
+
+def wait_for_teachers(waiting, options, rows, held):
+    """Train the distilled runs of `waiting` [(spec, teacher spec)] once their teacher is done (take_run: finished
+    by the job that held it, or trained here where that job is gone), looking again every POLL_SECONDS."""
+    said = False
+    while waiting:
+        for teacher in {t.savedir: t for _, t in waiting}.values():
+            if teacher.savedir not in held or take_run(teacher, options, rows, held):
+                for spec in [s for s, t in waiting if t is teacher]:
+                    take_run(spec, options, rows, held, watch=False)
+                waiting = [(s, t) for s, t in waiting if t is not teacher]
+        if waiting and not said:
+            teachers = {t.savedir: t for _, t in waiting}.values()
+            distributed.print0("waiting for teachers that other jobs are training: " + "; ".join(
+                f"{t.name} ({held[t.savedir][1]}) for " + ", ".join(s.name for s, u in waiting if u is t)
+                for t in teachers))
+            said = True
+        if waiting:
+            time.sleep(POLL_SECONDS)
 
 
 def reference_top1(result, rows):
@@ -284,11 +342,18 @@ SUMMARY_KEY = ["dataset", "fold", "mode", "recipe"]  # one row per run of a save
 
 
 def write_summary(rows, path):
-    """summary.csv (written by rank 0): this command's rows, after the rows an earlier command into the same savedir
-    wrote for other runs (a run trained again replaces its row); returns this command's rows as a DataFrame."""
+    """summary.csv (written by rank 0): this command's rows, after the rows other commands into the same savedir
+    wrote for other runs (a run trained again replaces its row); returns this command's rows as a DataFrame. The
+    read, merge and write hold summary.csv.lock, so that jobs sharing the savedir leave every run listed once."""
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    distributed.on_main(write_text_atomic, path, merged(summary, path).to_csv(index=False, float_format="%.4f"))
+    path = Path(path)
+    with holding(path.with_name(f"{path.name}.lock"), path, wait=2 * LEASE_SECONDS):
+        distributed.on_main(write_merged, summary, path)
     return summary
+
+
+def write_merged(summary, path):
+    write_text_atomic(path, merged(summary, path).to_csv(index=False, float_format="%.4f"))
 
 
 def merged(summary, path):

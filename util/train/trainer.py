@@ -13,6 +13,7 @@ validates, tests and writes files.
 """
 import contextlib
 import dataclasses
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from util.core.files import append_line, complete_lines, keep_lines, save_atomic
 from util.train import distributed
 from util.train.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
                                    set_rng_state)
+from util.train.ownership import check_held, holding, run_lock
 from util.train.loop import WeightAverage, averages, evaluate, slot_top1, train_one_epoch
 from util.train.protocol import group_transform, lr_factor, make_optimizer, set_learning_rate, training_loss
 from util.train.spec import check_resume
@@ -117,18 +119,28 @@ def load_teacher(path, task, device):
     return teacher
 
 
+def weights_digest(model):
+    """A fingerprint of `model`'s weights (sha256 of its state dict): which teacher cached logits came from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 @torch.no_grad()
 def teacher_logits(teacher, data, device, cache):
     """The teacher's logits for every sample of `data` (un-augmented), in its order: computed once into `cache`
-    and read from there while the cache holds as many samples with the same labels in the same order."""
-    labels = torch.tensor(split_targets(data))
+    and read from there while the cache holds as many samples with the same labels in the same order, from the
+    same teacher (its weights' digest: a teacher trained further, or another one, computes them again)."""
+    labels, identity = torch.tensor(split_targets(data)), weights_digest(teacher)
     if cache.exists():
         saved = torch.load(cache, weights_only=True)
-        if isinstance(saved, dict) and torch.equal(saved["targets"], labels):
+        if isinstance(saved, dict) and saved.get("teacher") == identity and torch.equal(saved["targets"], labels):
             return saved["logits"]
     loader = DataLoader(data, batch_size=256, shuffle=False, collate_fn=collate)
     logits = torch.cat([teacher(images.to(device)).float().cpu() for images, _ in loader])
-    save_atomic({"logits": logits, "targets": labels}, cache)
+    save_atomic({"logits": logits, "targets": labels, "teacher": identity}, cache)
     return logits
 
 
@@ -296,22 +308,28 @@ def check_precision(amp, device):
         raise ValueError(f"--amp bf16: {no_bf16}")
 
 
-def setup_run(spec, options, device, world, hooks=Hooks()):
-    """Check the run, load the data and build the model and optimizer; returns (Run, checkpoint or None)."""
-    if options.channels_last is None:
-        options = dataclasses.replace(options, channels_last=device.type == "cpu")
+def check_run(spec, options, device, world):
+    """The run's checks before anything is written or loaded; returns the checkpoint to resume from, or None."""
     check_precision(spec.amp, device)
     per_rank_batch(spec.batch_size, spec.images_per_input, world)
-    state = None  # checked before anything is written or loaded
+    state = None
     if options.continue_from_file:
         state = read_training_state(options.continue_from_file, device)
         check_resume(spec, state, options.continue_from_file)
+    if spec.protocol.distill:
+        distributed.on_main(check_teacher, spec, device)
+    return state
+
+
+def setup_run(spec, options, device, world, hooks=Hooks(), state=None):
+    """Ready the held run directory, load the data and build the model and optimizer (resuming from the checkpoint
+    `state`, see check_run); returns (Run, state)."""
+    if options.channels_last is None:
+        options = dataclasses.replace(options, channels_last=device.type == "cpu")
     savedir = Path(spec.savedir)
     if not state and (savedir / "current.pth").exists():
         raise ValueError(f"{savedir} already holds a run: resume it with --continue_from_file "
                          f"{savedir / 'current.pth'}, or choose another --savedir")
-    if spec.protocol.distill:
-        distributed.on_main(check_teacher, spec, device)
     distributed.on_main(prepare_savedir, savedir, state["epoch"] if state else 0)
     seed_everything(spec.seed)
     splits = build_splits(spec, options, device, hooks.targets)
@@ -411,6 +429,7 @@ def best_epoch(metrics, epoch, classes, images_per_input):
 def end_epoch(run, loaders, progress, train_metrics, classes):
     """Rank 0's part of an epoch: validate, test, append the stats, save the checkpoints; updates `progress`."""
     spec = run.spec
+    check_held(run_lock(spec.savedir), spec.savedir)  # another job took the run over while this one hung
     metrics = {"train": train_metrics, **validate_and_test(run, loaders, progress.epoch)}
     append_stats(Path(spec.savedir) / "stats", {**metrics, "train": {**train_metrics, "seconds": progress.train_seconds}})
     best = progress.best
@@ -523,10 +542,17 @@ def write_result(run, progress):
 
 
 def train(spec, options=Options(), hooks=Hooks()):
-    """Train (or resume) the run `spec` describes, varied by `hooks`; returns the result dict also written to
-    result.json."""
+    """Train (or resume) the run `spec` describes, varied by `hooks`, holding its run directory (util.train.ownership;
+    RunHeld if another job holds it); returns the result dict also written to result.json."""
     rank, world, device = distributed.setup(options.device)
-    run, state = setup_run(spec, options, device, world, hooks)
+    state = check_run(spec, options, device, world)
+    with holding(run_lock(spec.savedir), spec.savedir):
+        return train_held(spec, options, hooks, state, rank, world, device)
+
+
+def train_held(spec, options, hooks, state, rank, world, device):
+    """train()'s work once the run directory is held: every epoch from the checkpoint `state` (or the start)."""
+    run, state = setup_run(spec, options, device, world, hooks, state)
     progress = restore(run, state) if state else Progress()
     train_model = run.model
     if world > 1:
