@@ -235,6 +235,31 @@ def test_distill_caches_the_teacher_logits_and_resumes_on_the_same_curve(tmp_pat
                                        continue_from_file=tmp_path / "parts" / "current.pth"))
 
 
+@pytest.mark.slow
+def test_consistent_teaching_gives_the_teachers_logits_of_the_augmented_view(tmp_path, monkeypatch):
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    images, labels = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 0, 1])
+    moved = trainer.consistent_targets((images, labels, torch.zeros(4, 2)), teacher, torch.device("cpu"))
+    assert torch.equal(moved[2], teacher(images).detach()) and moved[0] is images
+
+    data = noscope_data(tmp_path)
+    train_args(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data, lr=3e-3))
+    common = dict(data_dir=data, recipe="distill", teacher=tmp_path / "f1" / "best.pth", batch_size=8, shift=2)
+    seen = []
+    real = trainer.consistent_targets
+    monkeypatch.setattr(trainer, "consistent_targets", lambda batch, *rest: seen.append(1) or real(batch, *rest))
+    whole = train_args(trainer_args(tmp_path / "whole", TASK, 2, 2, consistent="on", **common))
+    assert len(seen) == 12 and whole["epochs"] == 2  # every training batch: 48 images in batches of 8, 2 epochs
+    assert json.loads((tmp_path / "whole" / "run.json").read_text())["consistent"] is True
+    train_until_first_checkpoint(trainer_args(tmp_path / "parts", TASK, 2, 2, consistent="on", **common), monkeypatch)
+    train_args(trainer_args(tmp_path / "parts", TASK, 2, 2, consistent="on", **common,
+                            continue_from_file=tmp_path / "parts" / "current.pth"))
+    assert_same_stats(tmp_path / "whole", tmp_path / "parts")  # a resume gives the uninterrupted run's stats
+    with pytest.raises(ValueError, match="was trained with consistent True.*pass --consistent on to continue it"):
+        train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, consistent="off", **common,
+                                continue_from_file=tmp_path / "parts" / "current.pth"))
+
+
 def test_the_weight_average_follows_its_decay():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))

@@ -67,6 +67,10 @@ def training_flags(add_help=False):
     parser.add_argument("--shift", type=non_negative_int, default=None, metavar="PIXELS",
                         help="folded runs: augment, each training image moved by up to PIXELS each way (edges "
                              "repeated; default: the recipe's)")
+    parser.add_argument("--consistent", choices=("on", "off"), default=None,
+                        help="distilled runs: the teacher computes the targets on the augmented images the student "
+                             "sees (shift, mixup), in each training step, instead of its cached logits of the plain "
+                             "images (default: the recipe's)")
     parser.add_argument("--init", choices=INITS, default=None,
                         help="folded runs: start from fresh weights; from the teacher (--recipe distill: every slot "
                              "reads a copy of the trained original, block-diagonally; models/warm_start.py); or "

@@ -33,6 +33,8 @@ class Protocol:
     shift: int = 0  # augmentation: each training image moved by up to this many pixels each way (shift_images)
     ema: float = 0.0  # decay per step of an average of the weights that validation, test and best.pth use (0: off;
     # util.train.loop.WeightAverage)
+    consistent: bool = False  # distillation targets computed by the teacher on the augmented view the student sees,
+    # in the training step, instead of its cached logits of the un-augmented image
     init: str = "fresh"  # a folded student's start: "fresh" weights, "teacher" (models.warm_start: every slot
     # reads a copy of the trained original), or "data" (models.init.centre_on_data: hidden layers centred on images)
 
@@ -113,7 +115,7 @@ def distill_protocol(task, fold):
 
 def with_overrides(protocol, overrides, group):
     """`protocol` with the changes the user asked for (`overrides`: optimizer, lr, weight_decay, lr_schedule for every
-    run; distill_loss, temperature, curriculum "on"/"off", slot_balance "on"/"off", repeat, mixup, shift, init, ema for
+    run; distill_loss, temperature, curriculum, slot_balance and consistent "on"/"off", repeat, mixup, shift, init, ema for
     folded runs only: the original stays a teacher trained on labels)."""
     changes = {"lr": overrides["lr"]} if overrides.get("lr") else {}
     if overrides.get("weight_decay") is not None:
@@ -133,6 +135,8 @@ def with_overrides(protocol, overrides, group):
             changes["curriculum"] = overrides["curriculum"] == "on"
         if overrides.get("slot_balance"):
             changes["slot_balance"] = overrides["slot_balance"] == "on"
+        if overrides.get("consistent"):
+            changes["consistent"] = overrides["consistent"] == "on"
         for name in ("repeat", "mixup", "shift", "init", "ema"):
             if overrides.get(name) is not None:
                 changes[name] = overrides[name]

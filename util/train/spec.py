@@ -14,7 +14,7 @@ from util.train.protocol import LOSS_NAMES, Protocol, distill_protocol, paper_pr
 
 # The flags that change a protocol (util.train.protocol.with_overrides), as the user gave them.
 OVERRIDES = ("optimizer", "lr", "weight_decay", "lr_schedule", "distill_loss", "temperature", "curriculum",
-             "slot_balance", "repeat", "mixup", "shift", "init", "ema")
+             "slot_balance", "repeat", "mixup", "shift", "init", "ema", "consistent")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +104,7 @@ class RunSpec:
                 "lr_schedule": schedules.get(p.schedule, p.schedule), "loss": LOSS_NAMES[p.loss],
                 "temperature": p.temperature if p.loss.startswith("kl") else None, "slot_balance": p.slot_balance,
                 "repeat": p.repeat or None, "mixup": p.mixup or None, "shift": p.shift or None,
+                "consistent": p.consistent if p.distill else None,
                 "init": p.init if self.images_per_input > 1 else None, "ema": p.ema or None,
                 "curriculum": curriculum, "precision": self.precision, "precision_choice": self.precision_choice,
                 "epochs_choice": self.epochs_choice, "seed": self.seed,
@@ -216,7 +217,7 @@ def check_precision_matches(spec, recorded, path):
 
 # Settings in run.json that a resumed run must share with its checkpoint (a checkpoint without one is not checked).
 RESUME_SETTINGS = {"batch_size": "--batch_size", "shift": "--shift", "repeat": "--repeat", "mixup": "--mixup",
-                   "init": "--init", "ema": "--ema"}
+                   "init": "--init", "ema": "--ema", "consistent": "--consistent"}
 
 
 def check_resume(spec, state, path):
@@ -237,8 +238,9 @@ def check_resume(spec, state, path):
     recorded, wanted = state.get("run", {}), spec.describe()
     for key, flag in RESUME_SETTINGS.items():
         if key in recorded and recorded[key] != wanted[key]:
+            value = ("on" if recorded[key] else "off") if isinstance(recorded[key], bool) else recorded[key] or 0
             raise ValueError(f"checkpoint {path} was trained with {key} {recorded[key]}, and this command trains with "
-                             f"{wanted[key]}: pass {flag} {recorded[key] or 0} to continue it, or start a new --savedir")
+                             f"{wanted[key]}: pass {flag} {value} to continue it, or start a new --savedir")
     if state.get("slot_balance", False) != spec.protocol.slot_balance:  # checkpoints before it: balance off
         was = "on" if state.get("slot_balance", False) else "off"
         raise ValueError(f"checkpoint {path} was trained with --slot_balance {was}: resume it with --slot_balance "

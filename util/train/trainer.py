@@ -37,7 +37,7 @@ from util.train import distributed
 from util.train.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
                                    set_rng_state)
 from util.train.ownership import check_held, holding, run_lock
-from util.train.loop import WeightAverage, averages, evaluate, slot_top1, train_one_epoch
+from util.train.loop import AMP_DTYPES, WeightAverage, averages, evaluate, slot_top1, train_one_epoch
 from util.train.protocol import group_transform, lr_factor, make_optimizer, set_learning_rate, training_loss
 from util.train.spec import check_resume
 
@@ -87,6 +87,7 @@ class Run:
     average: WeightAverage | None = None  # the weights' moving average (protocol.ema), else None
     spec_written: bool = False  # run.json holds this spec
     hooks: object = None  # the run's Hooks
+    teacher: torch.nn.Module | None = None  # the live teacher of a consistent distilled run (protocol.consistent)
 
     @property
     def evaluated(self):
@@ -338,7 +339,8 @@ def setup_run(spec, options, device, world, hooks=Hooks(), state=None):
         load_weights(model.net, spec.weights, spec.task.model_file)
     if not state:
         hooks.start(model, spec, splits)
-    model = model.to(device, memory_format=torch.channels_last if options.channels_last else torch.preserve_format)
+    memory_format = torch.channels_last if options.channels_last else torch.preserve_format
+    model = model.to(device, memory_format=memory_format)
     if not state:  # a resumed run writes its spec with its first checkpoint, so a failed resume changes nothing
         distributed.on_main(write_spec, spec)
     protocol = spec.protocol
@@ -348,8 +350,11 @@ def setup_run(spec, options, device, world, hooks=Hooks(), state=None):
     average = WeightAverage(model, protocol.ema) if protocol.ema else None
     if average:
         optimizer.register_step_post_hook(average.update)
+    teacher = None
+    if protocol.consistent and protocol.distill:  # after everything above: the same draws as without it
+        teacher = load_teacher(spec.teacher, spec.task, device).to(memory_format=memory_format)
     return Run(spec, options, device, model, optimizer, scheduler, scaler, splits, average,
-               spec_written=not state, hooks=hooks), state
+               spec_written=not state, hooks=hooks, teacher=teacher), state
 
 
 def write_spec(spec):
@@ -485,9 +490,26 @@ def batch_lr_setter(run, epoch):
 
 def batch_transform(run, epoch):
     """train_one_epoch's `transform(fraction of epoch)`: the run's augmentation at that point of training (Hooks.transform:
-    the protocol's slot curriculum, shift and mixup by default, None where there is nothing to do)."""
+    the protocol's slot curriculum, shift and mixup by default, None where there is nothing to do), followed, in a
+    consistent distilled run, by the teacher's targets of the augmented images (consistent_targets)."""
     per_input, epochs = run.images_per_input, run.spec.epochs
-    return lambda fraction: run.hooks.transform(run.protocol, per_input, (epoch + fraction) / epochs)
+
+    def transform(fraction):
+        change = run.hooks.transform(run.protocol, per_input, (epoch + fraction) / epochs)
+        if change is None or run.teacher is None:
+            return change
+        return lambda batch: consistent_targets(change(batch), run.teacher, run.device, run.spec.amp)
+    return transform
+
+
+@torch.no_grad()
+def consistent_targets(batch, teacher, device, amp=None):
+    """`batch` (images, labels, targets) with the teacher's logits of its images, as augmented, as the targets (on
+    `device`, in the run's autocast): the student learns what the teacher says of the view it sees."""
+    images, labels, _ = batch
+    with torch.autocast(device.type, AMP_DTYPES.get(amp, torch.float16), enabled=amp is not None):
+        logits = teacher(images.to(device, non_blocking=True))
+    return images, labels, logits.float()
 
 
 FAR_BELOW = 0.10  # a folded run whose best validation top-1 is this far below its original's has fallen behind
