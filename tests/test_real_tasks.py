@@ -92,3 +92,24 @@ def test_a_task_folder_from_the_environment_that_is_not_a_folder_is_one_line(tmp
 def test_the_benchmark_names_a_holdout_and_each_tasks_epochs():
     assert [t.name for t in TASKS.values() if t.holdout] == ["holdout"]
     assert all(t.epochs > 0 and len(t.class_names) >= 2 for t in TASKS.values())
+
+
+@pytest.mark.slow
+def test_the_real_table_trains_both_paths_and_writes_the_gaps(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("skimage")
+    bench = tmp_path / "bench"
+    assert subprocess.run([sys.executable, "util/make_real_tasks.py", str(bench), "--tasks", "textures"],
+                          capture_output=True).returncode == 0
+    done = subprocess.run([sys.executable, "util/real_table.py", str(tmp_path / "runs"), "--benchmark", str(bench),
+                           "--out", str(tmp_path / "real"), "--tasks", "textures", "--folds", "2", "--model_file",
+                           "docs/examples/real_models.py", "--epochs", "1"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split(",") for line in (tmp_path / "real.csv").read_text().splitlines()]
+    assert rows[0][:4] == ["task", "path", "fold", "seed"] and [r[:4] for r in rows[1:]] == [
+        ["textures", "config", "2", "19"], ["textures", "own", "2", "19"]]
+    for r in rows[1:]:  # the gap is f=1's test top-1 minus the student's, in points
+        assert float(r[7]) == pytest.approx(100 * (float(r[5]) - float(r[6])), abs=0.01) and r[4] == "3"
+    text = (tmp_path / "real.md").read_text()
+    assert "| textures | --model_file | 2 | 1 |" in text and "with `--epochs 1`" in text
+    assert (tmp_path / "runs" / "seed19" / "own" / "textures-own" / "fold2").is_dir()
