@@ -34,8 +34,8 @@ from models.warm_start import start_from_teacher
 from util.core.device import cpu_bf16_problem, seed_everything
 from util.core.files import append_line, complete_lines, keep_lines, save_atomic, write_json_atomic
 from util.train import distributed
-from util.train.checkpoint import (load_classifier, model_args, read_training_state, rng_state, save_checkpoint,
-                                   set_rng_state)
+from util.train.checkpoint import (checkpoint_path, load_classifier, model_args, read_training_state, rng_state,
+                                   save_checkpoint, set_rng_state)
 from util.train.ownership import check_held, holding, run_lock
 from util.train.loop import AMP_DTYPES, WeightAverage, averages, evaluate, slot_top1, train_one_epoch
 from util.train.protocol import group_transform, lr_factor, make_optimizer, set_learning_rate, training_loss
@@ -107,8 +107,26 @@ class Run:
         return self.spec.task.num_classes
 
 
+_teachers = {}  # (path, size, mtime, task, device) -> the teacher model: loaded once per file version in a process
+
+
 def load_teacher(path, task, device):
-    """The original (f=1) model of `task` from `path` (a checkpoint of this repository, or a plain state dict)."""
+    """The original (f=1) model of `task` from `path` (a checkpoint of this repository, or a plain state dict), in eval
+    mode; loaded once per version of the file, task and device in a process (a run's check, its targets, its start
+    and its consistent targets share it; they only read it)."""
+    file = checkpoint_path(path)
+    if not file.is_file():
+        return read_teacher(path, task, device)  # its one-line error
+    key = (str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns, task.name, str(device))
+    if key not in _teachers:
+        for old in [k for k in _teachers if k[:4] != key[:4]]:  # a sweep's next dataset has another teacher
+            del _teachers[old]
+        _teachers[key] = read_teacher(path, task, device)
+    return _teachers[key]
+
+
+def read_teacher(path, task, device):
+    """load_teacher's model, read from the file."""
     fix = ("pass your f=1 run's best.pth, or your trained model's state dict (torch.save(model.state_dict(), path))"
            if task.family == USER else "pass the trained original's best.pth (or model.pth) with --teacher")
     teacher, state = load_classifier(path, device, task=task, what="teacher", fix=fix)
@@ -176,7 +194,7 @@ def check_teacher(spec, device):
 def start_student(model, spec):
     """--init teacher: the folded `model` starts with every slot reading a copy of its teacher (models.warm_start);
     a ValueError naming the way out where the two do not line up."""
-    teacher = load_teacher(spec.teacher, spec.task, "cpu")
+    teacher = load_teacher(spec.teacher, spec.task, "cpu")  # where the new model is
     try:
         copies = start_from_teacher(model.net, teacher.net, spec.fold, spec.task.input_shape)
     except ValueError as e:
