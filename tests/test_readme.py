@@ -14,10 +14,10 @@ pytestmark = pytest.mark.slow
 
 # Flags appended to a README command that starts with the key: the same command on a smaller budget.
 BUDGET = {
-    "python3 train.py runs --demo": ["--epochs", "1"],
-    "python3 train.py runs --model_file": ["--epochs", "1", "--batch_size", "8"],
-    "python3 train.py runs --datasets": ["--epochs", "1"],
-    "torchrun": ["--epochs", "1"],
+    "python3 train.py runs --demo": ["--epochs", "1", "--student_epochs", "1"],
+    "python3 train.py runs --model_file": ["--epochs", "1", "--student_epochs", "1", "--batch_size", "8"],
+    "python3 train.py runs --datasets": ["--epochs", "1", "--student_epochs", "1"],
+    "torchrun": ["--epochs", "1", "--student_epochs", "1"],
     "python3 infer.py": ["--batch_size", "64", "--warmup", "0", "--min_time", "0.05"],
     "./run_inference.sh results.csv": ["--models", "noscope_coral", "--batch_sizes", "64", "--warmup", "0",
                                        "--min_time", "0.05", "--no_peak"],
