@@ -26,9 +26,8 @@ import pandas as pd
 
 from config.tasks import SYNTHETIC, get_task, resolve_dataset, task_names
 from datasets import DataMissing, load_splits
-from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command
+from util.core.cli import add_out_arg, markdown_table, one_line_errors, positive_int, run_command, write_table
 from util.core.device import cpu_name
-from util.core.files import write_text_atomic
 from util.train.flags import options_from_args, spec_settings, training_flags
 from util.train.protocol import DISTILL, student_epochs
 from util.train.sweep import run_result, sweep
@@ -236,11 +235,7 @@ def main(argv=None):
     frame = pd.DataFrame(rows, columns=COLUMNS)
     command = shlex.join(["python3", "util/accuracy_table.py", *(sys.argv[1:] if argv is None else argv)])
     text = markdown(frame, args, command, (time.perf_counter() - tic) / 60, missing)
-    out = out_paths(args.out, ["csv", "md"])
-    out["csv"].parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out["csv"], frame.to_csv(index=False, float_format="%.4f"))
-    write_text_atomic(out["md"], text)
-    print(text)
+    write_table(args.out, frame, text)
 
 
 if __name__ == "__main__":

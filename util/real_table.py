@@ -26,9 +26,8 @@ import pandas as pd
 from config import tasks as registry
 from datasets import DataMissing
 from datasets.real import TASK_PREFIX, TASKS
-from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command
+from util.core.cli import add_out_arg, markdown_table, one_line_errors, run_command, write_table
 from util.core.device import cpu_name
-from util.core.files import write_text_atomic
 from util.train.flags import options_from_args, spec_settings, training_flags, user_task_from_args
 from util.train.sweep import run_result, sweep
 from util.train.trainer import error_message
@@ -145,12 +144,7 @@ def main(argv=None):
                     rows += table_rows(TASKS[name], path, seed, results)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     command = shlex.join(["python3", "util/real_table.py", *(argv if argv is not None else sys.argv[1:])])
-    text = markdown(frame, args, command, (time.perf_counter() - start) / 60)
-    out = out_paths(args.out, ["csv", "md"])
-    out["csv"].parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out["csv"], frame.to_csv(index=False, float_format="%.4f"))
-    write_text_atomic(out["md"], text)
-    print(text)
+    write_table(args.out, frame, markdown(frame, args, command, (time.perf_counter() - start) / 60))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,8 @@ import pandas as pd
 
 from config.tasks import resolve_dataset
 from datasets import DataMissing
-from util.core.cli import add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command
+from util.core.cli import add_out_arg, markdown_table, one_line_errors, positive_int, run_command, write_table
 from util.core.device import cpu_name
-from util.core.files import write_text_atomic
 from util.train.flags import options_from_args, spec_settings, training_flags
 from util.train.protocol import DISTILL, student_epochs
 from util.train.spec import build_spec, run_dir
@@ -144,11 +143,7 @@ def main(argv=None):
     with one_line_errors(parser, (ValueError, DataMissing, FloatingPointError, FileNotFoundError), error_message):
         frame = pd.DataFrame(measure(args), columns=COLUMNS)
     command = shlex.join(["python3", "util/recipe_choices.py", *(sys.argv[1:] if argv is None else argv)])
-    out = out_paths(args.out, ["csv", "md"])
-    out["csv"].parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out["csv"], frame.to_csv(index=False, float_format="%.4f"))
-    write_text_atomic(out["md"], markdown(frame, command))
-    print(markdown(frame, command))
+    write_table(args.out, frame, markdown(frame, command))
 
 
 if __name__ == "__main__":

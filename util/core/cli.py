@@ -105,6 +105,16 @@ def out_paths(prefix, formats):
     return {f: prefix.parent / f"{prefix.name}.{f}" for f in formats}
 
 
+def write_table(prefix, frame, text):
+    """--out PREFIX of a table command: the DataFrame `frame` as PREFIX.csv and the markdown `text` as PREFIX.md
+    (crash-safely, the folder made), then `text` printed."""
+    out = out_paths(prefix, ["csv", "md"])
+    out["csv"].parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out["csv"], frame.to_csv(index=False, float_format="%.4f"))
+    write_text_atomic(out["md"], text)
+    print(text)
+
+
 class one_line_errors:
     """`with one_line_errors(parser):` turns a ValueError (or the other `errors` given) raised inside into the
     command's one-line `error: ...` and exit status 2, never a traceback. `message(error)` formats it (default
