@@ -65,6 +65,7 @@ class Hold:
     lease: filelock.SoftFileLease = None
     depth: int = 1
     lost: object = None
+    made: tuple = ()  # the folders acquire created for the lock, deepest first: removed on release if still empty
 
 
 _held = {}  # lock path -> Hold, the locks this process holds
@@ -78,11 +79,13 @@ def acquire(lock, what, wait=0.0, watch=True):
     if key in _held:
         _held[key].depth += 1
         return
+    folder = Path(lock).parent
+    made = tuple(p for p in (folder, *folder.parents) if not p.exists())
     try:
-        Path(lock).parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"cannot write to {Path(lock).parent}: {e.strerror}; choose a writable savedir") from None
-    hold = Hold()
+        raise ValueError(f"cannot write to {folder}: {e.strerror}; choose a writable savedir") from None
+    hold = Hold(made=made)
     lease = filelock.SoftFileLease(key, lease_duration=LEASE_SECONDS, heartbeat_interval=HEARTBEAT_SECONDS,
                                    on_compromise=lambda lost: setattr(hold, "lost", lost))
     before = holder(key)
@@ -131,6 +134,11 @@ def release(lock):
     if hold.depth == 0:
         del _held[key]
         hold.lease.release()
+        for folder in hold.made:  # a run refused before it wrote anything leaves no folder behind
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the run wrote there
+                break
 
 
 def check_held(lock, what):
