@@ -84,7 +84,7 @@ def main(argv=None):
     with one_line_errors(parser):
         fill_user_model(args)
     if (args.task is None) == (args.model_file is None):
-        parser.error("name a TASK or a --model_file (or --from_run), not both")
+        parser.error("name a TASK or a --model_file, not both (--from_run RUN gives the --model_file of a run)")
     if args.fold == "auto" and args.mode != "folded":
         parser.error(f"--fold auto measures the original and its FoldedCNNs: drop --mode {args.mode}")
     if args.fold != "auto" and args.folds != parser.get_default("folds"):
