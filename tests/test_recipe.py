@@ -440,8 +440,8 @@ def test_the_demo_distils_its_folded_models(tmp_path):
     plans = {(p["dataset"], p["fold"]): p for p in map(json.loads, done.stdout.splitlines())}
     game, coral = "synthetic-sot/coin_count-digits_3_4-v2", "synthetic-noscope-coral"
     assert set(plans) == {(game, 1), (game, 4), (coral, 1), (coral, 4)}
-    assert (plans[(game, 1)]["loss"], plans[(game, 1)]["lr"], plans[(game, 1)]["epochs"]) == ("cross-entropy", 3e-4, 20)
-    assert (plans[(game, 4)]["recipe"], plans[(game, 4)]["lr"], plans[(game, 4)]["epochs"]) == ("distill", 2e-3, 60)
+    assert (plans[(game, 1)]["loss"], plans[(game, 1)]["lr"], plans[(game, 1)]["epochs"]) == ("cross-entropy", 3e-4, 40)
+    assert (plans[(game, 4)]["recipe"], plans[(game, 4)]["lr"], plans[(game, 4)]["epochs"]) == ("distill", 2e-3, 120)
     assert plans[(coral, 4)]["loss"].startswith("kl") and plans[(coral, 4)]["epochs"] == 12
     assert plans[(game, 4)]["savedir"].endswith("fold4/multiplier2/distill")
     paper = run_cli(sys.executable, "train.py", tmp_path / "runs", "--demo", "--recipe", "paper", "--dry_run")
