@@ -161,8 +161,9 @@ def crops(image, task, rng):
     return out
 
 
-def digit_images(task, seed):
-    """{split: [(PIL image, class name)]}: scikit-learn's digits, 60/20/20 per class by a shuffle of `seed`."""
+def digit_splits(seed):
+    """{split: [(index, 8x8 uint8 pixels, digit name)]}: scikit-learn's UCI digits, 60/20/20 per class by a shuffle of
+    `seed`, pixel values 0..16 scaled to 0..255 (also docs/examples/make_digits.py's)."""
     from sklearn.datasets import load_digits
     digits = load_digits()
     rng = np.random.default_rng(seed)
@@ -172,11 +173,14 @@ def digit_images(task, seed):
         n_train, n_val = round(0.6 * len(indices)), round(0.2 * len(indices))
         parts = {"train": indices[:n_train], "val": indices[n_train:n_train + n_val], "test": indices[n_train + n_val:]}
         for split, part in parts.items():
-            for i in part:
-                pixels = (digits.images[i] * (255 / 16)).round().astype(np.uint8)
-                image = rgb(pixels).resize(task.input_shape[:0:-1], Image.Resampling.BILINEAR)
-                out[split].append((image, str(label)))
+            out[split] += [(i, (digits.images[i] * (255 / 16)).round().astype(np.uint8), str(label)) for i in part]
     return out
+
+
+def digit_images(task, seed):
+    """{split: [(PIL image, class name)]}: the digits of digit_splits, scaled to the task's input as RGB."""
+    return {split: [(rgb(pixels).resize(task.input_shape[:0:-1], Image.Resampling.BILINEAR), label)
+                    for _, pixels, label in samples] for split, samples in digit_splits(seed).items()}
 
 
 def task_images(task, seed):

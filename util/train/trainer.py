@@ -174,11 +174,14 @@ def distillation_targets(spec, options, device, teacher_targets=teacher_logits):
                         augment=False, val_size=spec.val_size)
     savedir = Path(spec.savedir)
     targets = {s: teacher_targets(teacher, plain[s], device, savedir / f"teacher_logits_{s}.pt") for s in SPLITS}
-    k = spec.task.num_classes
-    accuracy = {s: (targets[s][:, :k].argmax(1) == torch.tensor(split_targets(plain[s]))).float().mean().item()
-                for s in SPLITS}
+    accuracy = {s: targets_top1(targets[s], split_targets(plain[s]), spec.task.num_classes) for s in SPLITS}
     print(f"teacher {spec.teacher}: top-1 " + ", ".join(f"{s} {accuracy[s]:.4f}" for s in SPLITS), flush=True)
     return targets
+
+
+def targets_top1(targets, labels, num_classes):
+    """The teacher's top-1 on `labels`, from its distillation `targets` (its logits are their first K columns)."""
+    return (targets[:, :num_classes].argmax(1) == torch.tensor(labels)).float().mean().item()
 
 
 def check_teacher(spec, device):
@@ -538,9 +541,7 @@ BEHIND_FIX = ("try more epochs (--student_epochs), a smaller fold, or --init tea
 def teacher_val_top1(splits, num_classes):
     """The teacher's top-1 on the validation split of a distilled run (from its targets' logits), else None."""
     val = splits["val"]
-    if not isinstance(val, DistillationDataset):
-        return None
-    return (val.logits[:, :num_classes].argmax(1) == torch.tensor(val.targets)).float().mean().item()
+    return targets_top1(val.logits, val.targets, num_classes) if isinstance(val, DistillationDataset) else None
 
 
 def behind_note(result, reference_val_top1, reference="its teacher"):
