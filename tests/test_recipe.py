@@ -505,3 +505,30 @@ def test_a_variant_of_training_reaches_the_trainer_through_its_hooks(tmp_path):
     plain, _ = load_classifier(tmp_path / "plain" / "best.pth")
     assert not any(k.startswith(example.HEADS) for k in state["model"])
     assert any(not torch.equal(a, b) for a, b in zip(student.state_dict().values(), plain.state_dict().values()))
+
+
+def test_a_student_with_batchnorm_saves_its_own_architecture_and_resumes_exactly(tmp_path, monkeypatch):
+    """--batchnorm on: best.pth holds the plain model (BatchNorm folded into the convs) that scores what the run
+    reported; current.pth keeps the BatchNorm of the live and the averaged weights, so a resume equals the whole run."""
+    data = noscope_data(tmp_path)
+    train_args(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data, lr=3e-3))
+    common = dict(data_dir=data, recipe="distill", teacher=tmp_path / "f1" / "best.pth", batch_size=8, ema=0.5,
+                  batchnorm="on")
+    whole = train_args(trainer_args(tmp_path / "whole", TASK, 2, 3, **common))
+    assert json.loads((tmp_path / "whole" / "run.json").read_text())["batchnorm"] is True
+    best = torch.load(tmp_path / "whole" / "best.pth", weights_only=True)
+    model = build_classifier(tasks.get_task(TASK), 2)
+    model.load_state_dict(best["model"])  # strict: the plain architecture's keys exactly
+    test = torch.utils.data.DataLoader(load_splits(TASK, 2, data)["test"], 8, collate_fn=collate)
+    sums = loop.evaluate(model, test, 2, torch.device("cpu"), 2, "test",
+                         protocols.paper_protocol(tasks.get_task(TASK), 2))
+    assert loop.averages(sums, 2, "test")["top1"] == whole["test_top1"]
+    assert any(".norm." in key for key in best["training_model"]) and best["averaged_model"]
+
+    train_until_first_checkpoint(trainer_args(tmp_path / "parts", TASK, 2, 3, **common), monkeypatch)
+    with pytest.raises(ValueError, match="--batchnorm on"):
+        train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, continue_from_file=tmp_path / "parts" / "current.pth",
+                                **{**common, "batchnorm": "off"}))
+    train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, continue_from_file=tmp_path / "parts" / "current.pth",
+                            **common))
+    assert_same_stats(tmp_path / "whole", tmp_path / "parts")

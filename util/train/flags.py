@@ -76,6 +76,10 @@ def training_flags(add_help=False):
                              "reads a copy of the trained original, block-diagonally; models/warm_start.py); or "
                              "fresh weights centred on training images (each hidden layer's outputs mean 0, std 1; "
                              "models/init.py); default: the recipe's")
+    parser.add_argument("--batchnorm", choices=("on", "off"), default=None,
+                        help="folded runs: train with a BatchNorm after every convolution that has a bias, folded "
+                             "into that convolution when the weights are saved (best.pth keeps the model's own "
+                             "architecture; models/batchnorm.py); default: the recipe's")
     parser.add_argument("--ema", type=float_between(0, 0.9999), default=None, metavar="DECAY",
                         help="folded runs: validate, test and save an exponential moving average of the weights, "
                              "DECAY per step (0: off; default: the recipe's)")

@@ -37,6 +37,8 @@ class Protocol:
     # in the training step, instead of its cached logits of the un-augmented image
     init: str = "fresh"  # a folded student's start: "fresh" weights, "teacher" (models.warm_start: every slot
     # reads a copy of the trained original), or "data" (models.init.centre_on_data: hidden layers centred on images)
+    batchnorm: bool = False  # a folded student trains with BatchNorm after each conv with a bias, folded into the
+    # conv when saved (models.batchnorm)
 
     @property
     def distill(self):
@@ -115,8 +117,8 @@ def distill_protocol(task, fold):
 
 def with_overrides(protocol, overrides, group):
     """`protocol` with the changes the user asked for (`overrides`: optimizer, lr, weight_decay, lr_schedule for every
-    run; distill_loss, temperature, curriculum, slot_balance and consistent "on"/"off", repeat, mixup, shift, init, ema for
-    folded runs only: the original stays a teacher trained on labels)."""
+    run; distill_loss, temperature, curriculum, slot_balance, consistent and batchnorm "on"/"off", repeat, mixup, shift,
+    init, ema for folded runs only: the original stays a teacher trained on labels)."""
     changes = {"lr": overrides["lr"]} if overrides.get("lr") else {}
     if overrides.get("weight_decay") is not None:
         changes["weight_decay"] = overrides["weight_decay"]
@@ -135,8 +137,9 @@ def with_overrides(protocol, overrides, group):
             changes["curriculum"] = overrides["curriculum"] == "on"
         if overrides.get("slot_balance"):
             changes["slot_balance"] = overrides["slot_balance"] == "on"
-        if overrides.get("consistent"):
-            changes["consistent"] = overrides["consistent"] == "on"
+        for name in ("consistent", "batchnorm"):
+            if overrides.get(name):
+                changes[name] = overrides[name] == "on"
         for name in ("repeat", "mixup", "shift", "init", "ema"):
             if overrides.get(name) is not None:
                 changes[name] = overrides[name]

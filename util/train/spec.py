@@ -14,7 +14,7 @@ from util.train.protocol import LOSS_NAMES, Protocol, distill_protocol, paper_pr
 
 # The flags that change a protocol (util.train.protocol.with_overrides), as the user gave them.
 OVERRIDES = ("optimizer", "lr", "weight_decay", "lr_schedule", "distill_loss", "temperature", "curriculum",
-             "slot_balance", "repeat", "mixup", "shift", "init", "ema", "consistent")
+             "slot_balance", "repeat", "mixup", "shift", "init", "ema", "consistent", "batchnorm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +105,8 @@ class RunSpec:
                 "temperature": p.temperature if p.loss.startswith("kl") else None, "slot_balance": p.slot_balance,
                 "repeat": p.repeat or None, "mixup": p.mixup or None, "shift": p.shift or None,
                 "consistent": p.consistent if p.distill else None,
-                "init": p.init if self.images_per_input > 1 else None, "ema": p.ema or None,
+                "init": p.init if self.images_per_input > 1 else None,
+                "batchnorm": p.batchnorm if self.images_per_input > 1 else None, "ema": p.ema or None,
                 "curriculum": curriculum, "precision": self.precision, "precision_choice": self.precision_choice,
                 "epochs_choice": self.epochs_choice, "seed": self.seed,
                 "batch_size": self.eval_batch_size, "val_size": self.val_size, "teacher": self.teacher,
@@ -241,6 +242,10 @@ def check_resume(spec, state, path):
             value = ("on" if recorded[key] else "off") if isinstance(recorded[key], bool) else recorded[key] or 0
             raise ValueError(f"checkpoint {path} was trained with {key} {recorded[key]}, and this command trains with "
                              f"{wanted[key]}: pass {flag} {value} to continue it, or start a new --savedir")
+    if (recorded.get("batchnorm") or False) != (wanted["batchnorm"] or False):  # runs before it: none
+        was = "on" if recorded.get("batchnorm") else "off"
+        raise ValueError(f"checkpoint {path} was trained with --batchnorm {was}: resume it with --batchnorm {was}, or "
+                         f"start a new --savedir")
     if state.get("slot_balance", False) != spec.protocol.slot_balance:  # checkpoints before it: balance off
         was = "on" if state.get("slot_balance", False) else "off"
         raise ValueError(f"checkpoint {path} was trained with --slot_balance {was}: resume it with --slot_balance "

@@ -28,6 +28,7 @@ from datasets import DATA_DIR, CurriculumDataset, DistillationDataset, curriculu
 from datasets.loaders import collate, split_targets
 from models import build_classifier
 from models.fold import fold_input, whole_groups
+from models.batchnorm import add_batchnorm, calibrate_batchnorm, plain_state
 from models.init import centre_on_data
 from models.user import load_weights
 from models.warm_start import start_from_teacher
@@ -210,29 +211,46 @@ def start_student(model, spec):
 DATA_INIT_IMAGES = 256
 
 
+def first_inputs(train, spec):
+    """The folded inputs of the first images of the training split (at most DATA_INIT_IMAGES), the same on every rank
+    (the split's order depends on the seed alone): what the data-dependent starts look at."""
+    count = whole_groups(min(DATA_INIT_IMAGES, len(train)), spec.images_per_input)
+    return fold_input(torch.stack([train[i][0] for i in range(count)]), spec.images_per_input)
+
+
 def start_from_data(model, train, spec):
     """--init data: the folded `model` starts centred on the first images of its training split (models.init.
-    centre_on_data), the same on every rank (the split's order depends on the seed alone)."""
-    count = whole_groups(min(DATA_INIT_IMAGES, len(train)), spec.images_per_input)
-    images = torch.stack([train[i][0] for i in range(count)])
-    layers = centre_on_data(model.net, fold_input(images, spec.images_per_input))
+    centre_on_data)."""
+    inputs = first_inputs(train, spec)
+    layers = centre_on_data(model.net, inputs)
     if distributed.is_main():
-        print(f"{spec.dataset} fold {spec.fold}: the student's {layers} hidden layers start centred on {count} "
-              f"training images (--init data)", flush=True)
+        print(f"{spec.dataset} fold {spec.fold}: the student's {layers} hidden layers start centred on "
+              f"{inputs.shape[0] * spec.images_per_input} training images (--init data)", flush=True)
+
+
+def trains_with_batchnorm(spec):
+    """Whether the run's model trains with models.batchnorm's BatchNorm (a folded student with --batchnorm on)."""
+    return spec.images_per_input > 1 and spec.protocol.batchnorm
 
 
 def build_run_model(spec):
-    """The run's model as its spec describes it (models.build_classifier)."""
-    return build_classifier(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align)
+    """The run's model as its spec describes it (models.build_classifier), with its training BatchNorm if any."""
+    model = build_classifier(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align)
+    if trains_with_batchnorm(spec):
+        add_batchnorm(model.net)
+    return model
 
 
 def start_model(model, spec, splits):
     """The start of a new run's model that its protocol asks for (--init): a folded model from its teacher or centred
-    on its training images; otherwise (and for f = 1) the fresh initialisation stays."""
+    on its training images; otherwise (and for f = 1) the fresh initialisation stays. A training BatchNorm then starts
+    as an identity on the first training images (models.batchnorm.calibrate_batchnorm)."""
     if spec.images_per_input > 1 and spec.protocol.init == "teacher":
         start_student(model, spec)
     if spec.images_per_input > 1 and spec.protocol.init == "data":
         start_from_data(model, splits["train"], spec)
+    if trains_with_batchnorm(spec):
+        calibrate_batchnorm(model.net, first_inputs(splits["train"], spec))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,7 +405,7 @@ def restore(run, state):
     """Continue from a training checkpoint: weights, optimizer, schedules and random generators; returns Progress."""
     run.model.load_state_dict(state.get("training_model") or state["model"])
     if run.average:
-        run.average.model.load_state_dict(state["model"])
+        run.average.model.load_state_dict(state.get("averaged_model") or state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scaler.load_state_dict(state["scaler"])
     if run.scheduler:
@@ -405,9 +423,11 @@ def restore(run, state):
 def checkpoint(run, progress):
     """Everything a resume needs, in util/train/checkpoint.py's format, with the run's spec."""
     spec = run.spec
+    normed = trains_with_batchnorm(spec)  # "model": the model's own architecture, its training BatchNorm folded in
     return {"model_args": model_args(spec.task, spec.fold, spec.multiplier, spec.mode, spec.align),
-            "model": run.evaluated.state_dict(), "run": spec.describe(),
-            "training_model": run.model.state_dict() if run.average else None,
+            "model": plain_state(run.evaluated), "run": spec.describe(),
+            "training_model": run.model.state_dict() if run.average or normed else None,
+            "averaged_model": run.average.model.state_dict() if run.average and normed else None,
             "dataset": spec.dataset, "recipe": spec.recipe,
             "slot_balance": run.protocol.slot_balance, "epoch": progress.epoch, "best": progress.best,
             "authors_best": progress.authors_best,
