@@ -24,7 +24,7 @@ from models import MODES, mode_of
 from util.core.cli import add_align_arg, one_line_errors, positive_int, run_command
 from util.core.device import pick_device
 from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
-                                    fill_protocol, fill_user_model, interleaved_trials)
+                                    fill_timing, fill_user_model, interleaved_trials)
 from util.measure.compare import choose, fold_choice, medians, precision_verdict
 
 
@@ -94,7 +94,7 @@ def main(argv=None):
     folds = sorted(set(args.folds)) if args.fold == "auto" else [args.fold]
     args.trials = args.trials or (5 if args.fold == "auto" else 1)
     with one_line_errors(parser):
-        fill_protocol(args, pick_device(args.device))
+        fill_timing(args, pick_device(args.device))
         precisions = [args.precision] + (["fp32"] if args.fold == "auto" and args.precision == "int8" else [])
         benches = {(p, fold): Benchmark(config_for(args, fold, p), args.warmup, args.seed)
                    for fold in folds for p in precisions}

@@ -13,10 +13,11 @@ from models.user import user_classifier
 MODES = ("original", "folded", "efficientnet")
 
 
-def mode_of(fold, kind="folded"):
-    """The mode of fold (phi) `fold` of a model kind: "efficientnet" for the baseline, else "original" at f=1 and
-    "folded" above."""
-    return "efficientnet" if kind == "efficientnet" else "original" if fold == 1 else "folded"
+def mode_of(fold, requested="folded"):
+    """The mode (one of MODES: what a model is, as run.json, result.json, summary.csv and results CSVs name it) of
+    fold (phi) `fold` when `requested` ("folded", --mode's default, or "efficientnet") was asked for: "efficientnet"
+    for the baseline, else "original" at f=1 and "folded" above."""
+    return "efficientnet" if requested == "efficientnet" else "original" if fold == 1 else "folded"
 
 __all__ = ["MODES", "mode_of", "build_model", "build_classifier", "fold_cnn", "model_key", "FoldedClassifier", "fold_input",
            "unfold_output"]
@@ -77,11 +78,12 @@ class ResizedClassifier(nn.Module):
 
 def build_classifier(task, fold=1, multiplier=None, mode="folded", align=1):
     """The model wrapped to take plain (N, C, H, W) image batches and return (N, K) logits: the FoldedCNN
-    (mode "folded", fold 1 = the original) or the compound-scaled baseline (mode "efficientnet", fold = phi). A
+    (mode "original" or "folded", fold 1 = the original) or the compound-scaled baseline (mode "efficientnet", fold =
+    phi). A
     user's task (config.tasks.user_task) runs its model file: the original at f=1, models.fold_cnn's FoldedCNN above."""
     task = get_task(task)
     if task.family == USER:
-        if mode != "folded":
+        if mode == "efficientnet":
             raise ValueError(f"{task.name} is your own CNN: it has FoldedCNNs (mode folded), no mode {mode!r}")
         return user_classifier(task.model_file, task.input_shape, fold, multiplier, align)
     if mode == "efficientnet":

@@ -8,6 +8,8 @@ so best.pth holds the model's exact architecture, and loads, exports and counts 
 Why: a folded student of a plain ReLU CNN stalls on a plateau for most of its schedule on real images (textures:
 training top-1 0.40-0.50 for 100 of 120 epochs); normalised, it does not (results/accuracy/choices.md, round 15).
 """
+import contextlib
+
 import torch
 from torch import nn
 
@@ -36,11 +38,31 @@ def add_batchnorm(net):
     return added
 
 
+def normed_convs(net):
+    """(parent module, attribute name, NormedConv) of every NormedConv in `net`."""
+    return [(parent, name, child) for parent in net.modules() for name, child in parent.named_children()
+            if isinstance(child, NormedConv)]
+
+
+@contextlib.contextmanager
+def without_batchnorm(net):
+    """`net` with every NormedConv replaced by its own convolution (the same module) while the block runs: code that
+    knows the model's architecture (a warm start from the teacher) works on it, and what it changes stays."""
+    found = normed_convs(net)
+    for parent, name, normed in found:
+        setattr(parent, name, normed.conv)
+    try:
+        yield net
+    finally:
+        for parent, name, normed in found:
+            setattr(parent, name, normed)
+
+
 @torch.no_grad()
 def calibrate_batchnorm(net, inputs):
     """Set each BatchNorm's affine (and running statistics) to the mean and spread of its input over `inputs` (a batch
     of `net`'s inputs), in order, so that `net` in training mode computes on `inputs` what it did without them."""
-    norms = [m.norm for m in net.modules() if isinstance(m, NormedConv)]
+    norms = [normed.norm for _, _, normed in normed_convs(net)]
     was_training = net.training
     net.train()
     for norm in norms:

@@ -4,7 +4,7 @@ from torch import nn
 
 from config import tasks
 from models import build_classifier
-from models.batchnorm import NormedConv, add_batchnorm, calibrate_batchnorm, plain_state
+from models.batchnorm import NormedConv, add_batchnorm, calibrate_batchnorm, plain_state, without_batchnorm
 from models.fold import fold_input
 
 
@@ -50,3 +50,13 @@ def test_folded_back_it_is_the_plain_architecture_and_computes_the_same():
     assert set(state) == set(plain.state_dict())
     plain.load_state_dict(state)
     assert torch.allclose(plain.eval()(x), model.eval()(x), atol=1e-4, rtol=1e-4)
+
+
+def test_without_it_the_model_is_its_own_architecture_for_a_while():
+    model = game_student()
+    add_batchnorm(model.net)
+    with without_batchnorm(model.net) as net:
+        assert set(net.state_dict()) == set(game_student().net.state_dict())
+        next(m for m in net.modules() if isinstance(m, nn.Conv2d)).weight.data.fill_(0.5)
+    assert sum(isinstance(m, NormedConv) for m in model.net.modules()) == 5
+    assert next(m for m in model.net.modules() if isinstance(m, NormedConv)).conv.weight.eq(0.5).all()

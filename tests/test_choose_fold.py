@@ -13,7 +13,7 @@ from models.flops import count_flops
 from util.train.checkpoint import load_classifier
 from helpers import run_cli, train_args, trainer_args, write_image_folder
 
-HEADER = "Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align,Protocol"
+HEADER = "Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align,Timing"
 
 
 def widths(model):
@@ -146,6 +146,17 @@ def test_a_sweep_before_the_align_column_resumes_with_it_added(tmp_path):
     assert "| noscope_coral (align 16) | 100 (the original's) |" in (tmp_path / "old-report" / "report.md").read_text()
 
 
+def test_a_sweep_whose_last_column_was_called_protocol_reads_and_resumes_renamed(tmp_path):
+    from util.measure import results_csv
+    old = tmp_path / "old.csv"
+    rows = ["noscope_coral,0,1,8,Original,100.00,1.6e+09,eager,fp32,cpu,8,1,quick",
+            "noscope_coral,0,2,8,Folded,150.00,2.4e+09,eager,fp32,cpu,4,1,full"]
+    old.write_text(HEADER.replace("Timing", "Protocol") + "\n" + "\n".join(rows) + "\n")
+    assert [r["Timing"] for r in results_csv.read_rows(old)] == ["quick", "full"]
+    assert len(results_csv.open_results(old)) == 2
+    assert old.read_text().splitlines() == [HEADER] + rows  # renamed, every value kept
+
+
 def write_run(savedir, dataset, fold, top1, worst=None, recipe="paper", align=1, val=None):
     """A finished run's result.json in train.py's layout."""
     leaf = "none" if fold == 1 else "distill" if recipe == "distill" else "fold"
@@ -158,7 +169,7 @@ def write_run(savedir, dataset, fold, top1, worst=None, recipe="paper", align=1,
         **({} if val is None else {"best_val_top1": val})}))
 
 
-def write_speeds(path, speeds, backend="onnxruntime", align=1, precision="fp32", protocol="full"):
+def write_speeds(path, speeds, backend="onnxruntime", align=1, precision="fp32", timing="full"):
     """A sweep CSV: {model: {fold: images/sec, or a list of them, one per trial}} (appended to one that exists)."""
     lines = [] if path.exists() else [HEADER]
     for model, folds in speeds.items():
@@ -166,7 +177,7 @@ def write_speeds(path, speeds, backend="onnxruntime", align=1, precision="fp32",
             mode = "Original" if fold == 1 else "Folded"
             for trial, ips in enumerate(trials if isinstance(trials, list) else [trials]):
                 lines.append(f"{model},{trial},{fold},1024,{mode},{ips},1e9,{backend},{precision},cpu,32,"
-                             f"{align if fold > 1 else 1},{protocol}")
+                             f"{align if fold > 1 else 1},{timing}")
     with path.open("a") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -356,7 +367,7 @@ def test_a_quick_or_one_trial_csv_is_said_to_be_one(tmp_path):
     for fold in (1, 4):
         write_run(runs, "synthetic-noscope-coral", fold, 0.99)
     quick = tmp_path / "quick.csv"
-    write_speeds(quick, {"noscope_coral": {1: 1000, 4: 1230}}, protocol="quick")
+    write_speeds(quick, {"noscope_coral": {1: 1000, 4: 1230}}, timing="quick")
     done = choose(runs, quick)
     assert done.returncode == 0, done.stderr
     assert "**from a --quick smoke run (one short trial each: not a measurement to deploy by)**" in done.stdout

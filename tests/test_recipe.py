@@ -186,7 +186,7 @@ def test_the_summary_notes_a_student_that_fell_far_behind(tmp_path, monkeypatch,
     results = {1: {"best_val_top1": 0.80, "teacher_val_top1": None}, 2: {"best_val_top1": 0.78, "teacher_val_top1": 0.8},
                4: {"best_val_top1": 0.35, "teacher_val_top1": None}}  # f=4 has no teacher's: held against f=1's
     monkeypatch.setattr(sweep, "train_one", lambda spec, *_: {"dataset": spec.dataset, "fold": spec.fold,
-                                                                   "mode": spec.kind, **results[spec.fold]})
+                                                                   "mode": spec.mode, **results[spec.fold]})
     monkeypatch.setattr(sweep, "data_ready", lambda source, options: None)
     units = sweep.plan(tmp_path, [TASK], [1, 2, 4], {**train.spec_settings(train.get_args_parser().parse_args(
         [str(tmp_path), "--recipe", "distill"])), "student_epochs": None}, need_teacher=False)
@@ -508,27 +508,27 @@ def test_a_variant_of_training_reaches_the_trainer_through_its_hooks(tmp_path):
 
 
 def test_a_student_with_batchnorm_saves_its_own_architecture_and_resumes_exactly(tmp_path, monkeypatch):
-    """--batchnorm on: best.pth holds the plain model (BatchNorm folded into the convs) that scores what the run
+    """--batchnorm on (here with the teacher start, which sees the model's own architecture): best.pth holds the plain model (BatchNorm folded into the convs) that scores what the run
     reported; current.pth keeps the BatchNorm of the live and the averaged weights, so a resume equals the whole run."""
     data = noscope_data(tmp_path)
     train_args(trainer_args(tmp_path / "f1", TASK, 1, 1, data_dir=data, lr=3e-3))
     common = dict(data_dir=data, recipe="distill", teacher=tmp_path / "f1" / "best.pth", batch_size=8, ema=0.5,
-                  batchnorm="on")
-    whole = train_args(trainer_args(tmp_path / "whole", TASK, 2, 3, **common))
+                  batchnorm="on", init="teacher")
+    whole = train_args(trainer_args(tmp_path / "whole", TASK, 4, 3, **common))
     assert json.loads((tmp_path / "whole" / "run.json").read_text())["batchnorm"] is True
     best = torch.load(tmp_path / "whole" / "best.pth", weights_only=True)
-    model = build_classifier(tasks.get_task(TASK), 2)
+    model = build_classifier(tasks.get_task(TASK), 4)
     model.load_state_dict(best["model"])  # strict: the plain architecture's keys exactly
-    test = torch.utils.data.DataLoader(load_splits(TASK, 2, data)["test"], 8, collate_fn=collate)
-    sums = loop.evaluate(model, test, 2, torch.device("cpu"), 2, "test",
-                         protocols.paper_protocol(tasks.get_task(TASK), 2))
-    assert loop.averages(sums, 2, "test")["top1"] == whole["test_top1"]
+    test = torch.utils.data.DataLoader(load_splits(TASK, 4, data)["test"], 8, collate_fn=collate)
+    sums = loop.evaluate(model, test, 4, torch.device("cpu"), 2, "test",
+                         protocols.paper_protocol(tasks.get_task(TASK), 4))
+    assert loop.averages(sums, 4, "test")["top1"] == whole["test_top1"]
     assert any(".norm." in key for key in best["training_model"]) and best["averaged_model"]
 
-    train_until_first_checkpoint(trainer_args(tmp_path / "parts", TASK, 2, 3, **common), monkeypatch)
+    train_until_first_checkpoint(trainer_args(tmp_path / "parts", TASK, 4, 3, **common), monkeypatch)
     with pytest.raises(ValueError, match="--batchnorm on"):
-        train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, continue_from_file=tmp_path / "parts" / "current.pth",
+        train_args(trainer_args(tmp_path / "parts", TASK, 4, 3, continue_from_file=tmp_path / "parts" / "current.pth",
                                 **{**common, "batchnorm": "off"}))
-    train_args(trainer_args(tmp_path / "parts", TASK, 2, 3, continue_from_file=tmp_path / "parts" / "current.pth",
+    train_args(trainer_args(tmp_path / "parts", TASK, 4, 3, continue_from_file=tmp_path / "parts" / "current.pth",
                             **common))
     assert_same_stats(tmp_path / "whole", tmp_path / "parts")

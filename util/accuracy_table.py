@@ -117,7 +117,7 @@ def rows_of(savedir, datasets, recipes=RECIPES, folds=FOLDS, seeds=(SEED,)):
     return rows, missing
 
 
-def points(gap):
+def gap_text(gap):
     return "-" if pd.isna(gap) else f"{gap:.1f}"
 
 
@@ -169,7 +169,7 @@ def markdown(frame, args, command, minutes, missing=0):
         for recipe in args.recipes:
             gaps = [100 * part[(part.recipe == recipe) & (part.fold == f)].gap.median() for f in args.folds]
             worst = 100 * part[(part.recipe == recipe) & (part.fold == max(args.folds))].gap.max()
-            medians.append([family, recipe, *(points(g) for g in [*gaps, worst])])
+            medians.append([family, recipe, *(gap_text(g) for g in [*gaps, worst])])
     lines += markdown_table(["family", "recipe", *(f"f={f}" for f in args.folds), f"worst at f={max(args.folds)}"],
                             medians)
     lines += ["", "## Every run", ""] + markdown_table(
@@ -180,8 +180,8 @@ def markdown(frame, args, command, minutes, missing=0):
     if len(args.seeds) > 1:
         lines += ["", "## Spread over the seeds (gap to each seed's own f=1, points)", ""] + markdown_table(
             ["task", "f", "recipe", "seeds", "gaps", "mean", "worst", "x f=1 (max)"],
-            [[task, fold, recipe, len(runs), ", ".join(f"{100 * g:.1f}" for g in runs.gap), points(runs.gap.mean() * 100),
-              points(runs.gap.max() * 100), f"{runs.seconds_over_f1.max():.2f}"]
+            [[task, fold, recipe, len(runs), ", ".join(f"{100 * g:.1f}" for g in runs.gap), gap_text(runs.gap.mean() * 100),
+              gap_text(runs.gap.max() * 100), f"{runs.seconds_over_f1.max():.2f}"]
              for (task, fold, recipe), runs in frame[frame.fold > 1].groupby(["dataset", "fold", "recipe"], sort=False)])
     return "\n".join(lines) + "\n"
 

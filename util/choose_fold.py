@@ -44,7 +44,7 @@ from models.user import model_key as user_model_key
 from util.core.cli import add_align_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command
 from util.core.device import cpu_name, pick_device
 from util.core.files import write_text_atomic
-from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_protocol,
+from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_timing,
                                     interleaved_trials)
 from util.measure.compare import fold_choice, medians, precision_verdict, ratio, speedups
 from util.runtime.backends import default_backend
@@ -102,8 +102,8 @@ def csv_throughput(path, runs, backend=None, precision=None, batch_size=None, de
         raise ValueError(f"{path} holds {len(groups)} kinds of measurement: pick one with {listed}")
     if not groups:
         raise ValueError(f"{path} has no FoldedCNN rows for these flags: run ./run_inference.sh {path} first")
-    if (frame["Protocol"] == "full").any():
-        frame = frame[frame["Protocol"] == "full"]
+    if (frame["Timing"] == "full").any():
+        frame = frame[frame["Timing"] == "full"]
     trials = {name: fold_trials(frame, csv_name(name, folds)) for name, folds in runs.items()}
     backend, precision, device, batch = groups[0]
     counts = sorted({len(t) for by_fold in trials.values() for t in by_fold.values()}) or [0]
@@ -138,7 +138,7 @@ def int8_line(int8, fp32):
 def measured_throughput(tasks, runs, args):
     """{task name: {fold: [images/sec per trial]}} measured now at every trained fold, trials interleaved."""
     device = pick_device(args.device)
-    fill_protocol(args, device)
+    fill_timing(args, device)
     speeds, backend = {}, None
     for name in tasks:
         benches = {}
@@ -157,7 +157,7 @@ def measured_throughput(tasks, runs, args):
                     "interleaved trials (measured now)")
 
 
-def choose(runs, trials, max_drop):
+def recommendation_rows(runs, trials, max_drop):
     """The table's rows (COLUMNS) for every task (`trials`: {task: {fold: [images/sec per trial]}}): one per fold with
     a run or a throughput, the recommended one marked: of the folds within `max_drop` points of f=1, the one that
     util/measure/compare.py's fold_choice takes (the fastest, unless a smaller such fold ties with it within the
@@ -226,7 +226,7 @@ def markdown(rows, source, max_drop, notes=None):
         chosen = [r["fold"] for r in rows if r["task"] == name and r["recommended"]]
         lines += [f"## {name}: " + (f"deploy f={chosen[0]}" if chosen else "no recommendation"), ""]
         datasets = [r["dataset"] for r in rows if r["task"] == name and r["dataset"]]
-        lines += [trained_on(datasets), ""] if datasets else []
+        lines += [training_data_line(datasets), ""] if datasets else []
         if notes and name in notes:
             lines += [notes[name], ""]
         lines += markdown_table(["f", "recipe", "epochs", "training (min)", "test top-1", "worst slot", "gap (pts)", "images/sec", "speed-up",
@@ -234,7 +234,7 @@ def markdown(rows, source, max_drop, notes=None):
     return "\n".join(lines).rstrip() + "\n"
 
 
-def trained_on(datasets):
+def training_data_line(datasets):
     """'Trained on noscope-coral.', saying 'generated stand-in data' for synthetic- datasets, whose accuracy says
     nothing of the real task's."""
     names = list(dict.fromkeys(datasets))
@@ -263,8 +263,8 @@ def plot(rows, source, path):
     nrows = -(-len(names) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.6 * nrows), squeeze=False)
     for ax, name in zip(axes.flat, names):
-        points = [r for r in rows if r["task"] == name and r["test_top1"] is not None and r["images_per_sec"]]
-        for r in points:
+        plotted = [r for r in rows if r["task"] == name and r["test_top1"] is not None and r["images_per_sec"]]
+        for r in plotted:
             ax.scatter(r["images_per_sec"], r["test_top1"], marker="*" if r["recommended"] else "o",
                        s=160 if r["recommended"] else 40, color="#d62728" if r["recommended"] else "#1f77b4",
                        zorder=3)
@@ -280,7 +280,7 @@ def plot(rows, source, path):
     plt.close(fig)
 
 
-def points(text):
+def max_drop_points(text):
     """argparse type for --max_drop: a finite number of points, at least 0."""
     value = float(text)
     if not math.isfinite(value) or value < 0:
@@ -293,7 +293,7 @@ def main(argv=None):
     parser.add_argument("savedir", help="a train.py savedir (its finished runs' result.json are read)")
     parser.add_argument("csv", nargs="?", help="a results CSV of ./run_inference.sh (or use --measure)")
     parser.add_argument("--measure", action="store_true", help="measure the throughput now, on this device")
-    parser.add_argument("--max_drop", type=points, default=1.0,
+    parser.add_argument("--max_drop", type=max_drop_points, default=1.0,
                         help="largest accepted loss of test top-1 against f=1, in points; default 1.0")
     add_align_arg(parser, ": read the runs trained and measured with it")
     parser.add_argument("--batch_size", type=positive_int, default=None,
@@ -318,7 +318,7 @@ def main(argv=None):
             device = None if args.device == "auto" else args.device
             speeds, source, group = csv_throughput(args.csv, runs, backend, args.precision, args.batch_size, device,
                                                    args.align)
-    rows = choose(runs, speeds, args.max_drop)
+    rows = recommendation_rows(runs, speeds, args.max_drop)
     notes = {}
     if args.csv and args.precision == "int8":  # int8 is not faster everywhere: say so where the CSV shows it
         fp32 = fp32_beside_int8(args.csv, runs, group, args.align)

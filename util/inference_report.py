@@ -39,7 +39,7 @@ BASELINE_COLOUR = "#e6550d"
 KINDS = (("folded", "FoldedCNNs", "f"), ("efficientnet", "Compound-scaled baselines", "phi"))
 
 
-def medians(frame):
+def median_table(frame):
     """Median throughput and FLOP/s over trials, one row per configuration, with the speed-up over fold (phi) 1
     of the same model, backend, precision, device and batch size; `Kind` is folded or efficientnet, `Key` the
     model's name in the CSV and `Model` its name in the report (aligned FoldedCNNs: "<name> (align N)")."""
@@ -362,7 +362,7 @@ def main(argv=None):
     with one_line_errors(parser, (ValueError, OSError)):
         check_results_file(args.csv)
         frame = load(args.csv)
-        table = medians(frame)
+        table = median_table(frame)
         machine = None
         if machine_path.is_file():
             machine = json.loads(machine_path.read_text())

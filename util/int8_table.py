@@ -33,7 +33,7 @@ def finished_runs(savedir):
             yield json.loads(path.read_text()), path.parent
 
 
-def points(top1, fp32_top1):
+def signed_points(top1, fp32_top1):
     """int8 minus fp32 test top-1 in points, signed: '+0.0', '-0.6'."""
     return f"{100 * (top1 - fp32_top1):+.1f}"
 
@@ -47,9 +47,9 @@ def table_rows(savedir, settings):
             ops = " ".join(f"{op}:{n}" for op, n in summary["quantized_ops"].items())
             openvino = summary["openvino_int8_top1"]
             rows.append([result["dataset"], result["fold"], result["recipe"], f"{summary['fp32_top1']:.4f}",
-                         f"{summary['int8_top1']:.4f}", points(summary["int8_top1"], summary["fp32_top1"]),
+                         f"{summary['int8_top1']:.4f}", signed_points(summary["int8_top1"], summary["fp32_top1"]),
                          f"{summary['agreement']:.4f}", "-" if openvino is None else f"{openvino:.4f}",
-                         "-" if openvino is None else points(openvino, summary["fp32_top1"]), summary["weight_bits"], ops])
+                         "-" if openvino is None else signed_points(openvino, summary["fp32_top1"]), summary["weight_bits"], ops])
             print(" | ".join(map(str, rows[-1])), flush=True)
     return rows
 

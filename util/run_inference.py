@@ -25,7 +25,7 @@ from util.core.cli import add_align_arg, positive_int, run_command
 from util.core.device import pick_device
 from util.core.files import append_line, filesystem_failure, write_json_atomic
 from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
-                                    configurations, default_models, fill_protocol, fill_user_model, resolve_models)
+                                    configurations, default_models, fill_timing, fill_user_model, resolve_models)
 from util.runtime.backends import BackendError, resolve_backend
 from util.measure.compare import fold_choice
 from util.measure.machine import measure_peak
@@ -58,7 +58,7 @@ def get_args_parser(add_help=True):
     return parser
 
 
-def sweep(args, models):
+def inference_configs(args, models):
     """(model name, task name, mode, fold or phi, batch size) of every configuration: the registry's models, or the
     folds of --model_file's."""
     if args.model_file:
@@ -69,28 +69,28 @@ def sweep(args, models):
             for name, task, mode, fold, batch_size in configurations(models, args.folds, args.phis, args.batch_sizes)]
 
 
-def todo_list(args, configs, backend, device, done, protocol="full"):
+def todo_list(args, configs, backend, device, done, timing="full"):
     """The configurations with trials still to measure: (name, task, mode, fold, batch size, missing trials)."""
     todo = []
     for name, task, mode, fold, batch_size in configs:
         align = args.align if mode == "folded" else 1  # the original and the baselines keep their widths
         keys = [(name, str(t), str(fold), str(batch_size), MODE_NAMES[mode], backend, args.precision, str(device),
-                 str(align), protocol) for t in range(args.trials)]
+                 str(align), timing) for t in range(args.trials)]
         missing = [t for t, key in enumerate(keys) if key not in done]
         if missing:
             todo.append((name, task, mode, fold, batch_size, missing))
     return todo
 
 
-def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, align, protocol):
+def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, align, timing):
     """'model f=4 (f=4 at 1.23x f=1 (range ...))' or 'model f=1 (f=4 and f=1 tie (ratio ...): the smaller fold is
     taken)' for each FoldedCNN model in `names` measured in the CSV at two folds or more at this backend, precision,
-    device, align and protocol: the fold to take and what the trials say of it (compare.fold_choice), per batch size."""
+    device, align and timing: the fold to take and what the trials say of it (compare.fold_choice), per batch size."""
     frame = load(csv_path)
     frame = frame[(frame["Backend"] == backend) & (frame["Precision"] == precision) & (frame["Device"] == str(device))
                   & frame["Mode"].isin(["Original", "Folded"]) & frame["Model"].isin(names)
                   & frame["Batch Size"].isin(batch_sizes) & ((frame["Align"] == align) | (frame["Fold"] == 1))
-                  & (frame["Protocol"] == protocol)]
+                  & (frame["Timing"] == timing)]
     found = []
     for (name, batch), part in frame.groupby(["Model", "Batch Size"], sort=False):
         trials = fold_trials(part, name)
@@ -102,7 +102,7 @@ def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, alig
     return found, trial_note(frame)
 
 
-def measure_interleaved(args, todo, backend, device, protocol):
+def measure_interleaved(args, todo, backend, device, timing):
     """Measure `todo` (todo_list), a model's folds interleaved at each batch size, appending each row as it ends;
     returns how many configurations could not be measured."""
     groups = {}
@@ -123,7 +123,7 @@ def measure_interleaved(args, todo, backend, device, protocol):
         for trial in range(args.trials):
             for bench, missing in benches.values():
                 if trial in missing:
-                    line = measurement_row(name, bench.trial(trial, args.iters, args.min_time), protocol)
+                    line = measurement_row(name, bench.trial(trial, args.iters, args.min_time), timing)
                     append_line(args.csv, line)
                     print(line, flush=True)
     return failures
@@ -134,7 +134,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         device = pick_device(args.device)
-        fill_protocol(args, device, args.quick)
+        fill_timing(args, device, args.quick)
         args.folds = args.folds or ([1, 4] if args.quick else [1, 2, 3, 4])
         backend = resolve_backend(args.backend, device, args.precision)
         fill_user_model(args)
@@ -143,7 +143,7 @@ def main(argv=None):
         if args.model_file:
             checked_model(args.model_file, args.input_shape)  # before the CSV is touched
         models = resolve_models(args.models) if args.models else default_models()
-        configs = sweep(args, models)
+        configs = inference_configs(args, models)
         if Path(args.csv).is_dir():
             raise ValueError(f"{args.csv} is a directory: name the CSV to write (e.g. {Path(args.csv) / 'results.csv'})")
         done = open_results(args.csv)
@@ -159,17 +159,17 @@ def main(argv=None):
         machine_file(args.csv).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(machine_file(args.csv), measure_peak(device))
     print(format_row(HEADER), flush=True)
-    protocol = "quick" if args.quick else "full"
-    todo = todo_list(args, configs, backend, device, done, protocol)
+    timing = "quick" if args.quick else "full"
+    todo = todo_list(args, configs, backend, device, done, timing)
     skipped = len(configs) - len(todo)
     if skipped:
         print(f"resuming: {skipped} configuration(s) already in {args.csv}", file=sys.stderr)
 
-    failures = measure_interleaved(args, todo, backend, device, protocol)
+    failures = measure_interleaved(args, todo, backend, device, timing)
     if failures:
         parser.exit(1, f"error: {failures} configuration(s) could not be measured (see above)\n")
     best, note = fastest_folds(args.csv, [c[0] for c in configs], args.batch_sizes, backend, args.precision, device,
-                               args.align, protocol)
+                               args.align, timing)
     if best:
         print(f"fold to take ({backend}, {args.precision}, {device}; the fastest, or the smaller where two tie within "
               "the trials' spread): " + ", ".join(best) + (f"; {note}" if note else ""), file=sys.stderr)

@@ -189,22 +189,22 @@ class Benchmark:
                            images_per_sec, images_per_sec * self.flops_per_image, self.max_abs_error, self.align)
 
 
-def timing_protocol(device, quick=False):
-    """The measurement protocol per device: the paper's on CUDA (fp16, 100 warm-up and 10000 timed batches,
+def timing_settings(device, quick=False):
+    """The timing settings per device (docs/protocol.md's "inference protocol"): the paper's on CUDA (fp16, 100 warm-up and 10000 timed batches,
     10 trials); on the CPU a time-bounded one (fp32, 2 warm-up batches, trials of at least 1 s, 3 trials).
     `quick` is a smoke run: one short trial (on the CPU in chunks of 32 inputs)."""
     cuda = device.type == "cuda"
-    protocol = {"precision": "fp16" if cuda else "fp32", "chunk": "auto"}
+    common = {"precision": "fp16" if cuda else "fp32", "chunk": "auto"}
     if quick:
-        return {**protocol, "trials": 1, "warmup": 10 if cuda else 1, "iters": 100 if cuda else 1,
+        return {**common, "trials": 1, "warmup": 10 if cuda else 1, "iters": 100 if cuda else 1,
                 "min_time": 0.0 if cuda else 0.2, "chunk": "auto" if cuda else "32"}
-    return {**protocol, "trials": 10 if cuda else 3, "warmup": 100 if cuda else 2, "iters": 10000 if cuda else 1,
+    return {**common, "trials": 10 if cuda else 3, "warmup": 100 if cuda else 2, "iters": 10000 if cuda else 1,
             "min_time": 0.0 if cuda else 1.0}
 
 
-def fill_protocol(args, device, quick=False):
-    """Set every measurement flag left at None in `args` from `timing_protocol`; returns `args`."""
-    for name, value in timing_protocol(device, quick).items():
+def fill_timing(args, device, quick=False):
+    """Set every measurement flag left at None in `args` from `timing_settings`; returns `args`."""
+    for name, value in timing_settings(device, quick).items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
     return args
@@ -218,7 +218,7 @@ def chunk_arg(text):
 
 
 def add_measurement_args(parser):
-    """The flags of how to measure, shared by infer.py, the sweep and the benchmark (None: the protocol's)."""
+    """The flags of how to measure, shared by infer.py, the sweep and the benchmark (None: timing_settings')."""
     parser.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
                         help="default auto: onnxruntime on the CPU (compile for bf16; openvino for int8 where the CPU "
                              "has VNNI), compile on CUDA")

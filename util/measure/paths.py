@@ -34,7 +34,7 @@ from models import build_model, mode_of
 from util.core.cli import add_device_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, print_text
 from util.core.device import cpu_name, pick_device
 from util.measure.benchmark import (SWEEP_FAMILIES, Benchmark, Config, chunk_arg, compare_with_plain_eager,
-                                    fill_protocol, interleaved_trials)
+                                    fill_timing, interleaved_trials)
 from util.measure.compare import medians, ratio
 from util.runtime.backends import BACKENDS, COMPILE_MODES, PRECISIONS, BackendError, backend_problem
 
@@ -213,7 +213,7 @@ def main(argv=None):
         parser.error("--modes picks torch.compile's variants, --backends replaces them: give one of the two")
     with one_line_errors(parser):
         device = pick_device(args.device)
-        fill_protocol(args, device)
+        fill_timing(args, device)
         tasks = args.tasks or [t.name for t in all_tasks().values() if t.family in SWEEP_FAMILIES]
         lines = args.measure(args, tasks, device)
     print_text(parser, lines, args.out and out_paths(args.out, ["md"])["md"])

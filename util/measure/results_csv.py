@@ -1,8 +1,8 @@
 """Results of the inference sweep: the CSV schema, crash-safe appends and resume, reading it back.
 
 The CSV's rows are `Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec` (docs/protocol.md,
-section 5) followed by `Backend,Precision,Device,Chunk,Align,Protocol` (Protocol: `full`, or `quick` for a --quick
-smoke run, whose one short trial every reader of the CSV says it is). Rows are appended one at a time and
+section 5) followed by `Backend,Precision,Device,Chunk,Align,Timing` (Timing: `full`, or `quick` for a --quick smoke run,
+whose one short trial every reader of the CSV says it is; sweeps before 2026-12-07 call it Protocol). Rows are appended one at a time and
 flushed to disk; a row torn by a crash (a last line without its newline) is dropped on resume.
 The machine's measured peak (util/measure/machine.py) and the report live in the folder `<name>-report/` beside
 the CSV, so a sweep in any folder adds one CSV and one folder to it (util/inference_report.py writes the
@@ -17,12 +17,13 @@ import pandas as pd
 from util.core.files import complete_lines, keep_lines, write_text_atomic
 
 HEADER = ["Model", "Trial", "Fold", "Batch Size", "Mode", "Throughput", "FLOPs/sec",
-          "Backend", "Precision", "Device", "Chunk", "Align", "Protocol"]
+          "Backend", "Precision", "Device", "Chunk", "Align", "Timing"]
 # Headers of older sweeps, read with the columns they lack at these values: before --align the widths were the
-# paper's (Align 1); before the Protocol column no sweep was marked quick.
-ADDED_COLUMNS = {"Align": "1", "Protocol": "full"}
-OLDER_HEADERS = (HEADER[:-2], HEADER[:-1])
-KEY_COLUMNS = ("Model", "Trial", "Fold", "Batch Size", "Mode", "Backend", "Precision", "Device", "Align", "Protocol")
+# paper's (Align 1); before the Timing column no sweep was marked quick; RENAMED_COLUMNS: its earlier name.
+ADDED_COLUMNS = {"Align": "1", "Timing": "full"}
+RENAMED_COLUMNS = {"Protocol": "Timing"}
+OLDER_HEADERS = (HEADER[:-2], HEADER[:-1], [*HEADER[:-1], "Protocol"])
+KEY_COLUMNS = ("Model", "Trial", "Fold", "Batch Size", "Mode", "Backend", "Precision", "Device", "Align", "Timing")
 MODE_NAMES = {"original": "Original", "folded": "Folded", "efficientnet": "EfficientNet"}
 MODE_OF_NAME = {name: mode for mode, name in MODE_NAMES.items()}
 
@@ -47,6 +48,7 @@ def read_rows(path):
     if header != HEADER and header not in OLDER_HEADERS:
         raise ValueError(f"{path} has the header {','.join(header)!r}, not this sweep's {','.join(HEADER)!r}: "
                          "give a new CSV path (the existing file is left as it is)")
+    header = [RENAMED_COLUMNS.get(name, name) for name in header]
     rows = []
     for number, row in enumerate(reader, start=2):
         if len(row) != len(header):
@@ -59,8 +61,8 @@ def read_rows(path):
 def open_results(path):
     """Ready `path` for appending: created with the header if missing, a torn last row dropped.
 
-    A sweep written before the Align or Protocol column is rewritten (crash-safely, every value kept) with the
-    columns added (ADDED_COLUMNS). Returns the keys (see `row_key`) of the rows already measured.
+    A sweep written before the Align or Timing column (or with its earlier name) is rewritten (crash-safely, every
+    value kept) with the columns added (ADDED_COLUMNS) and named as now. Returns the keys (see `row_key`) of the rows already measured.
     """
     path = Path(path)
     rows = read_rows(path)
@@ -91,12 +93,12 @@ def format_row(values):
     return out.getvalue()
 
 
-def measurement_row(name, measurement, protocol="full"):
+def measurement_row(name, measurement, timing="full"):
     """The CSV row of one trial (a util.measure.benchmark.Measurement of the model called `name` in the CSV) of a
-    `protocol` (full or quick) sweep."""
+    `timing` (full or quick) sweep."""
     m = measurement
     return format_row([name, m.trial, m.fold, m.batch_size, MODE_NAMES[m.mode], f"{m.images_per_sec:.2f}",
-                       f"{m.flops_per_sec:.6g}", m.backend, m.precision, m.device, m.chunk, m.align, protocol])
+                       f"{m.flops_per_sec:.6g}", m.backend, m.precision, m.device, m.chunk, m.align, timing])
 
 
 def report_dir(csv_path):
@@ -136,10 +138,10 @@ def trial_note(frame):
     """What a reader must say of `frame`'s rows: that they come from a --quick smoke run or hold one trial per
     configuration (so speed-ups have no spread); "" for a full sweep of several trials."""
     notes = []
-    if (frame["Protocol"] == "quick").any():
+    if (frame["Timing"] == "quick").any():
         notes.append("from a --quick smoke run (one short trial each: not a measurement to deploy by)")
     per_config = frame.groupby(["Model", "Fold", "Batch Size", "Backend", "Precision", "Device", "Align",
-                                "Protocol"])["Trial"].count()
+                                "Timing"])["Trial"].count()
     if len(per_config) and per_config.max() < 2 and not notes:
         notes.append("one trial per configuration (no spread: speed-ups may be noise)")
     return "; ".join(notes)

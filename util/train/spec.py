@@ -23,7 +23,7 @@ class RunSpec:
 
     dataset: str  # a task name, or synthetic-<task>, or a user task's name
     fold: int  # f; phi for the compound-scaled baseline (mode "efficientnet")
-    mode: str  # "folded" (fold 1 = the original CNN) or "efficientnet"
+    mode: str  # what the model is (models.MODES): "original" (fold 1), "folded" or "efficientnet"
     multiplier: float | None  # internal multiplier of a FoldedCNN; None for the baseline
     align: int  # widened layers rounded up to a multiple of it (1: the paper's widths)
     recipe: str  # "paper" or "distill"; "paper" for the original, which both recipes share
@@ -64,11 +64,6 @@ class RunSpec:
         return 1 if self.mode == "efficientnet" else self.fold
 
     @property
-    def kind(self):
-        """"original", "folded" or "efficientnet": what the run trains, as messages and result files name it."""
-        return mode_of(self.fold, self.mode)
-
-    @property
     def fold_name(self):
         """What the fold number means in messages: phi for the compound-scaled baseline, else the fold."""
         return "phi" if self.mode == "efficientnet" else "fold"
@@ -97,7 +92,7 @@ class RunSpec:
             curriculum = {"start": start, "step": step, "gap": gap}
         schedules = {"step": f"StepLR(step_size={p.lr_step}, gamma=0.5)", "onecycle": "one-cycle (per batch)",
                      "cosine": "cosine (per batch)"}
-        return {"dataset": self.dataset, "fold": self.fold, "mode": self.kind, "recipe": self.recipe,
+        return {"dataset": self.dataset, "fold": self.fold, "mode": self.mode, "recipe": self.recipe,
                 "multiplier": None if self.multiplier is None else round(self.multiplier, 6), "align": self.align,
                 "images_per_input": self.images_per_input, "epochs": self.epochs, "optimizer": p.optimizer,
                 "lr": p.lr, "weight_decay": p.weight_decay,
@@ -126,6 +121,7 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
                fast_amp=(None, ""), epochs_choice=None):
     """The RunSpec of one run, with every setting checked (a one-line ValueError naming the fix otherwise).
 
+    `mode`: --mode, "folded" (whose f=1 is the original) or "efficientnet"; the spec holds models.mode_of's name.
     `overrides`: {flag: value} of the protocol flags in OVERRIDES (None values are ignored). The compound-scaled
     baseline (mode "efficientnet", fold = phi, a game task) trains with the original game CNN's protocol, one image
     per input and no multiplier; the original (f=1) trains as the paper's under either recipe. `dataset` may be a
@@ -169,7 +165,7 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
         epochs, epochs_choice = protocol.epochs, "the protocol's"
     if user:  # absolute, so that a rerun from elsewhere recognises its runs (check_same_model)
         teacher, weights = (str(Path(p).resolve()) if p else None for p in (teacher, weights))
-    return RunSpec(dataset=task.name if user else dataset, fold=fold, mode=mode, multiplier=multiplier, align=align,
+    return RunSpec(dataset=task.name if user else dataset, fold=fold, mode=mode_of(fold, mode), multiplier=multiplier, align=align,
                    recipe=recipe if group > 1 else "paper", protocol=protocol, epochs=epochs,
                    batch_size=batch_size or protocol.batch_size, seed=seed, savedir=str(savedir),
                    teacher=str(teacher) if teacher and protocol.distill else None, amp=amp, precision_choice=precision_choice,
@@ -224,8 +220,8 @@ RESUME_SETTINGS = {"batch_size": "--batch_size", "shift": "--shift", "repeat": "
 def check_resume(spec, state, path):
     """A ValueError unless the training checkpoint `state` (read from `path`) is a run of `spec`."""
     args = state.get("model_args", {})
-    found = (state.get("dataset"), args.get("fold"), args.get("multiplier"), args.get("mode", "folded"),
-             args.get("align", 1))
+    found = (state.get("dataset"), args.get("fold"), args.get("multiplier"),
+             mode_of(args.get("fold"), args.get("mode", "folded")), args.get("align", 1))  # older runs: "folded" at f=1
     wanted = (spec.dataset, spec.fold, spec.multiplier, spec.mode, spec.align)
     if found != wanted:
         raise ValueError(f"checkpoint {path} is for dataset {found[0]}, fold {found[1]}, multiplier {found[2]}, "

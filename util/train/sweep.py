@@ -239,7 +239,7 @@ def take_run(spec, options, rows, held, watch=True):
     row = {c: result.get(c) for c in SUMMARY_COLUMNS}  # runs finished before a column existed: None
     note = behind_note({**result, "savedir": spec.savedir}, *reference_top1(result, rows))
     # "original" at f=1 (results before 2026-12-05 say "folded")
-    rows.append({**row, "mode": spec.kind, "note": note and note.removeprefix("warning: ")})
+    rows.append({**row, "mode": spec.mode, "note": note and note.removeprefix("warning: ")})
     return True
 
 

@@ -28,7 +28,7 @@ from datasets import DATA_DIR, CurriculumDataset, DistillationDataset, curriculu
 from datasets.loaders import collate, split_targets
 from models import build_classifier
 from models.fold import fold_input, whole_groups
-from models.batchnorm import add_batchnorm, calibrate_batchnorm, plain_state
+from models.batchnorm import add_batchnorm, calibrate_batchnorm, plain_state, without_batchnorm
 from models.init import centre_on_data
 from models.user import load_weights
 from models.warm_start import start_from_teacher
@@ -245,10 +245,11 @@ def start_model(model, spec, splits):
     """The start of a new run's model that its protocol asks for (--init): a folded model from its teacher or centred
     on its training images; otherwise (and for f = 1) the fresh initialisation stays. A training BatchNorm then starts
     as an identity on the first training images (models.batchnorm.calibrate_batchnorm)."""
-    if spec.images_per_input > 1 and spec.protocol.init == "teacher":
-        start_student(model, spec)
-    if spec.images_per_input > 1 and spec.protocol.init == "data":
-        start_from_data(model, splits["train"], spec)
+    with without_batchnorm(model.net):
+        if spec.images_per_input > 1 and spec.protocol.init == "teacher":
+            start_student(model, spec)
+        if spec.images_per_input > 1 and spec.protocol.init == "data":
+            start_from_data(model, splits["train"], spec)
     if trains_with_batchnorm(spec):
         calibrate_batchnorm(model.net, first_inputs(splits["train"], spec))
 
@@ -583,7 +584,7 @@ def write_result(run, progress):
     """result.json: the run's identity, its best epoch (this project's and the authors'), per-slot top-1, speed;
     a line when a folded run fell far behind its teacher (behind_note)."""
     spec, best = run.spec, progress.best
-    result = {"dataset": spec.dataset, "fold": spec.fold, "mode": spec.kind, "recipe": spec.recipe,
+    result = {"dataset": spec.dataset, "fold": spec.fold, "mode": spec.mode, "recipe": spec.recipe,
               "multiplier": None if spec.multiplier is None else round(spec.multiplier, 6),
               "align": spec.align, "slot_balance": run.protocol.slot_balance, "epochs": spec.epochs,
               "best_epoch": best["epoch"], "best_val_top1": best["val_top1"], "test_top1": best["test_top1"],
