@@ -43,8 +43,9 @@ def training_flags(add_help=False):
                              "the game tasks') or distill (default for --model_file and --demo; folded runs learn the "
                              "trained original's logits: KL divergence at temperature 4; game and CIFAR: averaged with "
                              "cross-entropy, slots balanced, 32 folded inputs per batch, Adam at lr 1e-3 x sqrt(f), "
-                             "one-cycle schedule, weights averaged (--ema 0.99); game students at f >= 4 start from "
-                             "their teacher (--init teacher); NoScope: 32 images, lr 1e-3 "
+                             "one-cycle schedule, weights averaged (--ema 0.99); game and your own CNN's students "
+                             "train with BatchNorm folded into their convs when saved (--batchnorm on), game "
+                             "students at f >= 4 start from their teacher (--init teacher); NoScope: 32 images, lr 1e-3 "
                              "constant, images shifted by up to 12 pixels, layers centred on data; no curriculum; "
                              "docs/protocol.md, section 8)")
     parser.add_argument("--teacher", default=None, metavar="PATH",

@@ -76,7 +76,7 @@ def paper_protocol(task, fold):
 # times sqrt(f); None: the paper's 32 images at lr.
 _ONECYCLE = {"loss": "kl+ce", "temperature": 4.0, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
              "curriculum": False, "slot_balance": True, "shift": 0, "inputs_per_batch": 32,
-             "init": "fresh", "ema": 0.99}
+             "init": "fresh", "ema": 0.99, "batchnorm": True}
 # The game students start from their teacher where two or more copies of it fit (f >= 4; round 12 measured f=4,
 # where it gains more than 20 further epochs of a fresh start); CIFAR's ResNet and a user's CNN start fresh, since
 # their layers need not line up with a copy.
@@ -84,10 +84,13 @@ _ONECYCLE = {"loss": "kl+ce", "temperature": 4.0, "optimizer": "adam", "lr": 1e-
 # family (a student at f=4 trains 1.5-2.5x faster per epoch, so 3x stays near twice the original's seconds), 1.2x for
 # NoScope, whose students' epochs are slower than the original's on some CPUs (results/accuracy/choices.md, rounds
 # 10-13). A multiple, not a count of images, so that the seconds' ratio holds on a split of any size.
+# "batchnorm": the students of plain ReLU CNNs (game, a user's) train with a BatchNorm after each conv, folded into
+# it when saved (models.batchnorm): on real images their students otherwise stall (choices.md, round 15). NoScope's
+# were not measured with it; CIFAR's ResNet has BatchNorm already (its convs have no bias: nothing is added).
 DISTILL = {"game": {**_ONECYCLE, "init": "teacher", "student_epochs": 3.0},
            "cifar": {**_ONECYCLE, "student_epochs": 3.0}, USER: {**_ONECYCLE, "student_epochs": 3.0},
            "noscope": {**_ONECYCLE, "loss": "kl", "schedule": "constant", "slot_balance": False, "shift": 12,
-                       "inputs_per_batch": None, "init": "data", "ema": 0.0, "student_epochs": 1.2}}
+                       "inputs_per_batch": None, "init": "data", "ema": 0.0, "batchnorm": False, "student_epochs": 1.2}}
 
 
 def student_epochs(task, original_epochs=None):
@@ -112,7 +115,7 @@ def distill_protocol(task, fold):
                     batch_size=inputs * fold if inputs else paper.batch_size, weight_decay=paper.weight_decay, schedule=recipe["schedule"], loss=recipe["loss"],
                     temperature=recipe["temperature"], curriculum=recipe["curriculum"],
                     slow_curriculum=paper.slow_curriculum, slot_balance=recipe["slot_balance"], shift=recipe["shift"],
-                    init=init, ema=recipe["ema"])
+                    init=init, ema=recipe["ema"], batchnorm=recipe["batchnorm"])
 
 
 def with_overrides(protocol, overrides, group):
