@@ -1,4 +1,4 @@
-"""BatchNorm as a training aid for CNNs that have none (the game and NoScope CNNs, most users' small CNNs).
+"""BatchNorm as a training aid for CNNs that have no normalisation (the game and NoScope CNNs, many users' small CNNs).
 
 While a student trains, every convolution with a bias is followed by a BatchNorm2d (`add_batchnorm`), started so that
 the network computes what it did before (`calibrate_batchnorm`): a warm start from the teacher stays one. When the
@@ -25,16 +25,25 @@ class NormedConv(nn.Module):
         return self.norm(self.conv(x))
 
 
+NORMALISATIONS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
 def add_batchnorm(net):
-    """Put a BatchNorm2d after every convolution of `net` that has a bias (one without is already followed by a
-    normalisation, or its bias would be lost); returns how many."""
+    """Put a BatchNorm2d after every convolution of `net` that has a bias, unless `net` normalises already (it has a
+    BatchNorm, GroupNorm or LayerNorm of its own: it trains as it is); returns how many were added."""
+    if any(isinstance(m, NORMALISATIONS) for m in net.modules()):
+        return 0
+    return _add_batchnorm(net)
+
+
+def _add_batchnorm(net):
     added = 0
     for name, child in list(net.named_children()):
         if isinstance(child, nn.Conv2d) and child.bias is not None:
             setattr(net, name, NormedConv(child))
             added += 1
         elif not isinstance(child, NormedConv):
-            added += add_batchnorm(child)
+            added += _add_batchnorm(child)
     return added
 
 

@@ -17,7 +17,7 @@ def images(count=32):
     return torch.rand(count, *tasks.get_task("lol/goldnumber-fraction").input_shape)
 
 
-def test_every_conv_with_a_bias_gets_one_and_none_without():
+def test_every_conv_with_a_bias_gets_one_unless_the_model_normalises_already():
     model = game_student()
     convs = [m for m in model.net.modules() if isinstance(m, nn.Conv2d)]
     assert add_batchnorm(model.net) == len(convs) == 5
@@ -25,6 +25,8 @@ def test_every_conv_with_a_bias_gets_one_and_none_without():
     assert add_batchnorm(model.net) == 0  # twice is once
     plain = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU())
     assert add_batchnorm(plain) == 0
+    normed = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3))  # normalises already
+    assert add_batchnorm(normed) == 0 and not any(isinstance(m, NormedConv) for m in normed.modules())
 
 
 def test_calibrated_it_computes_what_the_model_did():
