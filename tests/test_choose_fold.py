@@ -13,7 +13,9 @@ from models.flops import count_flops
 from util.train.checkpoint import load_classifier
 from helpers import run_cli, train_args, trainer_args, write_image_folder
 
-HEADER = "Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align,Timing"
+BEFORE_LATENCY = "Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align,Timing"
+HEADER = BEFORE_LATENCY + ",Latency p50 (ms),Latency p99 (ms),Timed Batches"
+NO_LATENCY = ",,,"  # a throughput row's empty latency columns
 
 
 def widths(model):
@@ -123,22 +125,22 @@ def test_a_sweep_before_the_align_column_resumes_with_it_added(tmp_path):
     old = tmp_path / "old.csv"
     rows = ["noscope_coral,0,1,8,Original,100.00,1.6e+09,eager,fp32,cpu,8",
             "noscope_coral,0,2,8,Folded,150.00,2.4e+09,eager,fp32,cpu,4"]
-    old.write_text(HEADER.rsplit(",", 2)[0] + "\n" + "\n".join(rows) + "\n")
+    old.write_text(BEFORE_LATENCY.rsplit(",", 2)[0] + "\n" + "\n".join(rows) + "\n")
     command = ["./run_inference.sh", old, "--models", "noscope-coral", "--folds", "1", "2", "--trials", "1",
                "--batch_sizes", "8", "--min_time", "0", "--warmup", "0", "--device", "cpu", "--no_peak",
                "--backend", "eager", "--chunk", "full"]
     again = run_cli(*command)
     assert again.returncode == 0, again.stderr
-    assert old.read_text().splitlines() == [HEADER] + [r + ",1,full" for r in rows]  # nothing measured again, kept
+    assert old.read_text().splitlines() == [HEADER] + [r + ",1,full" + NO_LATENCY for r in rows]  # nothing measured again, kept
     aligned = run_cli(*command, "--align", "16")
     assert aligned.returncode == 0, aligned.stderr
     new = old.read_text().splitlines()
-    assert len(new) == 4 and new[-1].startswith("noscope_coral,0,2,8,Folded,") and new[-1].endswith(",16,full")
+    assert len(new) == 4 and new[-1].startswith("noscope_coral,0,2,8,Folded,") and new[-1].endswith(",16,full" + NO_LATENCY)
     assert "fold to take (eager, fp32, cpu; the fastest, or the smaller where two tie" in aligned.stderr
     assert "): noscope_coral f=" in aligned.stderr and "one trial per configuration (no spread" in aligned.stderr
     torn = tmp_path / "short.csv"
     torn.write_text(HEADER + "\nnoscope_coral,0,1,8\n"
-                    + "noscope_coral,0,2,8,Folded,150.00,2.4e+09,eager,fp32,cpu,4,1,full\n")
+                    + "noscope_coral,0,2,8,Folded,150.00,2.4e+09,eager,fp32,cpu,4,1,full,,,\n")
     refused = run_cli(*command[:1], torn, *command[2:])
     assert refused.returncode == 2 and "line 2 has 4 fields" in refused.stderr and torn.read_text().count("\n") == 3
     report = run_cli(sys.executable, "util/inference_report.py", old)
@@ -151,10 +153,10 @@ def test_a_sweep_whose_last_column_was_called_protocol_reads_and_resumes_renamed
     old = tmp_path / "old.csv"
     rows = ["noscope_coral,0,1,8,Original,100.00,1.6e+09,eager,fp32,cpu,8,1,quick",
             "noscope_coral,0,2,8,Folded,150.00,2.4e+09,eager,fp32,cpu,4,1,full"]
-    old.write_text(HEADER.replace("Timing", "Protocol") + "\n" + "\n".join(rows) + "\n")
+    old.write_text(BEFORE_LATENCY.replace("Timing", "Protocol") + "\n" + "\n".join(rows) + "\n")
     assert [r["Timing"] for r in results_csv.read_rows(old)] == ["quick", "full"]
     assert len(results_csv.open_results(old)) == 2
-    assert old.read_text().splitlines() == [HEADER] + rows  # renamed, every value kept
+    assert old.read_text().splitlines() == [HEADER] + [r + NO_LATENCY for r in rows]  # renamed, every value kept
 
 
 def write_run(savedir, dataset, fold, top1, worst=None, recipe="paper", align=1, val=None):
@@ -177,7 +179,7 @@ def write_speeds(path, speeds, backend="onnxruntime", align=1, precision="fp32",
             mode = "Original" if fold == 1 else "Folded"
             for trial, ips in enumerate(trials if isinstance(trials, list) else [trials]):
                 lines.append(f"{model},{trial},{fold},1024,{mode},{ips},1e9,{backend},{precision},cpu,32,"
-                             f"{align if fold > 1 else 1},{timing}")
+                             f"{align if fold > 1 else 1},{timing}{NO_LATENCY}")
     with path.open("a") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -268,7 +270,7 @@ def test_the_chooser_reports_missing_throughput_and_bad_input(tmp_path):
     assert done.returncode == 0 and "no throughput" in done.stdout and "deploy f=1" in done.stdout
     two = tmp_path / "two.csv"
     write_speeds(two, {"noscope_coral": {1: 1000, 2: 900}})
-    two.write_text(two.read_text() + "noscope_coral,0,1,1024,Original,10,1e9,eager,fp32,cpu,32,1,full\n")
+    two.write_text(two.read_text() + "noscope_coral,0,1,1024,Original,10,1e9,eager,fp32,cpu,32,1,full,,,\n")
     mixed = choose(runs, two)
     assert mixed.returncode == 2 and "--backend eager" in mixed.stderr and "--backend onnxruntime" in mixed.stderr
     assert "deploy f=1" in choose(runs, two, "--backend", "onnxruntime").stdout

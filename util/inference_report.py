@@ -31,7 +31,7 @@ from util.runtime.int8 import INT8_FEATURES
 from util.measure.compare import ratio, speedups
 from util.measure.results_csv import MODE_OF_NAME, check_results_file, load, machine_file, report_dir, trial_note
 
-GROUP = ["Backend", "Precision", "Device", "Batch Size"]
+GROUP = ["Backend", "Precision", "Device", "Batch Size", "Timing"]  # latency rows (batches timed one by one) apart
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 PAPER_SPEEDUP = 2.5  # the paper: up to 2.5x the original's throughput (V100 and T4 GPUs, TensorRT fp16)
 FOLD_COLOURS = {1: "#9e9e9e", 2: "#9ecae1", 3: "#4292c6", 4: "#08519c"}
@@ -73,8 +73,9 @@ def trial_ratio(per_trial, row, base):
 
 
 def group_title(group):
-    backend, precision, device, batch = group
-    return f"{backend}, {precision}, {device}, batch {batch}"
+    backend, precision, device, batch, timing = group
+    return f"{backend}, {precision}, {device}, batch {batch}" + (", batches timed one by one" if timing == "latency"
+                                                                 else "")
 
 
 def machine_summary(machine):

@@ -1,15 +1,16 @@
 """The inference sweep behind ./run_inference.sh: every model x fold x batch size x trial, one CSV row each.
 
-Rows are `Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align,Protocol`
-(util/measure/results_csv.py). A model's folds are measured interleaved (trial t of every fold, then trial t+1), so
+Rows are `Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec,Backend,Precision,Device,Chunk,Align,Timing` and
+three latency columns (util/measure/results_csv.py). A model's folds are measured interleaved (trial t of every fold, then trial t+1), so
 that its speed-ups come with their spread over trials. Each row is printed and appended as soon as it is measured,
 flushed to disk, so a kill loses at most the row being written. Re-running the same command resumes: trials
 already in the CSV are skipped.
 
-Protocols (util/measure/benchmark.py): on CUDA the paper's (fp16, 100 warm-up and 10000 timed batches, 10
+Timing (util/measure/benchmark.py): on CUDA the paper's (fp16, 100 warm-up and 10000 timed batches, 10
 trials); on the CPU a time-bounded one (fp32, 2 warm-up batches, trials of at least 1 s, 3 trials)
 so the default sweep of the 14 models finishes in well under 30 minutes on 2 cores; --quick is a
-smoke run (its rows say Protocol quick, and every reader of the CSV says so). The machine's measured peak (util/measure/machine.py) is written to <name>-report/machine.json
+smoke run (its rows say Timing quick, and every reader of the CSV says so). --latency times each batch on its own
+(median and 99th percentile per trial); --curve measures the throughput-latency curve (util/measure/latency.py). The machine's measured peak (util/measure/machine.py) is written to <name>-report/machine.json
 beside the CSV, where util/inference_report.py also writes the report.
 """
 import argparse
@@ -29,8 +30,10 @@ from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_mo
 from util.runtime.backends import BackendError, resolve_backend
 from util.measure.compare import fold_choice
 from util.measure.machine import measure_peak
+from util.measure.latency import (CURVE_MAX_BATCH, CURVE_STOP_SECONDS, MAX_SECONDS, MIN_BATCHES,
+                                  curve_batch_sizes)
 from util.measure.results_csv import (HEADER, MODE_NAMES, fold_trials, format_row, load, machine_file,
-                                      measurement_row, open_results, trial_note)
+                                      measurement_row, open_results, read_rows, trial_note)
 
 
 def get_args_parser(add_help=True):
@@ -47,6 +50,22 @@ def get_args_parser(add_help=True):
                         help="compound-scaling coefficients of the baselines (1 = the original); default 1 2")
     parser.add_argument("--batch_sizes", nargs="+", type=positive_int, default=[1024],
                         help="images per batch; default 1024")
+    parser.add_argument("--latency", action="store_true",
+                        help="time each batch on its own (synchronised on CUDA): the CSV's latency columns get its "
+                             "median and 99th percentile, and its Throughput is what those batches give (Timing "
+                             "latency); at least --latency_batches batches a trial, or as many as --latency_seconds "
+                             "allow and at least 20")
+    parser.add_argument("--curve", action="store_true",
+                        help="the throughput-latency curve (implies --latency): per fold, batches of f images (one "
+                             "folded input), doubling up to --curve_max, until a batch's median latency passes 1 s; every "
+                             "(fold, batch) point of a model interleaved trial by trial (replaces --batch_sizes)")
+    parser.add_argument("--curve_max", type=positive_int, default=CURVE_MAX_BATCH, metavar="IMAGES",
+                        help=f"the curve's largest batch (default {CURVE_MAX_BATCH})")
+    parser.add_argument("--latency_batches", type=positive_int, default=MIN_BATCHES,
+                        help=f"timed batches per latency trial at least (default {MIN_BATCHES})")
+    parser.add_argument("--latency_seconds", type=float, default=MAX_SECONDS,
+                        help=f"seconds a latency trial may take before it stops at 20 batches or more (default "
+                             f"{MAX_SECONDS:g})")
     parser.add_argument("--trials", type=positive_int, default=None,
                         help="trials per configuration; default 10 on CUDA, 3 on the CPU")
     add_measurement_args(parser)
@@ -58,15 +77,21 @@ def get_args_parser(add_help=True):
     return parser
 
 
+def batch_sizes_of(args, mode, fold):
+    """--batch_sizes, or with --curve the curve's batch sizes of this fold (latency.curve_batch_sizes)."""
+    return curve_batch_sizes(fold if mode == "folded" else 1, args.curve_max) if args.curve else args.batch_sizes
+
+
 def inference_configs(args, models):
     """(model name, task name, mode, fold or phi, batch size) of every configuration: the registry's models, or the
     folds of --model_file's."""
     if args.model_file:
         name = user_model_key(args.model_file)
         return [(name, args.model_file, mode_of(fold), fold, batch_size)
-                for fold in args.folds for batch_size in args.batch_sizes]
+                for fold in args.folds for batch_size in batch_sizes_of(args, mode_of(fold), fold)]
     return [(name, task.name, mode, fold, batch_size)
-            for name, task, mode, fold, batch_size in configurations(models, args.folds, args.phis, args.batch_sizes)]
+            for name, task, mode, fold, _ in configurations(models, args.folds, args.phis, [None])
+            for batch_size in batch_sizes_of(args, mode, fold)]
 
 
 def todo_list(args, configs, backend, device, done, timing="full"):
@@ -102,31 +127,60 @@ def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, alig
     return found, trial_note(frame)
 
 
-def measure_interleaved(args, todo, backend, device, timing):
-    """Measure `todo` (todo_list), a model's folds interleaved at each batch size, appending each row as it ends;
-    returns how many configurations could not be measured."""
+def measure_interleaved(args, todo, backend, device, timing, stopped=None):
+    """Measure `todo` (todo_list), a model's folds interleaved at each batch size (with --curve: all its points),
+    appending each row as it ends; returns (configurations that could not be measured, trials measured). A point is set up when
+    first measured, the smaller batches first; with --curve a fold's larger batches are left out once one of its
+    batches' median latency passes CURVE_STOP_SECONDS (`stopped`: {(name, fold): that batch}, from the CSV on
+    resume)."""
     groups = {}
     for entry in todo:
-        groups.setdefault((entry[0], entry[4]), []).append(entry)
-    failures = 0
-    for (name, batch_size), entries in tqdm(groups.items(), desc="inference sweep", unit="model",
-                                             file=sys.stderr, disable=not sys.stderr.isatty()):
+        groups.setdefault((entry[0], None if args.curve else entry[4]), []).append(entry)
+    stopped = dict(stopped or {})
+    failures = measured_trials = 0
+    for (name, _), entries in tqdm(groups.items(), desc="inference sweep", unit="model",
+                                   file=sys.stderr, disable=not sys.stderr.isatty()):
         torch._dynamo.reset()  # forget the last model's graphs: each model class may hold only so many
         benches = {}
-        for _, task, mode, fold, _, missing in entries:
-            config = config_from_args(args, task, mode, fold, batch_size, backend=backend, device=str(device))
-            try:
-                benches[fold] = Benchmark(config, args.warmup), missing
-            except (BackendError, ValueError) as e:
-                print(f"skipping {name} fold {fold} batch {batch_size}: {e}", file=sys.stderr)
-                failures += 1
+        entries = sorted(entries, key=lambda e: (e[4], e[3]))  # the smaller batches first, then the folds
         for trial in range(args.trials):
-            for bench, missing in benches.values():
-                if trial in missing:
-                    line = measurement_row(name, bench.trial(trial, args.iters, args.min_time), timing)
-                    append_line(args.csv, line)
-                    print(line, flush=True)
-    return failures
+            for _, task, mode, fold, batch_size, missing in entries:
+                if trial not in missing or batch_size > stopped.get((name, fold), batch_size):
+                    continue
+                point = (fold, batch_size)
+                if point not in benches:
+                    config = config_from_args(args, task, mode, fold, batch_size, backend=backend, device=str(device))
+                    try:
+                        benches[point] = Benchmark(config, args.warmup)
+                    except (BackendError, ValueError) as e:
+                        print(f"skipping {name} fold {fold} batch {batch_size}: {e}", file=sys.stderr)
+                        benches[point] = None
+                        failures += 1
+                if benches[point] is None:
+                    continue
+                if args.latency:
+                    measured = benches[point].latency_trial(trial, args.latency_batches, args.latency_seconds)
+                    if args.curve and measured.latency.p50_ms > 1000 * CURVE_STOP_SECONDS:
+                        stopped[(name, fold)] = min(batch_size, stopped.get((name, fold), batch_size))
+                else:
+                    measured = benches[point].trial(trial, args.iters, args.min_time)
+                line = measurement_row(name, measured, timing)
+                append_line(args.csv, line)
+                print(line, flush=True)
+                measured_trials += 1
+    return failures, measured_trials
+
+
+def curve_stops(csv_path):
+    """{(model, fold): the smallest batch whose median latency passed CURVE_STOP_SECONDS} in the CSV's latency rows:
+    where a resumed --curve stops doubling."""
+    rows = [r for r in read_rows(csv_path) if r["Timing"] == "latency" and r["Latency p50 (ms)"]]
+    stops = {}
+    for r in rows:
+        if float(r["Latency p50 (ms)"]) > 1000 * CURVE_STOP_SECONDS:
+            key, batch = (r["Model"], int(r["Fold"])), int(r["Batch Size"])
+            stops[key] = min(batch, stops.get(key, batch))
+    return stops
 
 
 def main(argv=None):
@@ -136,6 +190,12 @@ def main(argv=None):
         device = pick_device(args.device)
         fill_timing(args, device, args.quick)
         args.folds = args.folds or ([1, 4] if args.quick else [1, 2, 3, 4])
+        args.latency = args.latency or args.curve
+        if args.latency and args.quick:
+            raise ValueError("--quick and --latency (or --curve) exclude each other: for a short latency run pass "
+                             "--latency_batches 20 --latency_seconds 1")
+        if args.latency_seconds <= 0:
+            raise ValueError(f"--latency_seconds must be above 0, not {args.latency_seconds:g}")
         backend = resolve_backend(args.backend, device, args.precision)
         fill_user_model(args)
         if args.model_file and args.models:
@@ -159,21 +219,22 @@ def main(argv=None):
         machine_file(args.csv).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(machine_file(args.csv), measure_peak(device))
     print(format_row(HEADER), flush=True)
-    timing = "quick" if args.quick else "full"
+    timing = "latency" if args.latency else "quick" if args.quick else "full"
     todo = todo_list(args, configs, backend, device, done, timing)
     skipped = len(configs) - len(todo)
     if skipped:
         print(f"resuming: {skipped} configuration(s) already in {args.csv}", file=sys.stderr)
 
-    failures = measure_interleaved(args, todo, backend, device, timing)
+    failures, measured = measure_interleaved(args, todo, backend, device, timing,
+                                             curve_stops(args.csv) if args.curve else None)
     if failures:
         parser.exit(1, f"error: {failures} configuration(s) could not be measured (see above)\n")
-    best, note = fastest_folds(args.csv, [c[0] for c in configs], args.batch_sizes, backend, args.precision, device,
-                               args.align, timing)
+    best, note = fastest_folds(args.csv, [c[0] for c in configs], sorted({c[4] for c in configs}), backend,
+                               args.precision, device, args.align, timing)
     if best:
         print(f"fold to take ({backend}, {args.precision}, {device}; the fastest, or the smaller where two tie within "
               "the trials' spread): " + ", ".join(best) + (f"; {note}" if note else ""), file=sys.stderr)
-    print(f"measured {sum(len(t[-1]) for t in todo)} trial(s) of {len(todo)} configuration(s); "
+    print(f"measured {measured} trial(s) of {len(todo)} configuration(s); "
           f"{args.csv} holds every row", file=sys.stderr)
 
 

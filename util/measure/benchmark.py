@@ -26,6 +26,7 @@ from models.fold import check_align, check_fold
 from util.core.cli import add_device_arg, positive_int
 from util.core.device import pick_device
 from util.measure.compare import medians
+from util.measure.latency import MAX_SECONDS, MIN_BATCHES, Latency, latency_of, time_each_batch
 from util.runtime.backends import (BACKENDS, CHUNK_CANDIDATES, COMPILE_MODES, DEFAULT_COMPILE_MODE, PRECISIONS,
                                    check_logits, chunked, make_runner, resolve_backend)
 from util.train.checkpoint import read_checkpoint
@@ -125,10 +126,14 @@ class Measurement:
     flops_per_sec: float
     max_abs_error: float
     align: int = 1
+    latency: Latency | None = None  # each batch timed on its own (latency_trial); None: a throughput trial
 
     def line(self):
         """One machine-readable `key=value` line."""
-        return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in asdict(self).items())
+        fields = {k: v for k, v in asdict(self).items() if k != "latency"}
+        if self.latency:
+            fields.update({f"latency_{k}": v for k, v in asdict(self.latency).items() if k != "images_per_sec"})
+        return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
 
 
 class Benchmark:
@@ -179,14 +184,27 @@ class Benchmark:
         self.max_abs_error = check_logits(self.run, self.reference, x, config.precision)
 
     def trial(self, trial=0, iters=1, min_time=0.0):
+        """A throughput trial: batches run back to back for at least `iters` batches and `min_time` seconds."""
         with torch.inference_mode():
             batches_per_sec = time_calls(lambda: self.run(self.x), self.device, iters, min_time)
-        images_per_sec = batches_per_sec * self.images
+        return self.measurement(trial, batches_per_sec * self.images)
+
+    def latency_trial(self, trial=0, min_batches=MIN_BATCHES, max_seconds=MAX_SECONDS):
+        """A latency trial (util/measure/latency.py): each batch timed on its own, synchronised; its images/sec are
+        those batches'."""
+        with torch.inference_mode():
+            seconds = time_each_batch(lambda: self.run(self.x), lambda: synchronize(self.device), min_batches,
+                                      max_seconds)
+        latency = latency_of(seconds, self.images)
+        return self.measurement(trial, latency.images_per_sec, latency)
+
+    def measurement(self, trial, images_per_sec, latency=None):
         c = self.config
         return Measurement(self.key, c.task if c.model_file else get_task(c.task).name, c.mode, c.fold,
                            c.batch_size, self.backend,
                            c.precision, str(self.device), self.chunk or self.x.shape[0], trial,
-                           images_per_sec, images_per_sec * self.flops_per_image, self.max_abs_error, self.align)
+                           images_per_sec, images_per_sec * self.flops_per_image, self.max_abs_error, self.align,
+                           latency)
 
 
 def timing_settings(device, quick=False):

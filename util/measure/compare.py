@@ -63,14 +63,40 @@ def fastest(medians, base=1):
 
 
 def choose(trials):
-    """The key (a fold) to take from `trials` ({fold: [images/sec per trial]}): the fastest by median, unless a
-    smaller fold ties with it (their per-trial ratios' range holds 1.0), then the smallest such fold."""
-    best = max(medians(trials).items(), key=lambda kv: (kv[1], -kv[0]))[0]
+    """The key to take from `trials` ({key: [images/sec per trial]}; a key is a fold, or (fold, batch size)): the
+    fastest by median, unless a smaller key (the smaller fold, then the smaller batch) ties with it (their per-trial
+    ratios' range holds 1.0), then the smallest such key; equal medians: the smaller key."""
+    by_key = medians(trials)
+    top = max(by_key.values())
+    best = min(k for k, v in by_key.items() if v == top)
     for key in sorted(k for k in trials if k < best and trials[k]):
         r = ratio(trials, best, key)
         if r is not None and r.verdict == "tie":
             return key
     return best
+
+
+@dataclass(frozen=True)
+class BoundChoice:
+    """The (fold, batch size) to take within a latency bound (choose_within), the best f=1 point within it (None if
+    none fits) and the pick's Ratio over it (None without one)."""
+
+    pick: tuple
+    original: tuple | None
+    gain: Ratio | None
+
+
+def choose_within(trials, p99_ms, bound_ms):
+    """The BoundChoice among the points of `trials` ({(fold, batch size): [images/sec per trial]}) whose 99th
+    percentile latency (`p99_ms`: {point: ms}) is at most `bound_ms`, by `choose`'s rule (ties: the smaller fold,
+    then the smaller batch); None when no point fits."""
+    fits = {k: v for k, v in trials.items() if v and p99_ms.get(k) is not None and p99_ms[k] <= bound_ms}
+    if not fits:
+        return None
+    pick = choose(fits)
+    originals = {k: v for k, v in fits.items() if k[0] == 1}
+    original = choose(originals) if originals else None
+    return BoundChoice(pick, original, ratio(fits, pick, original) if original else None)
 
 
 def comparison(trials, key, base=1, name=None, base_name=None):

@@ -1,8 +1,10 @@
 """Results of the inference sweep: the CSV schema, crash-safe appends and resume, reading it back.
 
 The CSV's rows are `Model,Trial,Fold,Batch Size,Mode,Throughput,FLOPs/sec` (docs/protocol.md,
-section 5) followed by `Backend,Precision,Device,Chunk,Align,Timing` (Timing: `full`, or `quick` for a --quick smoke run,
-whose one short trial every reader of the CSV says it is; sweeps before 2026-12-07 call it Protocol). Rows are appended one at a time and
+section 5) followed by `Backend,Precision,Device,Chunk,Align,Timing,Latency p50 (ms),Latency p99 (ms),Timed Batches` (Timing:
+`full`, `quick` for a --quick smoke run, whose one short trial every reader of the CSV says it is, or `latency` for a
+row whose batches were timed one by one (--latency: its images/sec are those batches', its latency columns filled);
+sweeps before 2026-12-07 call it Protocol and have no latency columns). Rows are appended one at a time and
 flushed to disk; a row torn by a crash (a last line without its newline) is dropped on resume.
 The machine's measured peak (util/measure/machine.py) and the report live in the folder `<name>-report/` beside
 the CSV, so a sweep in any folder adds one CSV and one folder to it (util/inference_report.py writes the
@@ -16,13 +18,16 @@ import pandas as pd
 
 from util.core.files import complete_lines, keep_lines, write_text_atomic
 
+LATENCY_COLUMNS = ["Latency p50 (ms)", "Latency p99 (ms)", "Timed Batches"]
 HEADER = ["Model", "Trial", "Fold", "Batch Size", "Mode", "Throughput", "FLOPs/sec",
-          "Backend", "Precision", "Device", "Chunk", "Align", "Timing"]
+          "Backend", "Precision", "Device", "Chunk", "Align", "Timing", *LATENCY_COLUMNS]
 # Headers of older sweeps, read with the columns they lack at these values: before --align the widths were the
-# paper's (Align 1); before the Timing column no sweep was marked quick; RENAMED_COLUMNS: its earlier name.
-ADDED_COLUMNS = {"Align": "1", "Timing": "full"}
+# paper's (Align 1); before the Timing column no sweep was marked quick; before the latency columns no row timed its
+# batches one by one; RENAMED_COLUMNS: the Timing column's earlier name.
+ADDED_COLUMNS = {"Align": "1", "Timing": "full", **{column: "" for column in LATENCY_COLUMNS}}
 RENAMED_COLUMNS = {"Protocol": "Timing"}
-OLDER_HEADERS = (HEADER[:-2], HEADER[:-1], [*HEADER[:-1], "Protocol"])
+BEFORE_LATENCY = HEADER[:-len(LATENCY_COLUMNS)]
+OLDER_HEADERS = (BEFORE_LATENCY[:-2], BEFORE_LATENCY[:-1], BEFORE_LATENCY, [*BEFORE_LATENCY[:-1], "Protocol"])
 KEY_COLUMNS = ("Model", "Trial", "Fold", "Batch Size", "Mode", "Backend", "Precision", "Device", "Align", "Timing")
 MODE_NAMES = {"original": "Original", "folded": "Folded", "efficientnet": "EfficientNet"}
 MODE_OF_NAME = {name: mode for mode, name in MODE_NAMES.items()}
@@ -97,8 +102,11 @@ def measurement_row(name, measurement, timing="full"):
     """The CSV row of one trial (a util.measure.benchmark.Measurement of the model called `name` in the CSV) of a
     `timing` (full or quick) sweep."""
     m = measurement
+    latency = ([f"{m.latency.p50_ms:.4g}", f"{m.latency.p99_ms:.4g}", m.latency.batches] if m.latency else
+               [""] * len(LATENCY_COLUMNS))
     return format_row([name, m.trial, m.fold, m.batch_size, MODE_NAMES[m.mode], f"{m.images_per_sec:.2f}",
-                       f"{m.flops_per_sec:.6g}", m.backend, m.precision, m.device, m.chunk, m.align, timing])
+                       f"{m.flops_per_sec:.6g}", m.backend, m.precision, m.device, m.chunk, m.align,
+                       "latency" if m.latency else timing, *latency])
 
 
 def report_dir(csv_path):
@@ -122,6 +130,8 @@ def load(csv_path):
         frame[column] = frame[column].astype(int)
     for column in ("Throughput", "FLOPs/sec"):
         frame[column] = frame[column].astype(float)
+    for column in LATENCY_COLUMNS:  # empty (NaN) in rows timed without latency
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 
 

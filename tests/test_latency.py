@@ -1,0 +1,83 @@
+"""Latency: percentiles by nearest rank, per-batch timing, the curve's batch sizes, saturation, the chooser within a
+bound, and the CSV's latency columns from a small real run."""
+import csv
+import itertools
+
+import pytest
+
+from helpers import run_cli
+from util.measure import latency
+from util.measure.compare import choose_within
+from util.measure.results_csv import HEADER, load
+
+
+def test_nearest_rank_percentiles():
+    values = list(range(1, 101))  # 1..100
+    assert latency.nearest_rank(values, 50) == 50 and latency.nearest_rank(values, 99) == 99
+    assert latency.nearest_rank([5.0], 99) == 5.0
+    assert latency.nearest_rank([3, 1, 2], 50) == 2 and latency.nearest_rank([3, 1, 2], 99) == 3
+    with pytest.raises(ValueError):
+        latency.nearest_rank([], 50)
+
+
+def test_latency_of_known_batches():
+    seconds = [0.010] * 98 + [0.020, 0.100]  # 100 batches of 64 images
+    got = latency.latency_of(seconds, 64)
+    assert got.p50_ms == pytest.approx(10) and got.p99_ms == pytest.approx(20) and got.batches == 100
+    assert got.images_per_sec == pytest.approx(64 * 100 / sum(seconds))
+
+
+def test_each_batch_is_timed_on_its_own_until_enough_batches_or_seconds():
+    ticks = itertools.count()
+    clock = lambda: next(ticks) * 0.5  # every clock reading half a second later  # noqa: E731
+    synced = []
+    seconds = latency.time_each_batch(lambda: None, lambda: synced.append(1), min_batches=200, max_seconds=10,
+                                      floor=20, clock=clock)
+    assert len(seconds) == 20 and all(s == 0.5 for s in seconds)  # 10 s passed long before: the floor of 20
+    assert len(synced) == 21  # once before, then after every batch
+    fast = latency.time_each_batch(lambda: None, lambda: None, min_batches=30, max_seconds=1e9, floor=20)
+    assert len(fast) == 30
+
+
+def test_the_curves_batch_sizes_and_its_saturation():
+    assert latency.curve_batch_sizes(1) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+    assert latency.curve_batch_sizes(3) == [3, 6, 12, 24, 48, 96, 192, 384, 768, 1536, 3072]
+    assert all(b % 3 == 0 for b in latency.curve_batch_sizes(3))
+    assert latency.saturation_batch({1: 100, 8: 700, 64: 950, 512: 1000, 4096: 990}) == 64
+
+
+def test_the_chooser_takes_the_fastest_point_within_the_bound_and_the_smaller_on_a_tie():
+    trials = {(1, 64): [1000, 1010, 990], (1, 256): [1500, 1490, 1510], (4, 64): [1800, 1790, 1810],
+              (4, 256): [2600, 2610, 2590]}
+    p99 = {(1, 64): 2.0, (1, 256): 8.0, (4, 64): 3.0, (4, 256): 12.0}
+    got = choose_within(trials, p99, 10)
+    assert got.pick == (4, 64) and got.original == (1, 256)
+    assert got.gain.median == pytest.approx(1800 / 1500, rel=0.01) and got.gain.verdict == "faster"
+    assert choose_within(trials, p99, 100).pick == (4, 256)
+    assert choose_within(trials, p99, 1) is None  # nothing fits
+    tied = {(2, 64): [1000, 1100, 950], (4, 64): [1050, 1000, 1000], (4, 32): [1040, 990, 1020]}
+    assert choose_within(tied, {k: 1.0 for k in tied}, 5).pick == (2, 64)  # ties: the smaller fold first
+    same_fold = {(4, 32): [1000, 1050, 990], (4, 64): [1040, 1000, 1000]}
+    assert choose_within(same_fold, {k: 1.0 for k in same_fold}, 5).pick == (4, 32)  # then the smaller batch
+    assert choose_within({(4, 64): [1800]}, {(4, 64): 3.0}, 10).original is None
+
+
+@pytest.mark.slow
+def test_a_small_curve_on_the_cpu_fills_the_latency_columns(tmp_path):
+    out = tmp_path / "curve.csv"
+    done = run_cli("./run_inference.sh", out, "--models", "noscope_coral", "--folds", "1", "2", "--curve", "--curve_max", "16",
+                   "--trials", "2", "--latency_batches", "3", "--latency_seconds", "0.01", "--no_peak",
+                   "--backend", "eager", "--chunk", "full", "--warmup", "0")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == HEADER and {r["Timing"] for r in rows} == {"latency"}
+    points = sorted({(int(r["Fold"]), int(r["Batch Size"])) for r in rows})
+    assert points == [(1, 1), (1, 2), (1, 4), (1, 8), (1, 16), (2, 2), (2, 4), (2, 8), (2, 16)]
+    assert len(rows) == 2 * len(points)
+    assert all(int(r["Timed Batches"]) >= 3 and 0 < float(r["Latency p50 (ms)"]) <= float(r["Latency p99 (ms)"])
+               for r in rows)
+    assert sorted({int(r["Trial"]) for r in rows}) == [0, 1]
+    frame = load(out)
+    assert frame["Latency p99 (ms)"].notna().all()
+    refused = run_cli("./run_inference.sh", tmp_path / "q.csv", "--quick", "--latency")
+    assert refused.returncode == 2 and "--quick and --latency" in refused.stderr

@@ -1,0 +1,70 @@
+"""Latency of inference batches: each batch timed on its own, percentiles by nearest rank, the batch sizes of a
+throughput-latency curve and where a fold's throughput saturates.
+
+A curve's images/sec is the one its synchronised batches give (images over the sum of the batches' own times): a
+little below an unsynchronised stream of batches on CUDA, where the next batch would queue behind the last.
+The figures are compute latency: a folded model needs f images per input, and where images arrive one by one the
+first of a group also waits for the other f - 1 (at R images/sec, (f - 1) / R seconds more).
+"""
+import math
+import time
+from dataclasses import dataclass
+
+MIN_BATCHES, MAX_SECONDS, FLOOR_BATCHES = 200, 10.0, 20  # per point: 200 batches, or what 10 s allow and at least 20
+CURVE_MAX_BATCH, CURVE_STOP_SECONDS = 4096, 1.0  # the curve doubles up to 4096 images, or until a median passes 1 s
+
+
+def nearest_rank(values, q):
+    """The q-th percentile (0 < q <= 100) of `values` by nearest rank: the smallest value with at least q% of them at
+    or below it."""
+    if not values:
+        raise ValueError("no values to take a percentile of")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One point's timed batches: median and 99th percentile in milliseconds (nearest rank), how many, and the
+    images/sec they give."""
+
+    p50_ms: float
+    p99_ms: float
+    batches: int
+    images_per_sec: float
+
+
+def latency_of(seconds, images):
+    """The Latency of batches of `images` images that took `seconds` (one value per batch)."""
+    return Latency(1000 * nearest_rank(seconds, 50), 1000 * nearest_rank(seconds, 99), len(seconds),
+                   images * len(seconds) / sum(seconds))
+
+
+def time_each_batch(run, synchronize, min_batches=MIN_BATCHES, max_seconds=MAX_SECONDS, floor=FLOOR_BATCHES,
+                    clock=time.perf_counter):
+    """Seconds of each call of `run()`, each synchronised on its own (`synchronize()` before and after): at least
+    `min_batches` calls, or as many as `max_seconds` allow and at least `floor`."""
+    seconds, started = [], clock()
+    synchronize()
+    while len(seconds) < min_batches and (len(seconds) < floor or clock() - started < max_seconds):
+        start = clock()
+        run()
+        synchronize()
+        seconds.append(clock() - start)
+    return seconds
+
+
+def curve_batch_sizes(fold, largest=CURVE_MAX_BATCH):
+    """The curve's batch sizes in images for fold `fold`: f (one folded input), then doubling, each a multiple of f,
+    up to `largest`."""
+    sizes, size = [], fold
+    while size <= largest:
+        sizes.append(size)
+        size *= 2
+    return sizes
+
+
+def saturation_batch(images_per_sec, within=0.10):
+    """The smallest batch size of `images_per_sec` ({batch size: images/sec}) within `within` (10%) of the best."""
+    best = max(images_per_sec.values())
+    return min(b for b, v in images_per_sec.items() if v >= (1 - within) * best)
