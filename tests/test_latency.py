@@ -81,3 +81,33 @@ def test_a_small_curve_on_the_cpu_fills_the_latency_columns(tmp_path):
     assert frame["Latency p99 (ms)"].notna().all()
     refused = run_cli("./run_inference.sh", tmp_path / "q.csv", "--quick", "--latency")
     assert refused.returncode == 2 and "--quick and --latency" in refused.stderr
+
+
+def write_curve(path, points):
+    """A latency CSV: {(fold, batch): (images/sec per trial, p50 ms, p99 ms)}."""
+    lines = [",".join(HEADER)]
+    for (fold, batch), (speeds, p50, p99) in points.items():
+        for trial, ips in enumerate(speeds):
+            mode = "Original" if fold == 1 else "Folded"
+            lines.append(f"noscope_coral,{trial},{fold},{batch},{mode},{ips},1e9,eager,fp32,cpu,{batch // fold},1,"
+                         f"latency,{p50},{p99},200")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_the_report_gives_each_bound_its_pick_and_each_fold_its_saturation(tmp_path):
+    from util import inference_report
+    csv_path = tmp_path / "curve.csv"
+    write_curve(csv_path, {(1, 1): ([100, 101, 99], 0.5, 0.9), (1, 64): ([900, 910, 890], 3, 4),
+                           (1, 1024): ([1000, 1010, 990], 40, 60), (4, 4): ([300, 310, 290], 2, 3),
+                           (4, 64): ([1500, 1490, 1510], 4, 4.5), (4, 1024): ([2000, 2020, 1980], 30, 45)})
+    inference_report.main([str(csv_path)])
+    report = (tmp_path / "curve-report" / "report.md").read_text()
+    assert (tmp_path / "curve-report" / "latency.png").stat().st_size > 0
+    assert "f=1 64 (900 images/sec)" in report and "f=4 1024 (2,000 images/sec)" in report  # saturation
+    assert "| 1 | f=1 | 1 | 100 | 0.9 | f=1 is the pick |" in report
+    assert "| 5 | f=4 | 64 | 1,500 | 4.5 | 1.67x (range 1.64-1.70 over 3 trials) |" in report
+    assert "| 100 | f=4 | 1024 | 2,000 | 45 | 2.00x (range 2.00-2.00 over 3 trials) |" in report
+    write_curve(csv_path, {(1, 64): ([900], 3, 4)})
+    inference_report.main([str(csv_path)])
+    assert "| 1 | nothing fits |  |  | smallest p99 measured 4 ms |  |" in (tmp_path / "curve-report" /
+                                                                            "report.md").read_text()

@@ -14,6 +14,7 @@ Without a machine file the table leaves out "% of matmul probe" and the roofline
 """
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -28,7 +29,8 @@ from util.core.cli import markdown_table, one_line_errors, run_command
 from util.core.files import write_text_atomic
 from util.measure.benchmark import sweep_models
 from util.runtime.int8 import INT8_FEATURES
-from util.measure.compare import ratio, speedups
+from util.measure.compare import choose_within, ratio, speedups
+from util.measure.latency import BOUNDS_MS, curves, saturation_batch
 from util.measure.results_csv import MODE_OF_NAME, check_results_file, load, machine_file, report_dir, trial_note
 
 GROUP = ["Backend", "Precision", "Device", "Batch Size", "Timing"]  # latency rows (batches timed one by one) apart
@@ -352,6 +354,68 @@ def plot_roofline(table, machine, path):
     plt.close(fig)
 
 
+def bound_rows(curve, bounds=BOUNDS_MS):
+    """One row per latency bound: the (fold, batch) to take within it (compare.choose_within), its images/sec and
+    p99, and its gain over the best f=1 point within the same bound with that gain's range over the trials."""
+    rows = []
+    for bound in bounds:
+        choice = choose_within(curve.trials, curve.p99_ms, bound)
+        if choice is None:
+            smallest = min(curve.p99_ms.values())
+            rows.append([f"{bound:g}", "nothing fits", "", "", f"smallest p99 measured {smallest:.3g} ms", ""])
+            continue
+        fold, batch = choice.pick
+        gain = choice.gain
+        gain_text = ("f=1 is the pick" if fold == 1 else "no f=1 point fits" if gain is None else
+                     f"{gain.median:.2f}x" + gain.spread())
+        rows.append([f"{bound:g}", f"f={fold}", str(batch), f"{statistics.median(curve.trials[choice.pick]):,.0f}",
+                     f"{curve.p99_ms[choice.pick]:.3g}", gain_text])
+    return rows
+
+
+def latency_markdown(found):
+    """The report's latency section: per curve, the saturation batch of each fold and the table per bound."""
+    lines = ["# Throughput at a latency bound", "",
+             "Rows timed batch by batch (`--latency`, `--curve`): images/sec are those synchronised batches'; p99 is the "
+             "median over trials of each trial's 99th percentile (nearest rank). Compute latency only: a folded model "
+             "also waits for its f images (arriving one by one at R a second, (f - 1) / R seconds more). Within each "
+             "bound the point with the most images/sec is taken, the smaller fold (then batch) where two tie within the "
+             "trials' spread; the gain is over the best f=1 point within the same bound.", ""]
+    for (model, backend, precision, device), curve in found.items():
+        lines += [f"## {model}: {backend}, {precision}, {device}", ""]
+        saturation = {f: saturation_batch(curve.by_batch(f)) for f in curve.folds()}
+        lines += ["Saturation batch (the smallest within 10% of the fold's best images/sec): "
+                  + ", ".join(f"f={f} {b} ({curve.by_batch(f)[b]:,.0f} images/sec)" for f, b in saturation.items()),
+                  ""]
+        lines += markdown_table(["p99 bound (ms)", "fold", "batch", "images/sec", "p99 (ms)", "gain over f=1"],
+                                bound_rows(curve)) + [""]
+    return "\n".join(lines).rstrip()
+
+
+def plot_latency(found, path):
+    """One panel per curve: images/sec against p99 latency, log axes, one line per fold, batch 1024 marked."""
+    fig, axes = plt.subplots(len(found), 1, figsize=(7, 4.5 * len(found)), squeeze=False)
+    for ax, ((model, backend, precision, device), curve) in zip(axes[:, 0], found.items()):
+        for fold in curve.folds():
+            points = sorted(k for k in curve.trials if k[0] == fold)
+            xs = [curve.p99_ms[k] for k in points]
+            ys = [statistics.median(curve.trials[k]) for k in points]
+            (line,) = ax.plot(xs, ys, marker="o", markersize=3, label=f"f={fold}")
+            for k, x, y in zip(points, xs, ys):
+                if k[1] == 1024:
+                    ax.plot([x], [y], marker="*", markersize=12, color=line.get_color())
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("p99 latency per batch (ms)")
+        ax.set_ylabel("images/sec")
+        ax.set_title(f"{model}: {backend}, {precision}, {device} (star: batch 1024)", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", help="results CSV written by ./run_inference.sh")
@@ -363,7 +427,9 @@ def main(argv=None):
     with one_line_errors(parser, (ValueError, OSError)):
         check_results_file(args.csv)
         frame = load(args.csv)
-        table = median_table(frame)
+        found = curves(frame)
+        frame = frame[frame["Timing"] != "latency"]  # timed batch by batch: the latency section's
+        table = median_table(frame) if len(frame) else None
         machine = None
         if machine_path.is_file():
             machine = json.loads(machine_path.read_text())
@@ -371,15 +437,23 @@ def main(argv=None):
             raise ValueError(f"--machine {args.machine} does not exist: "
                              f"measure it with python3 util/peak.py --out {args.machine}")
         out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "report.md", markdown(table, machine, frame) + "\n")
-    plot_speedup(table, machine, out / "speedup.png")
-    written = ["report.md", "speedup.png"]
-    if machine:
-        plot_roofline(table, machine, out / "roofline.png")
-        written.append("roofline.png")
-    models = table["Model"].nunique()
-    print(f"wrote {', '.join(str(out / w) for w in written)}: {len(table)} configurations of {models} model(s), "
-          f"medians of {int(table['Trials'].sum())} trials")
+    sections, written = [], ["report.md"]
+    if table is not None:
+        sections.append(markdown(table, machine, frame))
+        plot_speedup(table, machine, out / "speedup.png")
+        written.append("speedup.png")
+        if machine:
+            plot_roofline(table, machine, out / "roofline.png")
+            written.append("roofline.png")
+    if found:
+        sections.append(latency_markdown(found))
+        plot_latency(found, out / "latency.png")
+        written.append("latency.png")
+    write_text_atomic(out / "report.md", "\n\n".join(sections) + "\n")
+    said = [] if table is None else [f"{len(table)} configurations of {table['Model'].nunique()} model(s), medians "
+                                     f"of {int(table['Trials'].sum())} trials"]
+    said += [f"{len(found)} latency curve(s)"] if found else []
+    print(f"wrote {', '.join(str(out / w) for w in written)}: {'; '.join(said)}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ The figures are compute latency: a folded model needs f images per input, and wh
 first of a group also waits for the other f - 1 (at R images/sec, (f - 1) / R seconds more).
 """
 import math
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -68,3 +69,39 @@ def saturation_batch(images_per_sec, within=0.10):
     """The smallest batch size of `images_per_sec` ({batch size: images/sec}) within `within` (10%) of the best."""
     best = max(images_per_sec.values())
     return min(b for b, v in images_per_sec.items() if v >= (1 - within) * best)
+
+
+BOUNDS_MS = (1, 5, 20, 100)  # the latency bounds of the report's tables
+
+
+@dataclass
+class Curve:
+    """One model's throughput-latency curve on one backend, precision and device: per (fold, batch size) point, the
+    images/sec of each trial (in trial order) and the median over its trials of each trial's median and p99 (ms)."""
+
+    trials: dict
+    p50_ms: dict
+    p99_ms: dict
+
+    def folds(self):
+        return sorted({fold for fold, _ in self.trials})
+
+    def by_batch(self, fold):
+        """{batch size: median images/sec} of `fold`'s points."""
+        return {b: statistics.median(v) for (f, b), v in sorted(self.trials.items()) if f == fold}
+
+
+def curves(frame):
+    """{(model, backend, precision, device): Curve} of a results frame's latency rows (Timing latency; the paper's
+    widths: Align 1)."""
+    rows = frame[(frame["Timing"] == "latency") & (frame["Align"] == 1)]
+    found = {}
+    for key, part in rows.groupby(["Model", "Backend", "Precision", "Device"], sort=False):
+        curve = Curve({}, {}, {})
+        for (fold, batch), point in part.sort_values("Trial").groupby(["Fold", "Batch Size"]):
+            point_key = (int(fold), int(batch))
+            curve.trials[point_key] = [float(v) for v in point["Throughput"]]
+            curve.p50_ms[point_key] = float(point["Latency p50 (ms)"].median())
+            curve.p99_ms[point_key] = float(point["Latency p99 (ms)"].median())
+        found[key] = curve
+    return found
