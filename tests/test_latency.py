@@ -111,3 +111,25 @@ def test_the_report_gives_each_bound_its_pick_and_each_fold_its_saturation(tmp_p
     inference_report.main([str(csv_path)])
     assert "| 1 | nothing fits |  |  | smallest p99 measured 4 ms |  |" in (tmp_path / "curve-report" /
                                                                             "report.md").read_text()
+
+
+def test_choose_fold_takes_the_fastest_accurate_point_within_the_bound_or_exits_3(tmp_path, capsys):
+    from test_choose_fold import write_run
+    from util import choose_fold
+    runs = tmp_path / "runs"
+    write_run(runs / "f1", "noscope-coral", 1, 0.95, val=0.95)
+    write_run(runs / "f2", "noscope-coral", 2, 0.948, val=0.95)
+    write_run(runs / "f4", "noscope-coral", 4, 0.90, val=0.95)  # 5 points behind: never taken
+    csv_path = tmp_path / "curve.csv"
+    write_curve(csv_path, {(1, 64): ([900, 910, 890], 3, 4), (2, 64): ([1300, 1310, 1290], 3, 4.5),
+                           (4, 64): ([2000, 2010, 1990], 3, 4.2), (2, 1024): ([1900, 1900, 1900], 40, 50)})
+    choose_fold.main([str(runs), str(csv_path), "--latency_ms", "5", "--out", str(tmp_path / "pick")])
+    said = capsys.readouterr().out
+    assert "| noscope-coral | f=2 | 64 | 1,300 | 4.5 | 1.44x f=1 at batch 64 (range 1.44-1.45 over 3 trials) |" in said
+    assert (tmp_path / "pick.md").read_text() == said
+    with pytest.raises(SystemExit) as nothing:
+        choose_fold.main([str(runs), str(csv_path), "--latency_ms", "2"])
+    assert nothing.value.code == 3 and "smallest p99 measured is 4 ms" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as misuse:
+        choose_fold.main([str(runs), "--measure", "--latency_ms", "5"])
+    assert misuse.value.code == 2 and "./run_inference.sh CSV --curve" in capsys.readouterr().err

@@ -29,6 +29,7 @@ import io
 import json
 import math
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -46,7 +47,8 @@ from util.core.device import cpu_name, pick_device
 from util.core.files import write_text_atomic
 from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_timing,
                                     interleaved_trials)
-from util.measure.compare import fold_choice, medians, precision_verdict, ratio, speedups
+from util.measure.compare import choose_within, fold_choice, medians, precision_verdict, ratio, speedups
+from util.measure.latency import curves
 from util.runtime.backends import default_backend
 from util.train.trainer import behind_note
 from util.measure.results_csv import check_results_file, fold_trials, load, trial_note
@@ -194,6 +196,78 @@ def recommendation_rows(runs, trials, max_drop):
     return rows
 
 
+def accurate_folds(folds, max_drop):
+    """The folds of a task's runs ({fold: result}) that may be deployed: f=1, and each fold whose test top-1 is at
+    most `max_drop` points below f=1's and that did not fall far behind it on validation."""
+    base = folds.get(1)
+    if base is None:
+        return set()
+    return {1} | {fold for fold, result in folds.items()
+                  if fold > 1 and 100 * (base["test_top1"] - result["test_top1"]) <= max_drop + 1e-9
+                  and not behind_note(result, base.get("best_val_top1"), "the original (f=1)")}
+
+
+def csv_curves(path, backend=None, precision=None, device=None):
+    """{model: latency.Curve} of the CSV's latency rows (./run_inference.sh --curve) of one backend, precision and
+    device; a ValueError naming the flags to pick one where it holds several, or naming the command without any."""
+    frame = load(path)
+    for column, value in (("Backend", backend), ("Precision", precision), ("Device", device)):
+        if value is not None:
+            frame = frame[frame[column] == value]
+    found = curves(frame)
+    groups = sorted({key[1:] for key in found})
+    if not groups:
+        raise ValueError(f"{path} has no latency rows for these flags: measure them with ./run_inference.sh {path} "
+                         "--curve")
+    if len(groups) > 1:
+        listed = "; ".join(f"--backend {b} --precision {p} --device {d}" for b, p, d in groups)
+        raise ValueError(f"{path} holds latency curves of {len(groups)} kinds: pick one with {listed}")
+    return {key[0]: curve for key, curve in found.items()}, groups[0]
+
+
+def latency_rows(runs, found, max_drop, bound_ms):
+    """Per task with a curve: the fold and batch with the most images/sec whose p99 latency is within `bound_ms`
+    among its accurate folds (compare.choose_within), with its gain over the best f=1 point within the bound; pick
+    None where nothing fits (then `smallest_p99_ms` says how close the curve came)."""
+    rows = []
+    for name, folds in runs.items():
+        curve = found.get(csv_name(name, folds))
+        if curve is None:
+            continue
+        allowed = accurate_folds(folds, max_drop)
+        trials = {k: v for k, v in curve.trials.items() if k[0] in allowed}
+        choice = choose_within(trials, curve.p99_ms, bound_ms)
+        row = {"task": name, "pick": None, "smallest_p99_ms": min(curve.p99_ms.values())}
+        if choice:
+            fold, batch = choice.pick
+            base = folds[1]["test_top1"]
+            gain = ("f=1 is the pick" if fold == 1 else "no f=1 point fits" if choice.gain is None else
+                    f"{choice.gain.median:.2f}x f=1 at batch {choice.original[1]}" + choice.gain.spread())
+            row.update(pick=choice.pick, images_per_sec=statistics.median(curve.trials[choice.pick]),
+                       p99_ms=curve.p99_ms[choice.pick], gain=gain, test_top1=folds[fold]["test_top1"],
+                       gap_points=100 * (base - folds[fold]["test_top1"]))
+        rows.append(row)
+    return rows
+
+
+def latency_markdown(rows, bound_ms, max_drop, source):
+    lines = [f"# Which fold and batch within {bound_ms:g} ms", "",
+             f"Latency: {source}. Per task, of the folds within {max_drop:g} points of f=1's test top-1, the (fold, "
+             "batch) with the most images/sec whose p99 latency per batch is within the bound (the smaller fold, then "
+             "batch, where two tie within the trials' spread), and its gain over the best f=1 point within the same "
+             "bound. Compute latency only: a folded model also waits for its f images.", ""]
+    body = []
+    for r in rows:
+        if r["pick"] is None:
+            body.append([r["task"], "nothing fits", "", "", f"smallest p99 {r['smallest_p99_ms']:.3g} ms", "", "", ""])
+        else:
+            body.append([r["task"], f"f={r['pick'][0]}", str(r["pick"][1]), f"{r['images_per_sec']:,.0f}",
+                         f"{r['p99_ms']:.3g}", r["gain"], f"{r['test_top1']:.4f}", f"{r['gap_points']:.1f}"])
+    lines += markdown_table(["task", "fold", "batch", "images/sec", "p99 (ms)", "gain", "test top-1", "gap (pts)"],
+                            body)
+    return "\n".join(lines) + "\n"
+
+
 def speedup_cell(row):
     """'1.23x (1.10-1.30)' with the range over trials, '1.23x' with one trial, '-' without."""
     if row["speedup"] is None:
@@ -299,11 +373,17 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=positive_int, default=None,
                         help="the batch size of the CSV rows to read (of --measure: default 1024)")
     parser.add_argument("--trials", type=positive_int, default=3, help="--measure: trials per fold; default 3")
+    parser.add_argument("--latency_ms", type=float, default=None, metavar="L",
+                        help="with a CSV of latency curves (./run_inference.sh CSV --curve): per task the fold and "
+                             "batch with the most images/sec whose p99 latency is within L ms (exit 3 when nothing "
+                             "fits)")
     add_out_arg(parser, ["md", "csv", "png"])
     add_measurement_args(parser)
     args = parser.parse_args(argv)
     if (args.csv is None) == (not args.measure):
         parser.error("give a results CSV or --measure (one of them)")
+    if args.latency_ms is not None:
+        return choose_within_latency(parser, args)
     with one_line_errors(parser):
         if not Path(args.savedir).is_dir():
             raise ValueError(f"no savedir {args.savedir}: train first (python3 train.py {args.savedir})")
@@ -337,6 +417,37 @@ def main(argv=None):
           + (", ".join(f"{r['task']} f={r['fold']}" + (f" (trained on {r['dataset']}: generated stand-in data)"
                                                        if (r["dataset"] or "").startswith(SYNTHETIC) else "")
                        for r in chosen) or "none"), file=sys.stderr)
+
+
+
+def choose_within_latency(parser, args):
+    """--latency_ms: the table of latency_rows, printed (and written with --out); exit 3 when nothing fits."""
+    with one_line_errors(parser):
+        if args.measure:
+            raise ValueError("--latency_ms reads latency curves from a CSV: measure them with ./run_inference.sh "
+                             "CSV --curve, then pass the CSV")
+        if not args.latency_ms > 0:
+            raise ValueError(f"--latency_ms must be above 0, not {args.latency_ms:g}")
+        runs = trained_runs(args.savedir, args.align) if Path(args.savedir).is_dir() else {}
+        if not runs:
+            raise ValueError(f"{args.savedir} has no finished runs (no result.json): train first")
+        check_results_file(args.csv)
+        found, (backend, precision, device) = csv_curves(args.csv, None if args.backend == "auto" else args.backend,
+                                                         args.precision, None if args.device == "auto" else args.device)
+    rows = latency_rows(runs, found, args.max_drop, args.latency_ms)
+    if not rows:
+        parser.exit(2, f"error: {args.csv} has no latency curve of these runs' models: measure them with "
+                       f"./run_inference.sh {args.csv} --curve --models ...\n")
+    text = latency_markdown(rows, args.latency_ms, args.max_drop, f"{backend}, {precision}, {device} (from {args.csv})")
+    print(text, end="")
+    if args.out:
+        md = out_paths(args.out, ["md"])["md"]
+        md.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(md, text)
+        print(f"wrote {md}", file=sys.stderr)
+    if not any(r["pick"] for r in rows):
+        parser.exit(3, f"nothing fits within {args.latency_ms:g} ms: the smallest p99 measured is "
+                       f"{min(r['smallest_p99_ms'] for r in rows):.3g} ms\n")
 
 
 if __name__ == "__main__":
