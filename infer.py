@@ -17,15 +17,17 @@ from a run that train.py --model_file trained.
 """
 import argparse
 import json
+import statistics
 from dataclasses import asdict
 
 from config.tasks import task_names
 from models import MODES, mode_of
-from util.core.cli import add_align_arg, one_line_errors, positive_int, run_command
+from util.core.cli import add_align_arg, float_between, one_line_errors, positive_int, run_command
 from util.core.device import pick_device
 from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
-                                    fill_timing, fill_user_model, interleaved_trials)
-from util.measure.compare import choose, fold_choice, medians, precision_verdict
+                                    fill_timing, fill_user_model, interleaved_points, interleaved_trials)
+from util.measure.compare import choose, choose_within, fold_choice, medians, precision_verdict
+from util.measure.latency import add_latency_args, curve_batch_sizes
 
 
 def fold_arg(text):
@@ -53,6 +55,11 @@ def get_args_parser(add_help=True):
     parser.add_argument("--trials", type=positive_int, default=None,
                         help="timed trials; default 1, and 5 with --fold auto (interleaved over the folds: a speed-up "
                              "is printed with its range over them, and folds within it tie)")
+    parser.add_argument("--latency_ms", type=float_between(1e-3), default=None, metavar="L",
+                        help="with --fold auto: time each fold's batches one by one, from one folded input doubling "
+                             "up to --curve_max images (or until a median passes L), and name the fold and batch with the "
+                             "most images/sec whose p99 latency is within L ms (exit 3 when nothing fits)")
+    add_latency_args(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and random inputs")
     parser.add_argument("--json", action="store_true", help="print JSON objects instead of key=value lines")
     return parser
@@ -91,8 +98,12 @@ def main(argv=None):
         parser.error("--folds goes with --fold auto: add --fold auto, or drop --folds")
     if args.align > 1 and args.mode != "folded":
         parser.error(f"--align widens FoldedCNNs: drop it for --mode {args.mode}")
+    if args.latency_ms is not None and args.fold != "auto":
+        parser.error("--latency_ms chooses a fold and batch: add --fold auto")
     folds = sorted(set(args.folds)) if args.fold == "auto" else [args.fold]
     args.trials = args.trials or (5 if args.fold == "auto" else 1)
+    if args.latency_ms is not None:
+        return choose_within_latency(parser, args, folds)
     with one_line_errors(parser):
         fill_timing(args, pick_device(args.device))
         precisions = [args.precision] + (["fp32"] if args.fold == "auto" and args.precision == "int8" else [])
@@ -117,6 +128,45 @@ def main(argv=None):
         if len(precisions) > 1:
             verdict = precision_verdict(trials)
             print(json.dumps({"precision_verdict": verdict}) if args.json else verdict)
+
+
+
+def choose_within_latency(parser, args, folds):
+    """--fold auto --latency_ms L: each fold's curve (util/measure/latency.py), its points interleaved trial by trial
+    and cut where a median passes L, then the pick within L (compare.choose_within); exit 3 when nothing fits."""
+    with one_line_errors(parser):
+        fill_timing(args, pick_device(args.device))
+    speeds, p99s = {}, {}
+
+    def setup(point):
+        fold, batch = point
+        return Benchmark(config_from_args(args, args.task or args.model_file, mode_of(fold), fold, batch),
+                         args.warmup, args.seed)
+
+    def measure(bench, trial):
+        return bench.latency_trial(trial, args.latency_batches, args.latency_seconds)
+
+    points = [(fold, batch) for fold in folds for batch in curve_batch_sizes(fold, args.curve_max)]
+    with one_line_errors(parser):
+        for point, _, result in interleaved_points(points, args.trials, setup, measure, stop_ms=args.latency_ms):
+            speeds.setdefault(point, []).append(result.images_per_sec)
+            p99s.setdefault(point, []).append(result.latency.p99_ms)
+            print(json.dumps(asdict(result)) if args.json else result.line(), flush=True)
+    p99 = {point: statistics.median(values) for point, values in p99s.items()}
+    choice = choose_within(speeds, p99, args.latency_ms)
+    if choice is None:
+        parser.exit(3, f"nothing fits within {args.latency_ms:g} ms: the smallest p99 measured is "
+                       f"{min(p99.values()):.3g} ms\n")
+    (fold, batch), count = choice.pick, len(speeds[choice.pick])
+    gain = ("" if fold == 1 else "; no f=1 batch fits" if choice.gain is None else
+            f"; {choice.gain.median:.2f}x f=1 at batch {choice.original[1]}, the best f=1 within it{choice.gain.spread()}")
+    summary = {"latency_ms": args.latency_ms, "fold_to_take": fold, "batch_size": batch,
+               "images_per_sec": statistics.median(speeds[choice.pick]), "p99_ms": p99[choice.pick],
+               "original": choice.original, "gain": choice.gain and choice.gain.median}
+    print(json.dumps(summary) if args.json else
+          f"within {args.latency_ms:g} ms: f={fold} at batch {batch}, {summary['images_per_sec']:,.0f} images/sec "
+          f"(p99 {summary['p99_ms']:.3g} ms, median of {count} interleaved trial{'s' if count > 1 else ''}){gain}; "
+          "compute latency only: a folded model also waits for its f images")
 
 
 if __name__ == "__main__":

@@ -133,3 +133,49 @@ def test_choose_fold_takes_the_fastest_accurate_point_within_the_bound_or_exits_
     with pytest.raises(SystemExit) as misuse:
         choose_fold.main([str(runs), "--measure", "--latency_ms", "5"])
     assert misuse.value.code == 2 and "./run_inference.sh CSV --curve" in capsys.readouterr().err
+
+
+class FakeBench:
+    """A benchmark whose batches take `ms` milliseconds each (p50 = p99 = ms)."""
+
+    def __init__(self, point, ms):
+        self.point, self.ms = point, ms
+
+    def measure(self, trial):
+        seconds = [self.ms / 1000] * 20
+        return type("M", (), {"latency": latency.latency_of(seconds, self.point[1]),
+                              "images_per_sec": latency.latency_of(seconds, self.point[1]).images_per_sec})()
+
+
+def test_points_are_interleaved_trial_by_trial_small_batches_first_and_cut_past_the_stop():
+    from util.measure.benchmark import interleaved_points
+    ms = {(1, 1): 1, (1, 2): 2, (1, 4): 50, (1, 8): 90, (2, 2): 1, (2, 4): 3, (2, 8): 5}
+    set_up = []
+
+    def setup(point):
+        set_up.append(point)
+        return FakeBench(point, ms[point])
+
+    seen = [(point, trial) for point, trial, _ in
+            interleaved_points(ms, 2, setup, lambda bench, trial: bench.measure(trial), stop_ms=10)]
+    assert seen[:6] == [((1, 1), 0), ((1, 2), 0), ((2, 2), 0), ((1, 4), 0), ((2, 4), 0), ((2, 8), 0)]
+    assert (1, 8) not in set_up  # f=1's median passed 10 ms at batch 4: its larger batches are left out
+    assert seen[6:] == [((1, 1), 1), ((1, 2), 1), ((2, 2), 1), ((1, 4), 1), ((2, 4), 1), ((2, 8), 1)]
+    skipped = list(interleaved_points(ms, 1, setup, lambda bench, trial: bench.measure(trial),
+                                      skip=lambda point, trial: point[0] == 2, stopped={1: 2}))
+    assert [point for point, _, _ in skipped] == [(1, 1), (1, 2)]
+
+
+@pytest.mark.slow
+def test_infer_names_the_fold_and_batch_within_the_bound_or_exits_3():
+    common = ["python3", "infer.py", "noscope-coral", "--fold", "auto", "--folds", "1", "2", "--trials", "1",
+              "--latency_batches", "3", "--backend", "eager", "--device", "cpu", "--warmup", "0", "--chunk", "full",
+              "--curve_max", "8"]
+    done = run_cli(*common, "--latency_ms", "100000")
+    assert done.returncode == 0, done.stderr
+    assert "within 100000 ms: f=" in done.stdout and "compute latency only" in done.stdout
+    assert "latency_p99_ms=" in done.stdout
+    nothing = run_cli(*common, "--latency_ms", "0.001")
+    assert nothing.returncode == 3 and "nothing fits within 0.001 ms: the smallest p99 measured is" in nothing.stderr
+    misuse = run_cli("python3", "infer.py", "noscope-coral", "--fold", "2", "--latency_ms", "5")
+    assert misuse.returncode == 2 and "add --fold auto" in misuse.stderr

@@ -42,7 +42,8 @@ import torch
 from config.tasks import SYNTHETIC, resolve_dataset
 from models import mode_of, model_key
 from models.user import model_key as user_model_key
-from util.core.cli import add_align_arg, add_out_arg, markdown_table, one_line_errors, out_paths, positive_int, run_command
+from util.core.cli import (add_align_arg, add_out_arg, float_between, markdown_table, one_line_errors, out_paths,
+                           positive_int, run_command)
 from util.core.device import cpu_name, pick_device
 from util.core.files import write_text_atomic
 from util.measure.benchmark import (Benchmark, add_measurement_args, config_from_args, fill_timing,
@@ -373,7 +374,7 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=positive_int, default=None,
                         help="the batch size of the CSV rows to read (of --measure: default 1024)")
     parser.add_argument("--trials", type=positive_int, default=3, help="--measure: trials per fold; default 3")
-    parser.add_argument("--latency_ms", type=float, default=None, metavar="L",
+    parser.add_argument("--latency_ms", type=float_between(1e-3), default=None, metavar="L",
                         help="with a CSV of latency curves (./run_inference.sh CSV --curve): per task the fold and "
                              "batch with the most images/sec whose p99 latency is within L ms (exit 3 when nothing "
                              "fits)")
@@ -426,8 +427,6 @@ def choose_within_latency(parser, args):
         if args.measure:
             raise ValueError("--latency_ms reads latency curves from a CSV: measure them with ./run_inference.sh "
                              "CSV --curve, then pass the CSV")
-        if not args.latency_ms > 0:
-            raise ValueError(f"--latency_ms must be above 0, not {args.latency_ms:g}")
         runs = trained_runs(args.savedir, args.align) if Path(args.savedir).is_dir() else {}
         if not runs:
             raise ValueError(f"{args.savedir} has no finished runs (no result.json): train first")

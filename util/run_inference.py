@@ -26,12 +26,12 @@ from util.core.cli import add_align_arg, positive_int, run_command
 from util.core.device import pick_device
 from util.core.files import append_line, filesystem_failure, write_json_atomic
 from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_model_args, config_from_args,
-                                    configurations, default_models, fill_timing, fill_user_model, resolve_models)
+                                    configurations, default_models, fill_timing, fill_user_model, interleaved_points,
+                                    resolve_models)
 from util.runtime.backends import BackendError, resolve_backend
 from util.measure.compare import fold_choice
 from util.measure.machine import measure_peak
-from util.measure.latency import (CURVE_MAX_BATCH, CURVE_STOP_SECONDS, MAX_SECONDS, MIN_BATCHES,
-                                  curve_batch_sizes)
+from util.measure.latency import CURVE_STOP_SECONDS, add_latency_args, curve_batch_sizes
 from util.measure.results_csv import (HEADER, MODE_NAMES, fold_trials, format_row, load, machine_file,
                                       measurement_row, open_results, read_rows, trial_note)
 
@@ -59,13 +59,7 @@ def get_args_parser(add_help=True):
                         help="the throughput-latency curve (implies --latency): per fold, batches of f images (one "
                              "folded input), doubling up to --curve_max, until a batch's median latency passes 1 s; every "
                              "(fold, batch) point of a model interleaved trial by trial (replaces --batch_sizes)")
-    parser.add_argument("--curve_max", type=positive_int, default=CURVE_MAX_BATCH, metavar="IMAGES",
-                        help=f"the curve's largest batch (default {CURVE_MAX_BATCH})")
-    parser.add_argument("--latency_batches", type=positive_int, default=MIN_BATCHES,
-                        help=f"timed batches per latency trial at least (default {MIN_BATCHES})")
-    parser.add_argument("--latency_seconds", type=float, default=MAX_SECONDS,
-                        help=f"seconds a latency trial may take before it stops at 20 batches or more (default "
-                             f"{MAX_SECONDS:g})")
+    add_latency_args(parser)
     parser.add_argument("--trials", type=positive_int, default=None,
                         help="trials per configuration; default 10 on CUDA, 3 on the CPU")
     add_measurement_args(parser)
@@ -129,46 +123,42 @@ def fastest_folds(csv_path, names, batch_sizes, backend, precision, device, alig
 
 def measure_interleaved(args, todo, backend, device, timing, stopped=None):
     """Measure `todo` (todo_list), a model's folds interleaved at each batch size (with --curve: all its points),
-    appending each row as it ends; returns (configurations that could not be measured, trials measured). A point is set up when
-    first measured, the smaller batches first; with --curve a fold's larger batches are left out once one of its
-    batches' median latency passes CURVE_STOP_SECONDS (`stopped`: {(name, fold): that batch}, from the CSV on
-    resume)."""
+    appending each row as it ends; returns (configurations that could not be measured, trials measured). With
+    --curve a fold's larger batches are left out once one of its batches' median latency passes CURVE_STOP_SECONDS
+    (`stopped`: {(name, fold): that batch}, from the CSV on resume)."""
     groups = {}
     for entry in todo:
         groups.setdefault((entry[0], None if args.curve else entry[4]), []).append(entry)
-    stopped = dict(stopped or {})
-    failures = measured_trials = 0
+    failures, measured = [], 0
     for (name, _), entries in tqdm(groups.items(), desc="inference sweep", unit="model",
                                    file=sys.stderr, disable=not sys.stderr.isatty()):
         torch._dynamo.reset()  # forget the last model's graphs: each model class may hold only so many
-        benches = {}
-        entries = sorted(entries, key=lambda e: (e[4], e[3]))  # the smaller batches first, then the folds
-        for trial in range(args.trials):
-            for _, task, mode, fold, batch_size, missing in entries:
-                if trial not in missing or batch_size > stopped.get((name, fold), batch_size):
-                    continue
-                point = (fold, batch_size)
-                if point not in benches:
-                    config = config_from_args(args, task, mode, fold, batch_size, backend=backend, device=str(device))
-                    try:
-                        benches[point] = Benchmark(config, args.warmup)
-                    except (BackendError, ValueError) as e:
-                        print(f"skipping {name} fold {fold} batch {batch_size}: {e}", file=sys.stderr)
-                        benches[point] = None
-                        failures += 1
-                if benches[point] is None:
-                    continue
-                if args.latency:
-                    measured = benches[point].latency_trial(trial, args.latency_batches, args.latency_seconds)
-                    if args.curve and measured.latency.p50_ms > 1000 * CURVE_STOP_SECONDS:
-                        stopped[(name, fold)] = min(batch_size, stopped.get((name, fold), batch_size))
-                else:
-                    measured = benches[point].trial(trial, args.iters, args.min_time)
-                line = measurement_row(name, measured, timing)
-                append_line(args.csv, line)
-                print(line, flush=True)
-                measured_trials += 1
-    return failures, measured_trials
+        points = {(fold, batch_size): (task, mode, missing) for _, task, mode, fold, batch_size, missing in entries}
+
+        def setup(point):
+            (fold, batch_size), (task, mode, _) = point, points[point]
+            config = config_from_args(args, task, mode, fold, batch_size, backend=backend, device=str(device))
+            try:
+                return Benchmark(config, args.warmup)
+            except (BackendError, ValueError) as e:
+                print(f"skipping {name} fold {fold} batch {batch_size}: {e}", file=sys.stderr)
+                failures.append(point)
+
+        def measure(bench, trial):
+            if args.latency:
+                return bench.latency_trial(trial, args.latency_batches, args.latency_seconds)
+            return bench.trial(trial, args.iters, args.min_time)
+
+        known = {fold: batch for (model, fold), batch in (stopped or {}).items() if model == name}
+        for _, _, measurement in interleaved_points(points, args.trials, setup, measure,
+                                                    skip=lambda point, trial: trial not in points[point][2],
+                                                    stop_ms=1000 * CURVE_STOP_SECONDS if args.curve else None,
+                                                    stopped=known):
+            line = measurement_row(name, measurement, timing)
+            append_line(args.csv, line)
+            print(line, flush=True)
+            measured += 1
+    return len(failures), measured
 
 
 def curve_stops(csv_path):
@@ -194,8 +184,6 @@ def main(argv=None):
         if args.latency and args.quick:
             raise ValueError("--quick and --latency (or --curve) exclude each other: for a short latency run pass "
                              "--latency_batches 20 --latency_seconds 1")
-        if args.latency_seconds <= 0:
-            raise ValueError(f"--latency_seconds must be above 0, not {args.latency_seconds:g}")
         backend = resolve_backend(args.backend, device, args.precision)
         fill_user_model(args)
         if args.model_file and args.models:

@@ -303,6 +303,30 @@ def interleaved_trials(benches, trials, iters, min_time, report=None):
     return speeds
 
 
+def interleaved_points(points, trials, setup, measure, skip=None, stop_ms=None, stopped=None):
+    """Yield (point, trial, Measurement) over `trials` trials of `points` ((fold, batch size) keys), trial by trial,
+    the smaller batches first in each (then the folds). A point is set up by `setup(point)` (a Benchmark, or None where
+    it cannot be: left out) when first measured, and timed by `measure(bench, trial)`; `skip(point, trial)` says a
+    trial is measured already. With `stop_ms`, a fold's larger batches are left out once one of its batches' median
+    latency passes it on that batch's first trial (`stopped`: {fold: such a batch} known already): larger batches
+    only take longer."""
+    benches, stopped = {}, dict(stopped or {})
+    for trial in range(trials):
+        for point in sorted(points, key=lambda p: (p[1], p[0])):
+            fold, batch = point
+            if (skip and skip(point, trial)) or batch > stopped.get(fold, batch):
+                continue
+            first = point not in benches
+            if first:
+                benches[point] = setup(point)
+            if benches[point] is None:
+                continue
+            measured = measure(benches[point], trial)
+            if first and stop_ms is not None and measured.latency and measured.latency.p50_ms > stop_ms:
+                stopped[fold] = min(batch, stopped.get(fold, batch))  # decided on a point's first trial, once
+            yield point, trial, measured
+
+
 def interleaved_medians(benches, trials, iters, min_time, report=None):
     """{key: median images/sec} of interleaved_trials."""
     return medians(interleaved_trials(benches, trials, iters, min_time, report))

@@ -11,6 +11,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from util.core.cli import float_between, positive_int
+
 MIN_BATCHES, MAX_SECONDS, FLOOR_BATCHES = 200, 10.0, 20  # per point: 200 batches, or what 10 s allow and at least 20
 CURVE_MAX_BATCH, CURVE_STOP_SECONDS = 4096, 1.0  # the curve doubles up to 4096 images, or until a median passes 1 s
 
@@ -105,3 +107,16 @@ def curves(frame):
             curve.p99_ms[point_key] = float(point["Latency p99 (ms)"].median())
         found[key] = curve
     return found
+
+
+def add_latency_args(parser):
+    """--curve_max, --latency_batches and --latency_seconds: the curve's largest batch, and how long each latency trial
+    times its batches."""
+    parser.add_argument("--curve_max", type=positive_int, default=CURVE_MAX_BATCH, metavar="IMAGES",
+                        help=f"the curve's largest batch (default {CURVE_MAX_BATCH})")
+    parser.add_argument("--latency_batches", type=positive_int, default=MIN_BATCHES,
+                        help=f"timed batches per latency trial at least (default {MIN_BATCHES})")
+    parser.add_argument("--latency_seconds", type=float_between(1e-3), default=MAX_SECONDS,
+                        help=f"seconds a latency trial may take before it stops at {FLOOR_BATCHES} batches or more "
+                             f"(default {MAX_SECONDS:g})")
+
