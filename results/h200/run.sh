@@ -7,7 +7,13 @@
 #      of --recipe distill in the default precision (bf16 autocast), --amp fp32, --nchw, --amp fp16, --init teacher;
 #      result.json's images/s, precision and test top-1 per run (train_cuda.md)
 #   3. the quick test tier and the demo, side by side (their timings are not compared with anything)
+#   latency (only when STAGES names it: STAGES=latency ./results/h200/run.sh OUTDIR, one call of about 7 minutes):
+#      the throughput-latency curves (./run_inference.sh --curve) of two NoScope and two game CNNs at f = 1..4,
+#      cudagraph, fp16, 3 interleaved trials of at least 50 timed batches (or 1 s), and their report (latency.md)
+# STAGES: which of "step train tests latency" to run (default "step train tests", as this file first ran)
 set -u
+STAGES=${STAGES:-step train tests}
+stage() { [[ " $STAGES " == *" $1 "* ]]; }
 out=${1:-${OUT:-results/h200/out}}
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -19,6 +25,16 @@ data=(--data_root "$work/data_root" --data_dir "$work/data")
 log() { echo "== $(date +%T) $*" | tee -a "$out/stages.log"; }
 
 { nvidia-smi; python3 -c "import torch, torchvision; print(torch.__version__, torchvision.__version__)"; lscpu | head -20; } > "$out/env.txt" 2>&1
+
+if stage latency; then
+  log "latency curves: cudagraph, fp16"
+  timeout 400 ./run_inference.sh "$out/latency.csv" --curve --models noscope_coral noscope_taipei lol/goldnumber-int \
+    sot/timer3 --backend cudagraph --precision fp16 --trials 3 --latency_batches 50 --latency_seconds 1 --no_peak \
+    > "$out/latency.log" 2>&1 || echo "latency sweep rc=$?" >> "$out/latency.log"
+  python3 util/inference_report.py "$out/latency.csv" --out "$out/latency-report" >> "$out/latency.log" 2>&1
+  tail -5 "$out/latency.log"; sed -n '/^## /,$p' "$out/latency-report/report.md" | head -60
+fi
+stage step || stage train || stage tests || { log "done"; exit 0; }
 
 log "step rate on resident data"
 python3 util/step_rate.py sot/coin_count-digits_3_4-v2 noscope-coral --folds 1 --batch_size 32 --trials 3 --min_time 0.5 >> "$out/step_rate.txt" 2>&1
