@@ -411,3 +411,28 @@ def test_a_directory_given_for_the_results_csv_is_named_as_one(tmp_path):
     sweep = run_cli("./run_inference.sh", folder, "--quick", "--models", "noscope_coral", "--no_peak")
     assert sweep.returncode == 2 and f"{folder} is a directory: name the CSV to write" in sweep.stderr
     assert list(folder.iterdir()) == []
+
+
+def test_several_batch_sizes_are_one_table_with_a_recommendation_each(tmp_path, capsys):
+    from util import choose_fold
+    runs = tmp_path / "runs"
+    write_run(runs / "f1", "noscope-coral", 1, 0.95, val=0.95)
+    write_run(runs / "f4", "noscope-coral", 4, 0.95, val=0.95)
+    csv_path = tmp_path / "two.csv"
+    lines = [HEADER]
+    for batch, speeds in ((64, {1: [1000, 1010, 990], 4: [900, 905, 895]}), (1024, {1: [1000, 990, 1010],
+                                                                                     4: [2000, 2020, 1980]})):
+        for fold, trials in speeds.items():
+            mode = "Original" if fold == 1 else "Folded"
+            lines += [f"noscope_coral,{t},{fold},{batch},{mode},{ips},1e9,eager,fp32,cpu,32,1,full{NO_LATENCY}"
+                      for t, ips in enumerate(trials)]
+    csv_path.write_text("\n".join(lines) + "\n")
+    choose_fold.main([str(runs), str(csv_path), "--out", str(tmp_path / "choice")])
+    said = capsys.readouterr().out
+    assert "## noscope-coral: deploy f=1 at batch 64, f=4 at batch 1024" in said
+    assert "| batch | f | recipe |" in said and "| 1024 | **4** |" in said and "| 64 | **1** |" in said
+    table = list(csv.DictReader((tmp_path / "choice.csv").open()))
+    assert [(r["batch_size"], r["fold"], r["recommended"]) for r in table] == [
+        ("64", "1", "True"), ("64", "4", "False"), ("1024", "1", "False"), ("1024", "4", "True")]
+    choose_fold.main([str(runs), str(csv_path), "--batch_size", "64"])
+    assert "## noscope-coral: deploy f=1\n" in capsys.readouterr().out

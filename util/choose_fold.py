@@ -5,7 +5,8 @@
 
 SAVEDIR is a train.py savedir: every finished run's result.json (test top-1, worst slot) is read.
 Throughput is the median images/sec over trials of each task's model at each fold, from the CSV
-(`--backend`/`--precision`/`--batch_size` pick the rows when it holds several) or measured now with
+(`--backend`/`--precision` pick the rows when it holds several kinds; several batch sizes give one table with a
+recommendation per batch size, `--batch_size` picks one) or measured now with
 `--measure` (util/measure/benchmark.py's protocol for this device, trials interleaved over the folds). Runs of
 your own CNN (train.py --model_file) match the CSV rows of `./run_inference.sh --model_file FILE.py:FUNCTION`
 (Model FILE.FUNCTION); --measure rebuilds them from the runs' model file and input shape.
@@ -22,6 +23,11 @@ whether int8 is faster than fp32 for that model, by the rule infer.py uses (util
 precision_verdict; `infer.py TASK --fold auto --precision int8` measures the two interleaved, a CSV's two sweeps are
 paired by trial number). --out PREFIX writes
 PREFIX.md, PREFIX.csv and PREFIX.png (test top-1 against images/sec, one panel per task).
+
+    python3 util/choose_fold.py SAVEDIR curve.csv --latency_ms 5   # within a latency bound (./run_inference.sh --curve)
+
+names per task the fold and batch with the most images/sec whose p99 latency is within the bound, among the folds
+within --max_drop; exit 3 when nothing fits.
 """
 import argparse
 import csv
@@ -54,7 +60,7 @@ from util.runtime.backends import default_backend
 from util.train.trainer import behind_note
 from util.measure.results_csv import check_results_file, fold_trials, load, trial_note
 
-COLUMNS = ["task", "dataset", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
+COLUMNS = ["task", "dataset", "batch_size", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
            "images_per_sec", "speedup", "speedup_low", "speedup_high", "trials", "recommended", "note"]
 
 
@@ -93,12 +99,7 @@ def csv_throughput(path, runs, backend=None, precision=None, batch_size=None, de
     trial per fold said), and the group they come from; a ValueError when the CSV holds several
     backend/precision/device/batch groups and the flags pick none. Where a CSV holds a full sweep's rows and a
     --quick run's of the same kind, the full sweep's are read."""
-    frame = load(path)
-    frame = frame[frame["Mode"].isin(["Original", "Folded"]) & ((frame["Align"] == align) | (frame["Fold"] == 1))]
-    for column, value in (("Backend", backend), ("Precision", precision), ("Batch Size", batch_size),
-                          ("Device", device)):
-        if value is not None:
-            frame = frame[frame[column] == value]
+    frame = throughput_rows(path, backend, precision, batch_size, device, align)
     groups = frame.groupby(["Backend", "Precision", "Device", "Batch Size"]).size().index.tolist()
     if len(groups) > 1:
         listed = "; ".join(f"--backend {b} --precision {p} --batch_size {n} --device {d}" for b, p, d, n in groups)
@@ -115,6 +116,27 @@ def csv_throughput(path, runs, backend=None, precision=None, batch_size=None, de
               + (f"-{counts[-1]}" if len(counts) > 1 else "") + f" trial(s) (from {path})"
               + (f": **{said}**" if said else ""))
     return trials, source, groups[0]
+
+
+def throughput_rows(path, backend=None, precision=None, batch_size=None, device=None, align=1):
+    """The CSV's throughput rows (not latency rows) of the originals and FoldedCNNs at `align`, of the flags given."""
+    frame = load(path)
+    frame = frame[frame["Mode"].isin(["Original", "Folded"]) & ((frame["Align"] == align) | (frame["Fold"] == 1))
+                  & (frame["Timing"] != "latency")]
+    for column, value in (("Backend", backend), ("Precision", precision), ("Batch Size", batch_size),
+                          ("Device", device)):
+        if value is not None:
+            frame = frame[frame[column] == value]
+    return frame
+
+
+def csv_batch_sizes(path, backend=None, precision=None, device=None, align=1):
+    """The batch sizes to read from the CSV: each one it holds where its rows (of the flags) are of one backend,
+    precision and device; else [None] (csv_throughput then names the flags that pick one kind)."""
+    frame = throughput_rows(path, backend, precision, None, device, align)
+    if frame.groupby(["Backend", "Precision", "Device"]).ngroups != 1:
+        return [None]
+    return sorted(int(b) for b in frame["Batch Size"].unique())
 
 
 def fp32_beside_int8(path, runs, group, align=1):
@@ -290,21 +312,24 @@ def markdown(rows, source, max_drop, notes=None):
     lines = ["# Which fold to deploy", "", f"Throughput: {source}. Recommended (**bold**): the fastest fold whose "
              f"test top-1 is at most {max_drop:g} points below f=1's, or the smaller of two folds whose speeds tie "
              "(their per-trial ratio's range holds 1.0). Speed-up: median over trials (range in brackets).", ""]
+    several = len({r["batch_size"] for r in rows}) > 1  # a column and a recommendation per batch size
     for name in dict.fromkeys(r["task"] for r in rows):
         table = []
         for r in (r for r in rows if r["task"] == name):
-            cells = [f"**{r['fold']}**" if r["recommended"] else str(r["fold"]), r["recipe"] or "-",
+            cells = ([str(r["batch_size"])] if several else []) + [
+                     f"**{r['fold']}**" if r["recommended"] else str(r["fold"]), r["recipe"] or "-",
                      fmt(r["epochs"], "d"), fmt(r["train_minutes"], ".2f"),
                      fmt(r["test_top1"], ".4f"), fmt(r["worst_slot_top1"], ".4f"), fmt(r["gap_points"], ".1f"),
                      fmt(r["images_per_sec"], ",.0f"), speedup_cell(r), r["note"]]
             table.append(cells)
-        chosen = [r["fold"] for r in rows if r["task"] == name and r["recommended"]]
-        lines += [f"## {name}: " + (f"deploy f={chosen[0]}" if chosen else "no recommendation"), ""]
+        chosen = [r for r in rows if r["task"] == name and r["recommended"]]
+        said = ", ".join(f"f={r['fold']}" + (f" at batch {r['batch_size']}" if several else "") for r in chosen)
+        lines += [f"## {name}: " + (f"deploy {said}" if chosen else "no recommendation"), ""]
         datasets = [r["dataset"] for r in rows if r["task"] == name and r["dataset"]]
         lines += [training_data_line(datasets), ""] if datasets else []
         if notes and name in notes:
             lines += [notes[name], ""]
-        lines += markdown_table(["f", "recipe", "epochs", "training (min)", "test top-1", "worst slot", "gap (pts)", "images/sec", "speed-up",
+        lines += markdown_table((["batch"] if several else []) + ["f", "recipe", "epochs", "training (min)", "test top-1", "worst slot", "gap (pts)", "images/sec", "speed-up",
                                  "note"], table) + [""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -397,11 +422,19 @@ def main(argv=None):
             check_results_file(args.csv)
             backend = None if args.backend == "auto" else args.backend
             device = None if args.device == "auto" else args.device
-            speeds, source, group = csv_throughput(args.csv, runs, backend, args.precision, args.batch_size, device,
-                                                   args.align)
-    rows = recommendation_rows(runs, speeds, args.max_drop)
+            batches = ([args.batch_size] if args.batch_size else
+                       csv_batch_sizes(args.csv, backend, args.precision, device, args.align))
+            read = [csv_throughput(args.csv, runs, backend, args.precision, batch, device, args.align)
+                    for batch in batches]  # several batch sizes: one table, a recommendation per batch size
+            source = " | ".join(part[1] for part in read)
+    if args.measure:
+        rows = [{**row, "batch_size": args.batch_size or 1024} for row in recommendation_rows(runs, speeds, args.max_drop)]
+    else:
+        rows = [{**row, "batch_size": group[3]} for speeds, _, group in read
+                for row in recommendation_rows(runs, speeds, args.max_drop)]
+        speeds, group = read[0][0], read[0][2]
     notes = {}
-    if args.csv and args.precision == "int8":  # int8 is not faster everywhere: say so where the CSV shows it
+    if args.csv and args.precision == "int8" and len(read) == 1:  # int8 is not faster everywhere: say so where the CSV shows it
         fp32 = fp32_beside_int8(args.csv, runs, group, args.align)
         notes = {name: int8_line(speeds[name], fp32[name]) for name in fp32 if speeds.get(name)}
     text = markdown(rows, source, args.max_drop, notes)
