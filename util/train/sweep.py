@@ -54,6 +54,9 @@ def demo_settings(settings, dataset, fold):
     return {**settings, "epochs": demo["epochs"], "epochs_choice": "the demo's", "overrides": overrides}
 
 
+RECIPE_BUDGET = "the distill recipe's student budget"  # how run_settings says a student's epochs were chosen
+
+
 def run_settings(settings, task, fold):
     """build_spec's keyword arguments for one run of a sweep: --epochs are the original's, and a folded student of
     --recipe distill trains the recipe's budget (util.train.protocol.student_epochs: a multiple of them) unless
@@ -67,7 +70,7 @@ def run_settings(settings, task, fold):
     original = settings["epochs"] or paper_protocol(task, 1).epochs
     budget = student_epochs(task, original)
     return {**settings, "epochs": budget,
-            "epochs_choice": f"the distill recipe's student budget: {budget} = "
+            "epochs_choice": f"{RECIPE_BUDGET}: {budget} = "
                              f"{DISTILL[task.family]['student_epochs']:g}x the original's {original} epochs"}
 
 
@@ -206,7 +209,7 @@ def resume_point(spec, options):
             if finished["epochs"] == spec.epochs:
                 print(f"{name}: finished earlier, skipping ({savedir})", flush=True)
                 return finished, None
-            if spec.epochs_choice.startswith("the distill recipe"):  # not stretched onto another schedule
+            if spec.epochs_choice.startswith(RECIPE_BUDGET):  # not stretched onto another schedule
                 print(f"{name}: finished earlier with {finished['epochs']} epochs, and {spec.epochs_choice}; kept as it "
                       f"is ({savedir}): pass --student_epochs {spec.epochs} to train it on, or train into another "
                       "savedir", flush=True)
