@@ -60,8 +60,8 @@ from util.runtime.backends import default_backend
 from util.train.trainer import behind_note
 from util.measure.results_csv import check_results_file, fold_trials, load, trial_note
 
-COLUMNS = ["task", "dataset", "batch_size", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
-           "images_per_sec", "speedup", "speedup_low", "speedup_high", "trials", "recommended", "note"]
+COLUMNS = ["task", "dataset", "fold", "recipe", "epochs", "train_minutes", "test_top1", "worst_slot_top1", "gap_points",
+           "images_per_sec", "speedup", "speedup_low", "speedup_high", "trials", "recommended", "note", "batch_size"]
 
 
 def trained_runs(savedir, align=1):
