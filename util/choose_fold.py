@@ -209,7 +209,8 @@ def recommendation_rows(runs, trials, max_drop):
                 "gap_points": gap, "images_per_sec": ips,
                 "speedup": speedups(speed).get(fold), "speedup_low": r and r.low, "speedup_high": r and r.high,
                 "trials": len(by_fold.get(fold, [])) or None, "recommended": False, "note": note})
-        eligible = {r["fold"]: r for r in task_rows if not r["note"] and r["gap_points"] <= max_drop + 1e-9}
+        allowed = accurate_folds(folds, max_drop)
+        eligible = {r["fold"]: r for r in task_rows if not r["note"] and r["fold"] in allowed}
         if eligible:
             choice = fold_choice({fold: by_fold[fold] for fold in eligible}, verb="recommended")
             if choice.tie:  # a faster fold ties with the one taken
