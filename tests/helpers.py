@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import fold_trainer
+from config import tasks
 from util.train.flags import options_from_args, spec_settings
 from util.train.spec import build_spec
 from util.train import trainer
@@ -30,26 +31,27 @@ WRAPPERS = {"./run_inference.sh": "util/run_inference.py", "./flop_count.sh": "u
 def run_cli(*args, cwd=REPO, timeout=3600, new_process=False):
     """Run a command from the repository root as a user would; returns a CompletedProcess.
 
-    A command of this repository (`python3 SCRIPT.py ...` or a shell wrapper) runs its main(argv) in this process
-    (starting Python and PyTorch for each of ~100 command lines would cost minutes), with its own argv[0], its
-    output captured, SystemExit as the exit status and an uncaught exception as a traceback with status 1.
-    `new_process` (or another working directory, or any other program) runs a subprocess, with this interpreter
-    first on PATH."""
+    A command of this repository (`python3 SCRIPT.py ...`, the script's path relative to the repository, or a shell
+    wrapper) runs its main(argv) in this process, in `cwd` (starting Python and PyTorch for each of ~200 command
+    lines would cost minutes), with its own argv[0], its output captured, SystemExit as the exit status
+    and an uncaught exception as a traceback with status 1. Not thread-safe (argv, cwd and output are the
+    process's). `new_process` (or any other program, or a script given by its absolute path) runs a subprocess,
+    with this interpreter first on PATH."""
     args = [str(a) for a in args]
     script = WRAPPERS.get(args[0]) or (args[1] if len(args) > 1 and args[0] == sys.executable else None)
-    if new_process or Path(cwd) != REPO or not script or not script.endswith(".py") or Path(script).is_absolute():
+    if new_process or not script or not script.endswith(".py") or Path(script).is_absolute():
         env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
         return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    return run_main(script, args[2:] if args[0] == sys.executable else args[1:], args)
+    return run_main(script, args[2:] if args[0] == sys.executable else args[1:], args, cwd)
 
 
-def run_main(script, argv, args):
-    """`script`'s main(argv) in this process, from the repository root (see run_cli)."""
+def run_main(script, argv, args, cwd=REPO):
+    """`script`'s main(argv) in this process, in `cwd` (see run_cli)."""
     module = importlib.import_module(script.removesuffix(".py").replace("/", "."))
     out, err, code = io.StringIO(), io.StringIO(), 0
-    saved_argv, saved_cwd = sys.argv, os.getcwd()
+    saved_argv, saved_cwd, saved_env = sys.argv, os.getcwd(), dict(os.environ)
     sys.argv = [Path(script).name, *argv]
-    os.chdir(REPO)
+    os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -64,7 +66,21 @@ def run_main(script, argv, args):
     finally:
         sys.argv = saved_argv
         os.chdir(saved_cwd)
+        restore_environment(saved_env)
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def restore_environment(saved):
+    """Undo what a command changed in os.environ (a task folder it set for its own children), key by key: libraries
+    may hold pointers to the values of the others. The task registry is read again where anything changed."""
+    changed = {k for k in saved.keys() | os.environ.keys() if saved.get(k) != os.environ.get(k)}
+    for key in changed - {"OPENCV_FFMPEG_LOGLEVEL"}:  # set once, on import, by datasets.noscope
+        if key in saved:
+            os.environ[key] = saved[key]
+        else:
+            del os.environ[key]
+    if changed:
+        tasks.all_tasks.cache_clear()
 
 
 def write_image_folder(root, class_names, hw, per_split=(12, 4, 4), seed=0):

@@ -1,6 +1,10 @@
 """README.md runs as written: every command of its bash blocks, in order, on a copy of the repository, and every
-python block. The same commands, with flags appended that cut their budget to seconds (epochs, trials, models)."""
+python block. The same commands, with flags appended that cut their budget to seconds (epochs, trials, models).
+The repository's own commands (`python3 SCRIPT.py`, the shell wrappers) run their main(argv) in this process, from
+the copy's folder (helpers.run_cli: a new Python and PyTorch for each would cost a minute); torchrun, the python
+blocks and anything else run as new processes there."""
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -8,7 +12,7 @@ import textwrap
 
 import pytest
 
-from helpers import REPO, write_image_folder
+from helpers import REPO, WRAPPERS, run_cli, write_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +71,17 @@ def test_the_readme_commands_are_the_ones_this_test_knows():
     assert unknown == []
 
 
-def test_every_readme_command_runs_in_order_on_a_fresh_copy(tmp_path):
+def run(command, copy, env):
+    """`command` (budget flags appended) from the copy's folder: in this process where it is one of the repository's
+    commands, else through bash."""
+    argv = shlex.split(budget(command))
+    if argv[0] in WRAPPERS or (argv[0] == "python3" and argv[1].endswith(".py")):
+        return run_cli(*([sys.executable, *argv[1:]] if argv[0] == "python3" else argv), cwd=copy)
+    return subprocess.run(["bash", "-c", budget(command)], cwd=copy, env=env, capture_output=True, text=True,
+                          timeout=1200)
+
+
+def test_every_readme_command_runs_in_order_on_a_fresh_copy(tmp_path, monkeypatch):
     copy = tmp_path / "FoldedCNNs"
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     for name in filter(None, tracked.decode().split("\0")):
@@ -79,11 +93,11 @@ def test_every_readme_command_runs_in_order_on_a_fresh_copy(tmp_path):
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
                PYTHONDONTWRITEBYTECODE="1")
     env.pop("DATA_ROOT", None)
+    monkeypatch.delenv("DATA_ROOT", raising=False)
     for command in commands():
         if command.startswith(NOT_RUN):
             continue
-        done = subprocess.run(["bash", "-c", budget(command)], cwd=copy, env=env, capture_output=True, text=True,
-                              timeout=1200)
+        done = run(command, copy, env)
         assert done.returncode == 0, f"README command failed: {budget(command)}\n{done.stderr[-3000:]}"
     for block in blocks("python"):
         done = subprocess.run([sys.executable, "-c", textwrap.dedent(block)], cwd=copy, env=env, capture_output=True,

@@ -1,6 +1,5 @@
 """The real-image benchmark (datasets/real.py, util/make_real_tasks.py) and task folders from $FOLDEDCNNS_TASKS."""
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -9,6 +8,7 @@ from PIL import Image
 
 from config import tasks
 from datasets import load_splits
+from helpers import run_cli
 from datasets.real import TASKS, RealTask, bands, crops
 
 
@@ -29,8 +29,7 @@ def benchmark(tmp_path_factory):
     pytest.importorskip("sklearn")
     pytest.importorskip("skimage")
     out = tmp_path_factory.mktemp("bench") / "real"
-    done = subprocess.run([sys.executable, "util/make_real_tasks.py", str(out), "--tasks", "digits", "textures"],
-                          capture_output=True, text=True)
+    done = run_cli(sys.executable, "util/make_real_tasks.py", out, "--tasks", "digits", "textures")
     assert done.returncode == 0, done.stderr
     return out, done
 
@@ -58,14 +57,13 @@ def test_the_benchmark_is_written_with_its_task_folders(benchmark, monkeypatch):
 
 def test_the_same_seed_writes_the_same_images(benchmark, tmp_path):
     out, _ = benchmark
-    again = subprocess.run([sys.executable, "util/make_real_tasks.py", str(tmp_path / "again"), "--tasks", "textures"],
-                           capture_output=True, text=True)
+    again = run_cli(sys.executable, "util/make_real_tasks.py", tmp_path / "again", "--tasks", "textures")
     assert again.returncode == 0, again.stderr
     for split in ("train", "test"):
         first = sorted((out / "data" / "real" / "textures" / split / "moon").iterdir())[:5]
         second = sorted((tmp_path / "again" / "data" / "real" / "textures" / split / "moon").iterdir())[:5]
         assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
-    refused = subprocess.run([sys.executable, "util/make_real_tasks.py", str(out)], capture_output=True, text=True)
+    refused = run_cli(sys.executable, "util/make_real_tasks.py", out)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "error:" in refused.stderr
 
 
@@ -99,11 +97,10 @@ def test_the_real_table_trains_both_paths_and_writes_the_gaps(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("skimage")
     bench = tmp_path / "bench"
-    assert subprocess.run([sys.executable, "util/make_real_tasks.py", str(bench), "--tasks", "textures"],
-                          capture_output=True).returncode == 0
-    done = subprocess.run([sys.executable, "util/real_table.py", str(tmp_path / "runs"), "--benchmark", str(bench),
-                           "--out", str(tmp_path / "real"), "--tasks", "textures", "--folds", "2", "--model_file",
-                           "docs/examples/real_models.py", "--epochs", "1"], capture_output=True, text=True)
+    assert run_cli(sys.executable, "util/make_real_tasks.py", bench, "--tasks", "textures").returncode == 0
+    done = run_cli(sys.executable, "util/real_table.py", tmp_path / "runs", "--benchmark", bench, "--out",
+                   tmp_path / "real", "--tasks", "textures", "--folds", "2", "--model_file",
+                   "docs/examples/real_models.py", "--epochs", "1")
     assert done.returncode == 0, done.stderr
     rows = [line.split(",") for line in (tmp_path / "real.csv").read_text().splitlines()]
     assert rows[0][:4] == ["task", "path", "fold", "seed"] and [r[:4] for r in rows[1:]] == [
