@@ -158,10 +158,14 @@ def test_epochs_are_the_originals_and_distilled_students_train_the_recipes_multi
                        "--epochs", "10")
     assert {(p["dataset"], p["fold"]): p["epochs"] for p in sweep_plan} == {
         (TASK, 1): 10, (TASK, 3): 12, ("sot/timer3", 1): 10, ("sot/timer3", 3): 30}  # 1.2x NoScope, 3x game
-    assert sweep_plan[-1]["epochs_choice"] == ("the distill recipe's student budget: 30 = 3x the original's 10 epochs")
+    assert sweep_plan[-1]["epochs_choice"] == ("the distill recipe's student budget: 30 = 3x the original's 10 epochs, "
+                                               "at most those that fit in 1.8x its training seconds (timed when the "
+                                               "student starts)")
+    assert [p["seconds_bound"] for p in sweep_plan] == [None, 1.8, None, 1.8]
     given = plans(tmp_path / "runs", "--datasets", "sot/timer3", "--folds", "1", "4", "--recipe", "distill",
                   "--epochs", "10", "--student_epochs", "7")
-    assert [(p["epochs"], p["epochs_choice"]) for p in given] == [(10, "given"), (7, "given (--student_epochs)")]
+    assert [(p["epochs"], p["epochs_choice"], p["seconds_bound"]) for p in given] == [
+        (10, "given", None), (7, "given (--student_epochs)", None)]
     paper = plans(tmp_path / "runs", "--datasets", "sot/timer3", "--folds", "4", "--epochs", "10")
     assert paper[0]["epochs"] == 10  # --recipe paper's folded runs: --epochs as given
     one = plans("--dataset", "sot/timer3", "--fold", "4", "--recipe", "distill", "--epochs", "10", "--savedir",
@@ -179,7 +183,8 @@ def test_epochs_are_the_originals_and_distilled_students_train_the_recipes_multi
     finished, resume = sweep.resume_point(spec, trainer.Options())
     assert finished["epochs"] == 10 and resume is None
     assert ("finished earlier with 10 epochs, and the distill recipe's student budget: 30 = 3x the original's 10 "
-            "epochs; kept as it is") in capsys.readouterr().out
+            "epochs, at most those that fit in 1.8x its training seconds (timed when the student starts); kept as it "
+            "is") in capsys.readouterr().out
 
 
 def test_the_summary_notes_a_student_that_fell_far_behind(tmp_path, monkeypatch, capsys):
@@ -532,3 +537,29 @@ def test_a_student_with_batchnorm_saves_its_own_architecture_and_resumes_exactly
     train_args(trainer_args(tmp_path / "parts", TASK, 4, 3, continue_from_file=tmp_path / "parts" / "current.pth",
                             **common))
     assert_same_stats(tmp_path / "whole", tmp_path / "parts")
+
+
+def test_a_student_trains_the_epochs_that_fit_in_the_recipes_seconds_and_keeps_them(tmp_path, capsys):
+    """The recipe's budget: the student's epochs, at most what fits in 1.8x its original's training seconds, are
+    timed when it starts, written to run.json and result.json, and kept by a rerun (not timed again)."""
+    data = noscope_data(tmp_path)
+    common = [str(tmp_path / "runs"), "--datasets", TASK, "--epochs", "2", "--data_dir", str(data), "--device", "cpu",
+              "--workers", "0", "--batch_size", "8"]
+    train.main([*common, "--folds", "1"])
+    original = tmp_path / "runs" / TASK / "fold1" / "multiplier1" / "none" / "result.json"
+    result = json.loads(original.read_text())
+    original.write_text(json.dumps({**result, "train_seconds": 1e-4}))  # an original as if trained in no time
+    train.main([*common, "--folds", "1", "2", "--recipe", "distill"])
+    student = tmp_path / "runs" / TASK / "fold2" / "multiplier1.414" / "distill"
+    spec = json.loads((student / "run.json").read_text())
+    assert spec["epochs"] == 1 and spec["seconds_bound"] == 1.8
+    assert "3 = 1.2x the original's 2 epochs" in spec["epochs_choice"]
+    assert ": 0 fit in 1.8x the original's 0.0 s here" in spec["epochs_choice"]
+    assert json.loads((student / "result.json").read_text())["epochs"] == 1
+    capsys.readouterr()
+    train.main([*common, "--folds", "1", "2", "--recipe", "distill"])
+    assert capsys.readouterr().out.count("finished earlier, skipping") == 2
+    resumed = sweep.build_spec(TASK, 2, recipe="distill", epochs=3, seconds_bound=1.8)
+    state = {"run": spec}
+    assert trainer.resumed_spec(resumed, state).epochs == 1
+    assert trainer.resumed_spec(dataclasses.replace(resumed, seconds_bound=0.0), state).epochs == 3  # --student_epochs

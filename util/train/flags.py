@@ -28,7 +28,9 @@ def training_flags(add_help=False):
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="train.py: the original's (f=1) epochs, and those of --recipe paper's folded runs; "
                              "--recipe distill's folded students train the recipe's multiple of them (3x; 1.2x for "
-                             "NoScope) unless --student_epochs says otherwise. fold_trainer.py: this run's epochs. "
+                             "NoScope), or as many as fit in 1.8x the original's training seconds here where fewer "
+                             "do (timed when a student starts), unless --student_epochs says otherwise. "
+                             "fold_trainer.py: this run's epochs. "
                              "Default: the paper's for the task; 30 for --model_file")
     parser.add_argument("--batch_size", type=positive_int, default=None,
                         help="images per mini-batch, rounded down to a multiple of f (default: the recipe's, 32 for "

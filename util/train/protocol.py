@@ -76,7 +76,7 @@ def paper_protocol(task, fold):
 # times sqrt(f); None: the paper's 32 images at lr.
 _ONECYCLE = {"loss": "kl+ce", "temperature": 4.0, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
              "curriculum": False, "slot_balance": True, "shift": 0, "inputs_per_batch": 32,
-             "init": "fresh", "ema": 0.99, "batchnorm": True}
+             "init": "fresh", "ema": 0.99, "batchnorm": True, "student_seconds": 1.8}
 # The game students start from their teacher where two or more copies of it fit (f >= 4; round 12 measured f=4,
 # where it gains more than 20 further epochs of a fresh start); CIFAR's ResNet and a user's CNN start fresh, since
 # their layers need not line up with a copy.
@@ -84,6 +84,10 @@ _ONECYCLE = {"loss": "kl+ce", "temperature": 4.0, "optimizer": "adam", "lr": 1e-
 # family (a student at f=4 trains 1.5-2.5x faster per epoch, so 3x stays near twice the original's seconds), 1.2x for
 # NoScope, whose students' epochs are slower than the original's on some CPUs (results/accuracy/choices.md, rounds
 # 10-13). A multiple, not a count of images, so that the seconds' ratio holds on a split of any size.
+# "student_seconds": and at most the epochs that fit in that multiple of the original's training seconds, timed on
+# the machine when the student starts (util.train.budget): a student's epoch costs 0.5x its original's at f=4 but
+# 0.85-1.05x at f=2 and f=3 (round 15), and more again on a CPU without bf16, so no one multiple of epochs holds
+# the target's 2x bound everywhere; 1.8 leaves room for the machine's 10-15% drift (round 16).
 # "batchnorm": the students of plain ReLU CNNs (game, a user's) train with a BatchNorm after each conv, folded into
 # it when saved (models.batchnorm): on real images their students otherwise stall (choices.md, round 15). NoScope's
 # were not measured with it; CIFAR's ResNet has BatchNorm already (its convs have no bias: nothing is added).

@@ -38,6 +38,8 @@ class RunSpec:
     precision_choice: str = "the paper's"  # how amp was chosen: given (--amp), the paper's (fp32), or auto
     epochs_choice: str = "given"  # how epochs were chosen: given (--epochs), the protocol's, or the distill recipe's
     # student budget (a multiple of the original's: util.train.protocol.student_epochs)
+    seconds_bound: float = 0.0  # a student of the recipe's budget trains at most the epochs that fit in this multiple
+    # of its original's training seconds, timed when it starts (util.train.budget); 0: epochs as they are
     val_size: int = 5000  # CIFAR validation images taken from the training set
     overrides: tuple = ()  # (flag, value) pairs the user set that change the protocol
     weights: str | None = None  # a user's trained original (a plain state dict): f=1 is evaluated, not trained
@@ -103,7 +105,7 @@ class RunSpec:
                 "init": p.init if self.images_per_input > 1 else None,
                 "batchnorm": p.batchnorm if self.images_per_input > 1 else None, "ema": p.ema or None,
                 "curriculum": curriculum, "precision": self.precision, "precision_choice": self.precision_choice,
-                "epochs_choice": self.epochs_choice, "seed": self.seed,
+                "epochs_choice": self.epochs_choice, "seconds_bound": self.seconds_bound or None, "seed": self.seed,
                 "batch_size": self.eval_batch_size, "val_size": self.val_size, "teacher": self.teacher,
                 "overrides": dict(self.overrides), "savedir": self.savedir, **self.describe_user_task()}
 
@@ -118,7 +120,7 @@ class RunSpec:
 
 def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, align=1, recipe="paper", epochs=None,
                batch_size=None, seed=19, teacher=None, amp=None, val_size=5000, overrides=None, weights=None,
-               fast_amp=(None, ""), epochs_choice=None):
+               fast_amp=(None, ""), epochs_choice=None, seconds_bound=0.0):
     """The RunSpec of one run, with every setting checked (a one-line ValueError naming the fix otherwise).
 
     `mode`: --mode, "folded" (whose f=1 is the original) or "efficientnet"; the spec holds models.mode_of's name.
@@ -169,7 +171,8 @@ def build_spec(dataset, fold=1, savedir=".", *, mode="folded", multiplier=None, 
                    recipe=recipe if group > 1 else "paper", protocol=protocol, epochs=epochs,
                    batch_size=batch_size or protocol.batch_size, seed=seed, savedir=str(savedir),
                    teacher=str(teacher) if teacher and protocol.distill else None, amp=amp, precision_choice=precision_choice,
-                   epochs_choice=epochs_choice or "given", val_size=val_size,
+                   epochs_choice=epochs_choice or "given", seconds_bound=seconds_bound if protocol.distill else 0.0,
+                   val_size=val_size,
                    overrides=tuple(sorted(overrides.items())),
                    weights=str(weights) if weights and fold == 1 and user else None, task=task)
 

@@ -59,7 +59,8 @@ RECIPE_BUDGET = "the distill recipe's student budget"  # how run_settings says a
 
 def run_settings(settings, task, fold):
     """build_spec's keyword arguments for one run of a sweep: --epochs are the original's, and a folded student of
-    --recipe distill trains the recipe's budget (util.train.protocol.student_epochs: a multiple of them) unless
+    --recipe distill trains the recipe's budget (util.train.protocol.student_epochs: a multiple of them, and at most
+    what fits in the recipe's multiple of the original's training seconds: util.train.budget) unless
     --student_epochs ("student_epochs" in `settings`) gives its epochs."""
     settings = dict(settings)
     given = settings.pop("student_epochs", None)
@@ -68,10 +69,11 @@ def run_settings(settings, task, fold):
     if given:
         return {**settings, "epochs": given, "epochs_choice": "given (--student_epochs)"}
     original = settings["epochs"] or paper_protocol(task, 1).epochs
-    budget = student_epochs(task, original)
-    return {**settings, "epochs": budget,
-            "epochs_choice": f"{RECIPE_BUDGET}: {budget} = "
-                             f"{DISTILL[task.family]['student_epochs']:g}x the original's {original} epochs"}
+    budget, recipe = student_epochs(task, original), DISTILL[task.family]
+    return {**settings, "epochs": budget, "seconds_bound": recipe["student_seconds"],
+            "epochs_choice": f"{RECIPE_BUDGET}: {budget} = {recipe['student_epochs']:g}x the original's {original} "
+                             f"epochs, at most those that fit in {recipe['student_seconds']:g}x its training seconds "
+                             "(timed when the student starts)"}
 
 
 def teacher_path(dataset, root, teacher=None, trains_original=False):
@@ -194,6 +196,15 @@ def data_ready(dataset, options):
     return None
 
 
+def finished_within_bound(spec, finished):
+    """Whether a finished run trained the budget `spec` asks for, its epochs cut to the same seconds' bound
+    (util.train.budget: they were timed when it started, and are not timed again)."""
+    recorded = Path(spec.savedir) / "run.json"
+    if not spec.seconds_bound or finished["epochs"] > spec.epochs or not recorded.exists():
+        return False
+    return json.loads(recorded.read_text()).get("seconds_bound") == spec.seconds_bound
+
+
 def resume_point(spec, options):
     """(result, None) for a finished run; else (None, the checkpoint to resume from, or None to start)."""
     savedir = Path(spec.savedir)
@@ -206,7 +217,7 @@ def resume_point(spec, options):
             finished = json.loads(result_file.read_text())
             check_same_model(spec, finished, result_file)  # never another model's result under this name
             check_precision_matches(spec, finished, result_file)
-            if finished["epochs"] == spec.epochs:
+            if finished["epochs"] == spec.epochs or finished_within_bound(spec, finished):
                 print(f"{name}: finished earlier, skipping ({savedir})", flush=True)
                 return finished, None
             if spec.epochs_choice.startswith(RECIPE_BUDGET):  # not stretched onto another schedule

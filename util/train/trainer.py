@@ -37,6 +37,7 @@ from util.core.files import append_line, complete_lines, keep_lines, save_atomic
 from util.train import distributed
 from util.train.checkpoint import (checkpoint_path, load_classifier, model_args, read_training_state, rng_state,
                                    save_checkpoint, set_rng_state)
+from util.train.budget import bounded_spec, resumed_spec
 from util.train.ownership import check_held, holding, run_lock
 from util.train.loop import AMP_DTYPES, WeightAverage, averages, evaluate, slot_top1, train_one_epoch
 from util.train.protocol import group_transform, lr_factor, make_optimizer, set_learning_rate, training_loss
@@ -608,6 +609,7 @@ def train(spec, options=Options(), hooks=Hooks()):
     RunHeld if another job holds it); returns the result dict also written to result.json."""
     rank, world, device = distributed.setup(options.device)
     state = check_run(spec, options, device, world)
+    spec = resumed_spec(spec, state) if state else spec
     with holding(run_lock(spec.savedir), spec.savedir):
         return train_held(spec, options, hooks, state, rank, world, device)
 
@@ -624,6 +626,9 @@ def train_held(spec, options, hooks, state, rank, world, device):
     loaders, generator, sampler = make_loaders(run, batch, rank, world)
     if spec.weights:
         return distributed.on_main(evaluate_weights, run, loaders)
+    if not state and spec.seconds_bound:  # the recipe's budget: the epochs that fit in its seconds, timed here
+        spec = run.spec = bounded_spec(run, loaders["train"], batch_transform(run, 0), world)
+        distributed.on_main(write_spec, spec)
 
     for epoch in range(progress.epoch, spec.epochs):
         classes = run.num_classes

@@ -1,0 +1,97 @@
+"""A distilled student's epochs within a multiple of its original's training seconds (the distill recipe's budget:
+RunSpec.seconds_bound). Before it trains, the student times a few of its own training steps on copies of its model
+and optimizer, on this machine, and keeps the epochs that fit; run.json records them, and a resume keeps them."""
+import copy
+import dataclasses
+import itertools
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from util.train import distributed
+from util.train.loop import WeightAverage, train_one_epoch
+from util.train.protocol import make_optimizer
+
+WARM_BATCHES, TIMED_BATCHES = 3, 10  # steps run before timing starts (first-call costs), and steps timed
+
+
+def original_seconds(teacher):
+    """The training seconds of the run that trained `teacher` (the result.json beside it), or None."""
+    try:
+        seconds = json.loads((Path(teacher).parent / "result.json").read_text())["train_seconds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(seconds) if seconds else None
+
+
+class FirstBatches:
+    """The first `n` batches of `loader`, with the length train_one_epoch reads."""
+
+    def __init__(self, loader, n):
+        self.loader, self.n = loader, min(n, len(loader))
+
+    def __iter__(self):
+        return itertools.islice(iter(self.loader), self.n)
+
+    def __len__(self):
+        return self.n
+
+
+def seconds_per_batch(run, loader, transform):
+    """Seconds one training step of `run` takes here (data, forward, loss, backward, optimizer and weight average):
+    TIMED_BATCHES steps timed after WARM_BATCHES, on copies; the run's weights and random state are left as they were."""
+    model = copy.deepcopy(run.model)
+    optimizer = make_optimizer(model, run.protocol)
+    if run.average:
+        optimizer.register_step_post_hook(WeightAverage(model, run.protocol.ema).update)
+    scaler = torch.amp.GradScaler(run.device.type, enabled=run.spec.amp == "fp16")
+
+    def steps(n):
+        train_one_epoch(model, FirstBatches(loader, n), optimizer, scaler, run.images_per_input, run.device,
+                        run.num_classes, "timing the student's step", run.protocol, run.spec.amp, None,
+                        run.options.channels_last, transform, run.hooks.loss)
+
+    saved = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+        steps(WARM_BATCHES)
+        synchronize(run.device)
+        tic = time.perf_counter()
+        steps(TIMED_BATCHES)
+        synchronize(run.device)
+        seconds = (time.perf_counter() - tic) / min(TIMED_BATCHES, len(loader))
+    random.setstate(saved[0])
+    np.random.set_state(saved[1])
+    return seconds
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bounded_spec(run, loader, transform, world):
+    """`run.spec` with its epochs cut to those that fit in `seconds_bound` times its original's training seconds,
+    and epochs_choice saying so; unchanged epochs where they fit, or where the original's seconds are unknown."""
+    spec = run.spec
+    base = original_seconds(spec.teacher)
+    if not base:
+        return dataclasses.replace(spec, epochs_choice=f"{spec.epochs_choice}; not bounded: no training seconds "
+                                                       f"beside the teacher (its result.json)")
+    epoch = seconds_per_batch(run, loader, transform) * len(loader)
+    fit = int(spec.seconds_bound * base / epoch)
+    fit = int(distributed.all_sum([fit], run.device)[0]) // world  # every rank the same epochs
+    return dataclasses.replace(spec, epochs=max(1, min(spec.epochs, fit)), epochs_choice=(
+        f"{spec.epochs_choice}: {fit} fit in {spec.seconds_bound:g}x the original's {base:.1f} s here "
+        f"({epoch:.2f} s an epoch, timed)"))
+
+
+def resumed_spec(spec, state):
+    """`spec` with the epochs its checkpoint `state` was bounded to when it started (not timed again)."""
+    recorded = state.get("run", {})
+    if not spec.seconds_bound or recorded.get("seconds_bound") != spec.seconds_bound:
+        return spec
+    return dataclasses.replace(spec, epochs=recorded["epochs"], epochs_choice=recorded["epochs_choice"])
