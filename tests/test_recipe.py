@@ -549,14 +549,17 @@ def test_a_student_trains_the_epochs_that_fit_in_the_recipes_seconds_and_keeps_t
     original = tmp_path / "runs" / TASK / "fold1" / "multiplier1" / "none" / "result.json"
     result = json.loads(original.read_text())
     original.write_text(json.dumps({**result, "train_seconds": 1e-4}))  # an original as if trained in no time
+    capsys.readouterr()
     train.main([*common, "--folds", "1", "2", "--recipe", "distill"])
+    out = capsys.readouterr().out
+    assert f"{TASK} fold 2: training 3 epochs at most (those that fit in 1.8x its original's seconds" in out
+    assert f"{TASK} fold 2: trains 1 epochs: 0 fit in 1.8x the original's 0.0 s here (" in out
     student = tmp_path / "runs" / TASK / "fold2" / "multiplier1.414" / "distill"
     spec = json.loads((student / "run.json").read_text())
     assert spec["epochs"] == 1 and spec["seconds_bound"] == 1.8
     assert "3 = 1.2x the original's 2 epochs" in spec["epochs_choice"]
     assert ": 0 fit in 1.8x the original's 0.0 s here" in spec["epochs_choice"]
     assert json.loads((student / "result.json").read_text())["epochs"] == 1
-    capsys.readouterr()
     train.main([*common, "--folds", "1", "2", "--recipe", "distill"])
     assert capsys.readouterr().out.count("finished earlier, skipping") == 2
     resumed = sweep.build_spec(TASK, 2, recipe="distill", epochs=3, seconds_bound=1.8)

@@ -84,9 +84,12 @@ def bounded_spec(run, loader, transform, world):
     epoch = seconds_per_batch(run, loader, transform) * len(loader)
     fit = int(spec.seconds_bound * base / epoch)
     fit = int(distributed.all_sum([fit], run.device)[0]) // world  # every rank the same epochs
-    return dataclasses.replace(spec, epochs=max(1, min(spec.epochs, fit)), epochs_choice=(
-        f"{spec.epochs_choice}: {fit} fit in {spec.seconds_bound:g}x the original's {base:.1f} s here "
-        f"({epoch:.2f} s an epoch, timed)"))
+    timing = f"{fit} fit in {spec.seconds_bound:g}x the original's {base:.1f} s here ({epoch:.2f} s an epoch, timed)"
+    bounded = dataclasses.replace(spec, epochs=max(1, min(spec.epochs, fit)),
+                                  epochs_choice=f"{spec.epochs_choice}: {timing}")
+    if distributed.is_main():
+        print(f"{spec.name}: trains {bounded.epochs} epochs: {timing}", flush=True)
+    return bounded
 
 
 def resumed_spec(spec, state):

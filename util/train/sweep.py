@@ -202,7 +202,9 @@ def finished_within_bound(spec, finished):
     recorded = Path(spec.savedir) / "run.json"
     if not spec.seconds_bound or finished["epochs"] > spec.epochs or not recorded.exists():
         return False
-    return json.loads(recorded.read_text()).get("seconds_bound") == spec.seconds_bound
+    recorded = json.loads(recorded.read_text())
+    return recorded.get("seconds_bound") == spec.seconds_bound and \
+        recorded.get("epochs_choice", "").startswith(spec.epochs_choice)  # the same budget, then cut
 
 
 def resume_point(spec, options):
@@ -229,7 +231,9 @@ def resume_point(spec, options):
     if resume:
         print(f"{name}: resuming from {resume}", flush=True)
     else:
-        print(f"{name}: training {spec.epochs} epochs into {savedir}", flush=True)
+        bound = f" at most (those that fit in {spec.seconds_bound:g}x its original's seconds: timed first)" \
+            if spec.seconds_bound else ""
+        print(f"{name}: training {spec.epochs} epochs{bound} into {savedir}", flush=True)
     return None, resume
 
 
