@@ -16,7 +16,9 @@ from util.train import distributed
 from util.train.loop import WeightAverage, train_one_epoch
 from util.train.protocol import make_optimizer
 
-WARM_BATCHES, TIMED_BATCHES = 3, 10  # steps run before timing starts (first-call costs), and steps timed
+WARM_BATCHES = 3  # steps run before timing starts (first-call costs)
+TIMED_BATCHES, TIMED_SECONDS = 10, 2.0  # steps are timed in rounds of 10 until 2 s have passed (10 steps alone of a
+# small student took 0.5 s, and two seeds' timings of one student differed by 25% on a shared VM: round 16)
 
 
 def original_seconds(teacher):
@@ -43,7 +45,8 @@ class FirstBatches:
 
 def seconds_per_batch(run, loader, transform):
     """Seconds one training step of `run` takes here (data, forward, loss, backward, optimizer and weight average):
-    TIMED_BATCHES steps timed after WARM_BATCHES, on copies; the run's weights and random state are left as they were."""
+    the mean over rounds of TIMED_BATCHES steps until TIMED_SECONDS have passed, after WARM_BATCHES, on copies; the
+    run's weights and random state are left as they were."""
     model = copy.deepcopy(run.model)
     optimizer = make_optimizer(model, run.protocol)
     if run.average:
@@ -51,18 +54,20 @@ def seconds_per_batch(run, loader, transform):
     scaler = torch.amp.GradScaler(run.device.type, enabled=run.spec.amp == "fp16")
 
     def steps(n):
-        train_one_epoch(model, FirstBatches(loader, n), optimizer, scaler, run.images_per_input, run.device,
-                        run.num_classes, "timing the student's step", run.protocol, run.spec.amp, None,
-                        run.options.channels_last, transform, run.hooks.loss)
+        batches = FirstBatches(loader, n)
+        train_one_epoch(model, batches, optimizer, scaler, run.images_per_input, run.device, run.num_classes,
+                        "timing the student's step", run.protocol, run.spec.amp, None, run.options.channels_last,
+                        transform, run.hooks.loss)
+        synchronize(run.device)
+        return len(batches)
 
     saved = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
         steps(WARM_BATCHES)
-        synchronize(run.device)
-        tic = time.perf_counter()
-        steps(TIMED_BATCHES)
-        synchronize(run.device)
-        seconds = (time.perf_counter() - tic) / min(TIMED_BATCHES, len(loader))
+        tic, done = time.perf_counter(), 0
+        while not done or time.perf_counter() - tic < TIMED_SECONDS:
+            done += steps(TIMED_BATCHES)
+        seconds = (time.perf_counter() - tic) / done
     random.setstate(saved[0])
     np.random.set_state(saved[1])
     return seconds
