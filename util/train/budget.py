@@ -1,9 +1,9 @@
 """A distilled student's epochs within a multiple of its original's training seconds (the distill recipe's budget:
-RunSpec.seconds_bound). Before it trains, the student times a few of its own training steps on copies of its model
-and optimizer, on this machine, and keeps the epochs that fit; run.json records them, and a resume keeps them."""
+RunSpec.seconds_bound). Before it trains, the student times one of its own training epochs, as its epochs will run,
+on copies of its model and optimizer, on this machine, and keeps the epochs that fit; run.json records them, and a
+resume keeps them."""
 import copy
 import dataclasses
-import itertools
 import json
 import random
 import time
@@ -13,12 +13,8 @@ import numpy as np
 import torch
 
 from util.train import distributed
-from util.train.loop import WeightAverage, train_one_epoch
+from util.train.loop import WeightAverage, evaluate, train_one_epoch
 from util.train.protocol import make_optimizer
-
-WARM_BATCHES = 3  # steps run before timing starts (first-call costs)
-TIMED_BATCHES, TIMED_SECONDS = 10, 2.0  # steps are timed in rounds of 10 until 2 s have passed (10 steps alone of a
-# small student took 0.5 s, and two seeds' timings of one student differed by 25% on a shared VM: round 16)
 
 
 def original_seconds(teacher):
@@ -30,44 +26,31 @@ def original_seconds(teacher):
     return float(seconds) if seconds else None
 
 
-class FirstBatches:
-    """The first `n` batches of `loader`, with the length train_one_epoch reads."""
-
-    def __init__(self, loader, n):
-        self.loader, self.n = loader, min(n, len(loader))
-
-    def __iter__(self):
-        return itertools.islice(iter(self.loader), self.n)
-
-    def __len__(self):
-        return self.n
-
-
-def seconds_per_batch(run, loader, transform):
-    """Seconds one training step of `run` takes here (data, forward, loss, backward, optimizer and weight average):
-    the mean over rounds of TIMED_BATCHES steps until TIMED_SECONDS have passed, after WARM_BATCHES, on copies; the
-    run's weights and random state are left as they were."""
+def seconds_per_epoch(run, loaders, transform):
+    """Seconds one training epoch of `run` takes here (data, forward, loss, backward, optimizer and weight average),
+    timed as the run's epochs go: a first epoch, then a validation pass (the run evaluates between its epochs, in
+    other shapes), then the timed epoch; on copies, leaving the run's weights and random state as they were. (Steps
+    timed alone, over a few batches, read 25-45% fast against the epochs that followed: round 16.)"""
     model = copy.deepcopy(run.model)
     optimizer = make_optimizer(model, run.protocol)
     if run.average:
         optimizer.register_step_post_hook(WeightAverage(model, run.protocol.ema).update)
     scaler = torch.amp.GradScaler(run.device.type, enabled=run.spec.amp == "fp16")
 
-    def steps(n):
-        batches = FirstBatches(loader, n)
-        train_one_epoch(model, batches, optimizer, scaler, run.images_per_input, run.device, run.num_classes,
-                        "timing the student's step", run.protocol, run.spec.amp, None, run.options.channels_last,
+    def epoch():
+        train_one_epoch(model, loaders["train"], optimizer, scaler, run.images_per_input, run.device, run.num_classes,
+                        "timing the student's epoch", run.protocol, run.spec.amp, None, run.options.channels_last,
                         transform, run.hooks.loss)
         synchronize(run.device)
-        return len(batches)
 
     saved = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
-        steps(WARM_BATCHES)
-        tic, done = time.perf_counter(), 0
-        while not done or time.perf_counter() - tic < TIMED_SECONDS:
-            done += steps(TIMED_BATCHES)
-        seconds = (time.perf_counter() - tic) / done
+        epoch()
+        evaluate(model, loaders["val"], run.images_per_input, run.device, run.num_classes, "timing: val",
+                 run.protocol, run.options.channels_last, run.hooks.loss)
+        tic = time.perf_counter()
+        epoch()
+        seconds = time.perf_counter() - tic
     random.setstate(saved[0])
     np.random.set_state(saved[1])
     return seconds
@@ -78,7 +61,7 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def bounded_spec(run, loader, transform, world):
+def bounded_spec(run, loaders, transform, world):
     """`run.spec` with its epochs cut to those that fit in `seconds_bound` times its original's training seconds,
     and epochs_choice saying so; unchanged epochs where they fit, or where the original's seconds are unknown."""
     spec = run.spec
@@ -86,7 +69,7 @@ def bounded_spec(run, loader, transform, world):
     if not base:
         return dataclasses.replace(spec, epochs_choice=f"{spec.epochs_choice}; not bounded: no training seconds "
                                                        f"beside the teacher (its result.json)")
-    epoch = seconds_per_batch(run, loader, transform) * len(loader)
+    epoch = seconds_per_epoch(run, loaders, transform)
     fit = int(spec.seconds_bound * base / epoch)
     fit = int(distributed.all_sum([fit], run.device)[0]) // world  # every rank the same epochs
     timing = f"{fit} fit in {spec.seconds_bound:g}x the original's {base:.1f} s here ({epoch:.2f} s an epoch, timed)"

@@ -627,7 +627,7 @@ def train_held(spec, options, hooks, state, rank, world, device):
     if spec.weights:
         return distributed.on_main(evaluate_weights, run, loaders)
     if not state and spec.seconds_bound:  # the recipe's budget: the epochs that fit in its seconds, timed here
-        spec = run.spec = bounded_spec(run, loaders["train"], batch_transform(run, 0), world)
+        spec = run.spec = bounded_spec(run, loaders, batch_transform(run, 0), world)
         distributed.on_main(write_spec, spec)
 
     for epoch in range(progress.epoch, spec.epochs):
