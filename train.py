@@ -6,7 +6,8 @@ runs and resumes unfinished ones from their last checkpoint. A task whose data i
 skipped with a line saying where the data must be. At the end a summary is printed and written to
 `savedir/summary.csv` (after the rows an earlier command wrote there for other runs). `--recipe distill` trains the folded models as students of the f=1 model
 instead of with the paper's recipe (docs/protocol.md, section 8), for the recipe's budget: `--epochs` is the
-original's, and the students train a multiple of it (3x; 1.2x for NoScope) unless `--student_epochs` says otherwise. `--demo` trains generated stand-in
+original's, and the students train a multiple of it (3x; 1.2x for NoScope), cut to the epochs that fit in 1.8x the
+original's training seconds (timed when a student starts), unless `--student_epochs` says otherwise. `--demo` trains generated stand-in
 data on a CPU in a few minutes and compares the folded models' accuracy and throughput with f=1's.
 
 Your own CNN on your own images instead of the registry's tasks (docs/own_cnn.md):
@@ -57,7 +58,8 @@ def get_args_parser(add_help=True):
                              "independent jobs); writes summary_shardIofN.csv")
     parser.add_argument("--student_epochs", type=positive_int, default=None,
                         help="epochs of --recipe distill's folded students (default: the recipe's budget, a multiple "
-                             "of the original's --epochs: 3x, 1.2x for NoScope; --dry_run shows each run's)")
+                             "of the original's --epochs: 3x, 1.2x for NoScope, cut to those that fit in 1.8x its "
+                             "training seconds, timed when a student starts; --dry_run shows each run's cap)")
     parser.add_argument("--demo", action="store_true",
                         help="train generated game and NoScope stand-ins at f=1 and f=4 (f=4 with --recipe "
                              "distill unless --recipe is given; minutes on a CPU) and compare accuracy and throughput")
