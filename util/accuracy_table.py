@@ -196,7 +196,8 @@ def get_args_parser():
                         help="the recipes of the folded runs (default both)")
     parser.add_argument("--game_student_epochs", type=positive_int, default=None,
                         help="epochs of the game tasks' folded runs of --recipe distill (default: the recipe's "
-                             "budget, as train.py gives it: 3x --game_epochs)")
+                             "budget, as train.py gives it: 3x --game_epochs, cut to what fits in 1.8x the "
+                             "original's seconds)")
     parser.add_argument("--noscope_student_epochs", type=positive_int, default=None,
                         help="epochs of the NoScope tasks' folded runs of --recipe distill (default: the recipe's "
                              "budget, as train.py gives it: 1.2x --noscope_epochs)")
