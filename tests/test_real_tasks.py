@@ -106,7 +106,8 @@ def test_the_real_table_trains_both_paths_and_writes_the_gaps(tmp_path):
     assert rows[0][:4] == ["task", "path", "fold", "seed"] and [r[:4] for r in rows[1:]] == [
         ["textures", "config", "2", "19"], ["textures", "own", "2", "19"]]
     for r in rows[1:]:  # the gap is f=1's test top-1 minus the student's, in points
-        assert float(r[7]) == pytest.approx(100 * (float(r[5]) - float(r[6])), abs=0.01) and r[4] == "3"
+        assert float(r[7]) == pytest.approx(100 * (float(r[5]) - float(r[6])), abs=0.01)
+        assert 1 <= int(r[4]) <= 3  # the recipe's 3x, or the epochs that fit in 1.8x the original's seconds here
     text = (tmp_path / "real.md").read_text()
     assert "| textures | --model_file | 2 | 1 |" in text and "with `--epochs 1`" in text
     assert (tmp_path / "runs" / "seed19" / "own" / "textures-own" / "fold2").is_dir()
