@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from util.measure.benchmark import synchronize
 from util.train import distributed
 from util.train.loop import WeightAverage, evaluate, train_one_epoch
 from util.train.protocol import make_optimizer
@@ -54,11 +55,6 @@ def seconds_per_epoch(run, loaders, transform):
     random.setstate(saved[0])
     np.random.set_state(saved[1])
     return seconds
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bounded_spec(run, loaders, transform, world):
