@@ -7,7 +7,7 @@ import pytest
 
 from helpers import run_cli
 from util.measure import latency
-from util.measure.compare import choose_within
+from util.measure.compare import choose, choose_within
 from util.measure.results_csv import HEADER, load
 
 
@@ -60,6 +60,11 @@ def test_the_chooser_takes_the_fastest_point_within_the_bound_and_the_smaller_on
     same_fold = {(4, 32): [1000, 1050, 990], (4, 64): [1040, 1000, 1000]}
     assert choose_within(same_fold, {k: 1.0 for k in same_fold}, 5).pick == (4, 32)  # then the smaller batch
     assert choose_within({(4, 64): [1800]}, {(4, 64): 3.0}, 10).original is None
+    # (4, 64) ties with the fastest, (4, 128), and with f=1's point, which is slower than (4, 128): f=1 is taken
+    chain = {(1, 64): [25412, 19902, 19603], (1, 128): [25197, 21126, 21070], (4, 64): [20288, 22273, 21052],
+             (4, 128): [26016, 22090, 22571]}
+    taken = choose_within(chain, {k: 1.0 for k in chain}, 5)
+    assert choose(chain) == (4, 64) and taken.pick == taken.original == (1, 64) and taken.gain.median == 1.0
 
 
 @pytest.mark.slow
@@ -77,19 +82,24 @@ def test_a_small_curve_on_the_cpu_fills_the_latency_columns(tmp_path):
     assert all(int(r["Timed Batches"]) >= 3 and 0 < float(r["Latency p50 (ms)"]) <= float(r["Latency p99 (ms)"])
                for r in rows)
     assert sorted({int(r["Trial"]) for r in rows}) == [0, 1]
+    said = done.stderr.splitlines()
+    at = said.index("fold to take (eager, fp32, cpu; the fastest, or the smaller where two tie within the trials' "
+                    "spread), per model and batch:")
+    assert [line.split(" at batch ")[1] for line in said[at + 1:at + 5]] == ["2", "4", "8", "16"]  # one line each
+    assert f"within a p99 bound (1, 5, 20, 100 ms): python3 util/inference_report.py {out}" in said
     frame = load(out)
     assert frame["Latency p99 (ms)"].notna().all()
     refused = run_cli("./run_inference.sh", tmp_path / "q.csv", "--quick", "--latency")
     assert refused.returncode == 2 and "--quick and --latency" in refused.stderr
 
 
-def write_curve(path, points):
-    """A latency CSV: {(fold, batch): (images/sec per trial, p50 ms, p99 ms)}."""
+def write_curve(path, points, models=("noscope_coral",)):
+    """A latency CSV: {(fold, batch): (images/sec per trial, p50 ms, p99 ms)}, the same curve for each of `models`."""
     lines = [",".join(HEADER)]
-    for (fold, batch), (speeds, p50, p99) in points.items():
+    for model, ((fold, batch), (speeds, p50, p99)) in itertools.product(models, points.items()):
         for trial, ips in enumerate(speeds):
             mode = "Original" if fold == 1 else "Folded"
-            lines.append(f"noscope_coral,{trial},{fold},{batch},{mode},{ips},1e9,eager,fp32,cpu,{batch // fold},1,"
+            lines.append(f"{model},{trial},{fold},{batch},{mode},{ips},1e9,eager,fp32,cpu,{batch // fold},1,"
                          f"latency,{p50},{p99},200")
     path.write_text("\n".join(lines) + "\n")
 
@@ -107,10 +117,25 @@ def test_the_report_gives_each_bound_its_pick_and_each_fold_its_saturation(tmp_p
     assert "| 1 | f=1 | 1 | 100 | 0.9 | f=1 is the pick |" in report
     assert "| 5 | f=4 | 64 | 1,500 | 4.5 | 1.67x (range 1.64-1.70 over 3 trials) |" in report
     assert "| 100 | f=4 | 1024 | 2,000 | 45 | 2.00x (range 2.00-2.00 over 3 trials) |" in report
+    assert "## Every model within" not in report  # one curve: its own section says it all
     write_curve(csv_path, {(1, 64): ([900], 3, 4)})
     inference_report.main([str(csv_path)])
     assert "| 1 | nothing fits |  |  | smallest p99 measured 4 ms |  |" in (tmp_path / "curve-report" /
                                                                             "report.md").read_text()
+
+
+def test_the_report_sets_every_models_pick_side_by_side_per_bound(tmp_path):
+    from util import inference_report
+    csv_path = tmp_path / "curve.csv"
+    write_curve(csv_path, {(1, 1): ([100, 101, 99], 0.5, 0.9), (4, 64): ([1500, 1490, 1510], 4, 4.5)},
+                models=("noscope_coral", "sot/timer3"))
+    inference_report.main([str(csv_path)])
+    report = (tmp_path / "curve-report" / "report.md").read_text()
+    within_5 = report.split("## Every model within p99 5 ms")[1].split("## ")[0]
+    for model in ("noscope_coral", "sot/timer3"):
+        row = f"| {model} | eager, fp32 | f=4 | 64 | 1,500 | 4.5 | 15.00x (range 14.75-15.25 over 3 trials) |"
+        assert row in within_5
+    assert report.index("## Every model within p99 100 ms") < report.index("## noscope_coral: eager, fp32, cpu")
 
 
 def test_choose_fold_takes_the_fastest_accurate_point_within_the_bound_or_exits_3(tmp_path, capsys):

@@ -373,6 +373,18 @@ def bound_rows(curve, bounds=BOUNDS_MS):
     return rows
 
 
+def bound_summary(found, bounds=BOUNDS_MS):
+    """Every curve's pick side by side, one table per bound (the curves' own sections below give the same rows)."""
+    rows = {key: bound_rows(curve, bounds) for key, curve in found.items()}
+    lines = []
+    for i, bound in enumerate(bounds):
+        lines += [f"## Every model within p99 {bound:g} ms", ""]
+        header = ["model", "backend, precision", "fold", "batch", "images/sec", "p99 (ms)", "gain over f=1"]
+        lines += markdown_table(header, [[model, f"{backend}, {precision}", *picks[i][1:]]
+                                         for (model, backend, precision, _), picks in rows.items()]) + [""]
+    return lines
+
+
 def latency_markdown(found):
     """The report's latency section: per curve, the saturation batch of each fold and the table per bound."""
     lines = ["# Throughput at a latency bound", "",
@@ -380,7 +392,10 @@ def latency_markdown(found):
              "median over trials of each trial's 99th percentile (nearest rank). Compute latency only: a folded model "
              "also waits for its f images (arriving one by one at R a second, (f - 1) / R seconds more). Within each "
              "bound the point with the most images/sec is taken, the smaller fold (then batch) where two tie within the "
-             "trials' spread; the gain is over the best f=1 point within the same bound.", ""]
+             "trials' spread (a folded point tied with f=1's gives way to it); the gain is over the best f=1 point "
+             "within the same bound.", ""]
+    if len(found) > 1:
+        lines += bound_summary(found)
     for (model, backend, precision, device), curve in found.items():
         lines += [f"## {model}: {backend}, {precision}, {device}", ""]
         saturation = {f: saturation_batch(curve.by_batch(f)) for f in curve.folds()}

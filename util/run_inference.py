@@ -220,8 +220,15 @@ def main(argv=None):
     best, note = fastest_folds(args.csv, [c[0] for c in configs], sorted({c[4] for c in configs}), backend,
                                args.precision, device, args.align, timing)
     if best:
-        print(f"fold to take ({backend}, {args.precision}, {device}; the fastest, or the smaller where two tie within "
-              "the trials' spread): " + ", ".join(best) + (f"; {note}" if note else ""), file=sys.stderr)
+        head = (f"fold to take ({backend}, {args.precision}, {device}; the fastest, or the smaller where two tie within "
+                "the trials' spread)")
+        if len(best) == 1 and not args.curve:
+            said = [f"{head}: {best[0]}" + (f"; {note}" if note else "")]
+        else:
+            said = [f"{head}, per model and batch:", *(f"  {b}" for b in best)] + ([note] if note else [])
+        if args.curve:
+            said.append(f"within a p99 bound (1, 5, 20, 100 ms): python3 util/inference_report.py {args.csv}")
+        print("\n".join(said), file=sys.stderr)
     print(f"measured {measured} trial(s) of {len(todo)} configuration(s); "
           f"{args.csv} holds every row", file=sys.stderr)
 

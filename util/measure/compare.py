@@ -89,14 +89,19 @@ class BoundChoice:
 def choose_within(trials, p99_ms, bound_ms):
     """The BoundChoice among the points of `trials` ({(fold, batch size): [images/sec per trial]}) whose 99th
     percentile latency (`p99_ms`: {point: ms}) is at most `bound_ms`, by `choose`'s rule (ties: the smaller fold,
-    then the smaller batch); None when no point fits."""
+    then the smaller batch); a folded pick that ties with the f=1 point to take gives way to it (ties are not
+    transitive: a point can tie with the fastest and with f=1's while f=1's is slower than the fastest). None when
+    no point fits."""
     fits = {k: v for k, v in trials.items() if v and p99_ms.get(k) is not None and p99_ms[k] <= bound_ms}
     if not fits:
         return None
     pick = choose(fits)
     originals = {k: v for k, v in fits.items() if k[0] == 1}
     original = choose(originals) if originals else None
-    return BoundChoice(pick, original, ratio(fits, pick, original) if original else None)
+    gain = ratio(fits, pick, original) if original else None
+    if gain is not None and gain.verdict == "tie":
+        pick, gain = original, ratio(fits, original, original)
+    return BoundChoice(pick, original, gain)
 
 
 def comparison(trials, key, base=1, name=None, base_name=None):
