@@ -3,11 +3,15 @@ import contextlib
 import hashlib
 import importlib
 import io
+import multiprocessing
 import os
 import pickle
 import subprocess
 import sys
+import threading
 import traceback
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +72,35 @@ def run_main(script, argv, args, cwd=REPO):
         os.chdir(saved_cwd)
         restore_environment(saved_env)
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+class CommandWorkers:
+    """Repository commands run in-process in a few long-lived worker processes (one command at a time each):
+    Python and PyTorch start once a worker, not once a command, and whatever native state a command leaves stays
+    in its worker, away from the test process. A worker that dies (a crash of native state left behind by an
+    earlier command) is replaced, and its command runs again in a new process of its own, as a user runs it."""
+
+    def __init__(self, workers=None):
+        self.workers, self.lock = workers or os.cpu_count() or 1, threading.Lock()
+        self.pool = self.new_pool()
+
+    def new_pool(self):
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def run(self, script, *argv, cwd=REPO, timeout=600):
+        """run_cli(sys.executable, script, *argv, cwd=cwd) in a worker; `script` relative to the repository."""
+        args = [str(a) for a in (sys.executable, script, *argv)]
+        pool = self.pool
+        try:
+            return pool.submit(run_main, args[1], args[2:], args, str(cwd)).result(timeout)
+        except BrokenProcessPool:
+            with self.lock:
+                if self.pool is pool:
+                    self.pool = self.new_pool()
+            return run_cli(*args, cwd=cwd, timeout=timeout, new_process=True)
+
+    def close(self):
+        self.pool.shutdown(cancel_futures=True)
 
 
 def restore_environment(saved):

@@ -3,7 +3,8 @@
 Each case runs in its own copy of a world that holds work already done: tiny NoScope data, a
 finished train.py run (stats, current.pth, best.pth, result.json, summary.csv), and a NoScope video
 with its label CSV, saved frames and splits. The case snapshots every file and folder of its world,
-runs the bad command as a user would, and checks: exit code 2, one `error:` line (argparse's usage
+runs the bad command (its main(argv), in a worker process that keeps Python and PyTorch loaded between
+commands: helpers.CommandWorkers), and checks: exit code 2, one `error:` line (argparse's usage
 may come before it) naming the problem and the fix, no traceback, and a world that is byte for byte
 what it was: no file changed, added or removed, no folder created. The cases of a test run at once,
 one per core, each in its own world.
@@ -12,7 +13,6 @@ import dataclasses
 import os
 import re
 import shutil
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from datasets.synthetic import make_noscope_video
-from helpers import REPO, run_cli, write_image_folder
+from helpers import CommandWorkers, write_image_folder
 from datasets.noscope import split_from_frames
 from datasets.noscope import save_frames
 
@@ -28,22 +28,31 @@ DATASET = "noscope-coral"
 FRESH = "{w}/fresh-run"  # a savedir that does not exist yet: it must not be created either
 RESUME = ["--continue_from_file", "{run}/current.pth", "--epochs", "3"]  # one more epoch of the finished run
 
-pytestmark = pytest.mark.slow  # every test here runs commands in new processes
+pytestmark = pytest.mark.slow  # every test here runs commands end to end
+
+
+@dataclasses.dataclass
+class Finished:
+    """The world every case copies, and the worker processes that run the cases' commands."""
+
+    root: object
+    workers: CommandWorkers
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """Built once: data/, sweep/ (a finished 2-epoch run at f=1) and noscope/ (video, CSV, frames, splits)."""
-    root = tmp_path_factory.mktemp("finished")
+    root, workers = tmp_path_factory.mktemp("finished"), CommandWorkers()
     write_image_folder(root / "data" / f"{DATASET}-subset", ["0", "1"], (50, 50), per_split=(8, 4, 4))
-    done = run_cli(sys.executable, "train.py", root / "sweep", "--datasets", DATASET, "--folds", "1", "--epochs", "2",
-                   "--data_dir", root / "data", "--device", "cpu", "--workers", "0")
+    done = workers.run("train.py", root / "sweep", "--datasets", DATASET, "--folds", "1", "--epochs", "2",
+                       "--data_dir", root / "data", "--device", "cpu", "--workers", "0")
     assert done.returncode == 0, done.stderr
     ns = root / "noscope"
     video, labels = make_noscope_video(DATASET, ns / "coral.mp4", ns / "coral.csv", n_frames=16)
     save_frames(video, ns / "frames")
     split_from_frames(DATASET, ns / "subset", labels, ns / "frames")
-    return root
+    yield Finished(root, workers)
+    workers.close()
 
 
 def places(world):
@@ -70,14 +79,14 @@ def snapshot(root):
             for p in root.rglob("*")}
 
 
-def refused(world, case):
+def refused(workers, world, case):
     """Run `case` in `world` and check the refusal (placeholders such as {run} filled in from places())."""
     fill = places(world)
     argv = [str(a).format(**fill) for a in case.argv]
     if case.prepare:
         case.prepare(world)
     before = snapshot(world)
-    done = run_cli(sys.executable, REPO / argv[0], *argv[1:], cwd=world)
+    done = workers.run(argv[0], *argv[1:], cwd=world)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -96,9 +105,9 @@ def check(finished, tmp_path, *cases):
     """Check every case in its own copy of the finished world, as many at once as there are cores."""
     def one(case):
         world = tmp_path / case.name
-        shutil.copytree(finished, world)
+        shutil.copytree(finished.root, world)
         try:
-            refused(world, case)
+            refused(finished.workers, world, case)
         except AssertionError as e:
             return f"[{case.name}] {e}"
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
