@@ -373,9 +373,8 @@ def bound_rows(curve, bounds=BOUNDS_MS):
     return rows
 
 
-def bound_summary(found, bounds=BOUNDS_MS):
-    """Every curve's pick side by side, one table per bound (the curves' own sections below give the same rows)."""
-    rows = {key: bound_rows(curve, bounds) for key, curve in found.items()}
+def bound_summary(rows, bounds=BOUNDS_MS):
+    """Every curve's pick side by side, one table per bound, from `rows` ({curve key: its bound_rows})."""
     lines = []
     for i, bound in enumerate(bounds):
         lines += [f"## Every model within p99 {bound:g} ms", ""]
@@ -394,8 +393,9 @@ def latency_markdown(found):
              "bound the point with the most images/sec is taken, the smaller fold (then batch) where two tie within the "
              "trials' spread (a folded point tied with f=1's gives way to it); the gain is over the best f=1 point "
              "within the same bound.", ""]
+    rows = {key: bound_rows(curve) for key, curve in found.items()}
     if len(found) > 1:
-        lines += bound_summary(found)
+        lines += bound_summary(rows)
     for (model, backend, precision, device), curve in found.items():
         lines += [f"## {model}: {backend}, {precision}, {device}", ""]
         saturation = {f: saturation_batch(curve.by_batch(f)) for f in curve.folds()}
@@ -403,7 +403,7 @@ def latency_markdown(found):
                   + ", ".join(f"f={f} {b} ({curve.by_batch(f)[b]:,.0f} images/sec)" for f, b in saturation.items()),
                   ""]
         lines += markdown_table(["p99 bound (ms)", "fold", "batch", "images/sec", "p99 (ms)", "gain over f=1"],
-                                bound_rows(curve)) + [""]
+                                rows[(model, backend, precision, device)]) + [""]
     return "\n".join(lines).rstrip()
 
 

@@ -31,7 +31,7 @@ from util.measure.benchmark import (Benchmark, add_measurement_args, add_user_mo
 from util.runtime.backends import BackendError, resolve_backend
 from util.measure.compare import fold_choice
 from util.measure.machine import measure_peak
-from util.measure.latency import CURVE_STOP_SECONDS, add_latency_args, curve_batch_sizes
+from util.measure.latency import BOUNDS_MS, CURVE_STOP_SECONDS, add_latency_args, curve_batch_sizes
 from util.measure.results_csv import (HEADER, MODE_NAMES, fold_trials, format_row, load, machine_file,
                                       measurement_row, open_results, read_rows, trial_note)
 
@@ -227,7 +227,8 @@ def main(argv=None):
         else:
             said = [f"{head}, per model and batch:", *(f"  {b}" for b in best)] + ([note] if note else [])
         if args.curve:
-            said.append(f"within a p99 bound (1, 5, 20, 100 ms): python3 util/inference_report.py {args.csv}")
+            bounds = ", ".join(f"{b:g}" for b in BOUNDS_MS)
+            said.append(f"within a p99 bound ({bounds} ms): python3 util/inference_report.py {args.csv}")
         print("\n".join(said), file=sys.stderr)
     print(f"measured {measured} trial(s) of {len(todo)} configuration(s); "
           f"{args.csv} holds every row", file=sys.stderr)

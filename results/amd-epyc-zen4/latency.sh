@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Throughput-latency curves of the game and NoScope CNNs at f = 1..4 (issue 54), from the repository root:
+# Throughput-latency curves of the game and NoScope CNNs at f = 1..4, from the repository root:
 #   ./results/amd-epyc-zen4/latency.sh [OUT [PRECISION ...]]   (default: results/amd-epyc-zen4/latency fp32 int8 bf16)
 # Machine: a 2-core AMD EPYC VM (Zen 4: AVX-512, AVX-512 BF16, VNNI; no AMX), nothing else running.
 # Batches double from f up to 1024 images (not the command's 4096: the CPU's curves flatten well before, and 4096
