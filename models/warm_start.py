@@ -7,6 +7,12 @@ copy sees the mean of the images of its slots; each hidden layer holds the copie
 slot j's logits read copy j % copies. At f=4, slots 0 and 2 start as the original on the mean of their two images,
 slots 1 and 3 likewise; the channels beyond the copies (at f=2 and f=3) keep their fresh initialisation, and the
 copies do not read them, so the start is exact. It is checked on random images before training.
+
+`start_slots_apart` (`--init separate`) uses the same copying for a student with no teacher to copy: a freshly
+initialised *narrow* original, every width m/f of the original's (1/sqrt(f) at the paper's m), fits f times in the
+folded widths, so every slot gets its own block of channels in every layer, and nothing crosses between slots at
+the start. A fresh folded model instead starts with every slot's image mixed into every channel, which the student
+must first learn to pull apart (results/accuracy/choices.md, round 18).
 """
 import torch
 
@@ -19,19 +25,20 @@ def _blocks(out, cin, pairs):
 
 
 @torch.no_grad()
-def start_from_teacher(student, teacher, fold, image_shape):
+def start_from_teacher(student, teacher, fold, image_shape, need=1):
     """Copy `teacher` (the original's plain net) into `student` (its FoldedCNN's plain net at `fold`, built by the
     same code, taking `fold` images of `image_shape` (C, H, W) per input) as the module docstring says; returns the
-    number of copies. A ValueError, `student` unchanged, when the layers do not line up or the copied student does
-    not compute the original on the mean of each copy's images."""
+    number of copies. A ValueError, `student` unchanged, when the layers do not line up, fewer than `need` copies
+    fit, or the copied student does not compute the original on the mean of each copy's images."""
     s_state, t_state = student.state_dict(), teacher.state_dict()
     keys = [k for k, v in s_state.items() if v.dim() >= 2]
     if keys != [k for k, v in t_state.items() if v.dim() >= 2] or len(keys) < 2:
         raise ValueError("the folded model's layers are not the original's")
-    copies = min([s_state[k].shape[0] // t_state[k].shape[0] for k in keys[:-1]] +
+    copies = min([fold] + [s_state[k].shape[0] // t_state[k].shape[0] for k in keys[:-1]] +
                  [s_state[k].shape[1] // t_state[k].shape[1] for k in keys[1:]])
-    if copies < 1:
-        raise ValueError("the folded model's layers are narrower than the original's")
+    if copies < need:
+        raise ValueError("the folded model's layers are narrower than the original's" if need == 1 else
+                         f"only {copies} copies of the narrow model fit in the folded layers, not one per slot ({need})")
     new_state, layer, blocks = {}, None, copies
     for key, value in s_state.items():
         if key not in t_state or value.dim() == 0:
@@ -87,3 +94,10 @@ def _error(student, teacher, fold, copies, image_shape):
         return float("inf")
     finally:
         student.train(modes[0]), teacher.train(modes[1])
+
+
+def start_slots_apart(student, narrow, fold, image_shape):
+    """`--init separate`: `student` (a FoldedCNN's plain net at `fold`) starts as `fold` copies of `narrow` (the same
+    model at f=1 with the folded multiplier / f, freshly initialised), one a slot, zero between slots; a ValueError,
+    `student` unchanged, when one copy a slot does not fit (module docstring)."""
+    return start_from_teacher(student, narrow, fold, image_shape, need=fold)

@@ -427,12 +427,12 @@ def test_the_accuracy_table_trains_each_dataset_with_its_students_before_the_nex
     assert calls[1] == ([coral], [4], "distill", 10, None)
 
 
-def test_game_students_start_from_their_teacher_where_two_copies_fit(tmp_path):
+def test_game_students_start_with_their_slots_apart_and_noscope_centred_on_data(tmp_path):
     done = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", "sot/timer3", "noscope-coral",
                    "--recipe", "distill", "--dry_run")
     plans = {(p["dataset"], p["fold"]): p["init"] for p in map(json.loads, done.stdout.splitlines())}
-    assert plans == {("sot/timer3", 1): None, ("sot/timer3", 2): "fresh", ("sot/timer3", 3): "fresh",
-                     ("sot/timer3", 4): "teacher", ("noscope-coral", 1): None, ("noscope-coral", 2): "data",
+    assert plans == {("sot/timer3", 1): None, ("sot/timer3", 2): "separate", ("sot/timer3", 3): "separate",
+                     ("sot/timer3", 4): "separate", ("noscope-coral", 1): None, ("noscope-coral", 2): "data",
                      ("noscope-coral", 3): "data", ("noscope-coral", 4): "data"}
     fresh = run_cli(sys.executable, "train.py", tmp_path / "runs", "--datasets", "sot/timer3", "--folds", "4",
                     "--recipe", "distill", "--init", "fresh", "--dry_run")

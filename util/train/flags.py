@@ -78,7 +78,9 @@ def training_flags(add_help=False):
                         help="folded runs: start from fresh weights; from the teacher (--recipe distill: every slot "
                              "reads a copy of the trained original, block-diagonally; models/warm_start.py); or "
                              "fresh weights centred on training images (each hidden layer's outputs mean 0, std 1; "
-                             "models/init.py); default: the recipe's")
+                             "models/init.py); or separate: fresh weights with every slot in its own block of "
+                             "channels, nothing crossing between slots at the start (models/warm_start.py); "
+                             "default: the recipe's")
     parser.add_argument("--batchnorm", choices=("on", "off"), default=None,
                         help="folded runs: train with a BatchNorm after every convolution that has a bias, folded "
                              "into that convolution when the weights are saved (best.pth keeps the model's own "

@@ -36,7 +36,8 @@ class Protocol:
     consistent: bool = False  # distillation targets computed by the teacher on the augmented view the student sees,
     # in the training step, instead of its cached logits of the un-augmented image
     init: str = "fresh"  # a folded student's start: "fresh" weights, "teacher" (models.warm_start: every slot
-    # reads a copy of the trained original), or "data" (models.init.centre_on_data: hidden layers centred on images)
+    # reads a copy of the trained original), "data" (models.init.centre_on_data: hidden layers centred on images), or
+    # "separate" (models.warm_start.start_slots_apart: every slot its own block of channels, a fresh narrow copy)
     batchnorm: bool = False  # a folded student trains with BatchNorm after each conv with a bias, folded into the
     # conv when saved (models.batchnorm)
 
@@ -47,7 +48,7 @@ class Protocol:
 
 
 RECIPES = ("paper", "distill")
-INITS = ("fresh", "teacher", "data")
+INITS = ("fresh", "teacher", "data", "separate")
 DISTILL_LOSSES = ("mse", "kl", "mse+ce", "kl+ce")
 SCHEDULES = ("constant", "step", "onecycle", "cosine")
 ONECYCLE_WARMUP, ONECYCLE_START = 0.3, 1 / 25  # share of training spent warming up from 1/25 of the rate
@@ -77,9 +78,11 @@ def paper_protocol(task, fold):
 _ONECYCLE = {"loss": "kl+ce", "temperature": 4.0, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
              "curriculum": False, "slot_balance": True, "shift": 0, "inputs_per_batch": 32,
              "init": "fresh", "ema": 0.99, "batchnorm": True, "student_seconds": 1.8}
-# The game students start from their teacher where two or more copies of it fit (f >= 4; round 12 measured f=4,
-# where it gains more than 20 further epochs of a fresh start); CIFAR's ResNet and a user's CNN start fresh, since
-# their layers need not line up with a copy.
+# "init": the game students and a user's start with their slots apart ("separate": every slot its own block of
+# channels, a fresh narrow copy of the original, nothing crossing between slots; models.warm_start): on real images
+# this took f=4 students from 9-16 points behind their originals to within a few (choices.md, round 18), where the
+# teacher's copies (round 12: two at f=4, each reading the mean of two slots' images) had gained on the stand-ins only.
+# CIFAR's ResNet starts fresh (not measured); NoScope's students centred on their data (round 8).
 # "student_epochs": a folded student's epochs as a multiple of its original's (train.py --epochs): 3x for the game
 # family (a student at f=4 trains 1.5-2.5x faster per epoch, so 3x stays near twice the original's seconds), 1.2x for
 # NoScope, whose students' epochs are slower than the original's on some CPUs (results/accuracy/choices.md, rounds
@@ -91,8 +94,8 @@ _ONECYCLE = {"loss": "kl+ce", "temperature": 4.0, "optimizer": "adam", "lr": 1e-
 # "batchnorm": the students of plain ReLU CNNs (game, a user's) train with a BatchNorm after each conv, folded into
 # it when saved (models.batchnorm): on real images their students otherwise stall (choices.md, round 15). NoScope's
 # were not measured with it; CIFAR's ResNet has BatchNorm already (its convs have no bias: nothing is added).
-DISTILL = {"game": {**_ONECYCLE, "init": "teacher", "student_epochs": 3.0},
-           "cifar": {**_ONECYCLE, "student_epochs": 3.0}, USER: {**_ONECYCLE, "student_epochs": 3.0},
+DISTILL = {"game": {**_ONECYCLE, "init": "separate", "student_epochs": 3.0},
+           "cifar": {**_ONECYCLE, "student_epochs": 3.0}, USER: {**_ONECYCLE, "init": "separate", "student_epochs": 3.0},
            "noscope": {**_ONECYCLE, "loss": "kl", "schedule": "constant", "slot_balance": False, "shift": 12,
                        "inputs_per_batch": None, "init": "data", "ema": 0.0, "batchnorm": False, "student_epochs": 1.2}}
 
@@ -112,14 +115,12 @@ def distill_protocol(task, fold):
         return paper
     recipe = DISTILL[task.family]
     inputs = recipe["inputs_per_batch"]
-    # "teacher" needs room for two copies (f >= 4): one copy would read the mean of all the group's images
-    init = "fresh" if recipe["init"] == "teacher" and fold < 4 else recipe["init"]
     return Protocol(epochs=paper.epochs, optimizer=recipe["optimizer"],
                     lr=recipe["lr"] * math.sqrt(fold) if inputs else recipe["lr"],
                     batch_size=inputs * fold if inputs else paper.batch_size, weight_decay=paper.weight_decay, schedule=recipe["schedule"], loss=recipe["loss"],
                     temperature=recipe["temperature"], curriculum=recipe["curriculum"],
                     slow_curriculum=paper.slow_curriculum, slot_balance=recipe["slot_balance"], shift=recipe["shift"],
-                    init=init, ema=recipe["ema"], batchnorm=recipe["batchnorm"])
+                    init=recipe["init"], ema=recipe["ema"], batchnorm=recipe["batchnorm"])
 
 
 def with_overrides(protocol, overrides, group):

@@ -31,7 +31,7 @@ from models.fold import fold_input, whole_groups
 from models.batchnorm import add_batchnorm, calibrate_batchnorm, plain_state, without_batchnorm
 from models.init import centre_on_data
 from models.user import load_weights
-from models.warm_start import start_from_teacher
+from models.warm_start import start_from_teacher, start_slots_apart
 from util.core.device import cpu_bf16_problem, seed_everything
 from util.core.files import append_line, complete_lines, keep_lines, save_atomic, write_json_atomic
 from util.train import distributed
@@ -209,6 +209,21 @@ def start_student(model, spec):
               f"cop{'y' if copies == 1 else 'ies'} of it read by its {spec.fold} slots", flush=True)
 
 
+def start_apart(model, spec):
+    """--init separate: the folded `model` starts with every slot in its own block of channels, a fresh narrow copy
+    of the original (models.warm_start.start_slots_apart); where one copy a slot does not fit (a layer too narrow to
+    split f ways, layers that do not line up), it keeps its fresh start and says so."""
+    try:
+        narrow = build_classifier(spec.task, 1, spec.multiplier / spec.fold)
+        start_slots_apart(model.net, narrow.net, spec.fold, spec.task.input_shape)
+        line = f"the student's {spec.fold} slots start apart, each a fresh copy of the original at 1/{spec.fold} of "
+        line += "its folded width"
+    except ValueError as e:
+        line = f"--init separate does not fit this model ({e}): the student starts fresh"
+    if distributed.is_main():
+        print(f"{spec.dataset} fold {spec.fold}: {line}", flush=True)
+
+
 DATA_INIT_IMAGES = 256
 
 
@@ -251,6 +266,8 @@ def start_model(model, spec, splits):
             start_student(model, spec)
         if spec.images_per_input > 1 and spec.protocol.init == "data":
             start_from_data(model, splits["train"], spec)
+        if spec.images_per_input > 1 and spec.protocol.init == "separate":
+            start_apart(model, spec)
     if trains_with_batchnorm(spec):
         calibrate_batchnorm(model.net, first_inputs(splits["train"], spec))
 
@@ -556,7 +573,7 @@ def consistent_targets(batch, teacher, device, amp=None):
 
 
 FAR_BELOW = 0.10  # a folded run whose best validation top-1 is this far below its original's has fallen behind
-BEHIND_FIX = ("try more epochs (--student_epochs), a smaller fold, or --init teacher; docs/own_cnn.md, "
+BEHIND_FIX = ("try more epochs (--student_epochs), a smaller fold, or another start (--init); docs/own_cnn.md, "
               "'When a folded model falls behind'")
 
 
