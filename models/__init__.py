@@ -1,4 +1,5 @@
 """The model zoo: `build_model(task, fold, mode)` for every task of the registry."""
+import torch
 from torch import nn
 from torch.nn import functional as F
 
@@ -8,7 +9,7 @@ from models.fold_cnn import fold_cnn
 from models.game import GameCNN, compound_scaled_game_cnn
 from models.noscope import NoScopeCNN
 from models.resnet import ResNet18
-from models.user import user_classifier
+from models.user import load_model_file, user_classifier
 
 MODES = ("original", "folded", "efficientnet")
 
@@ -91,6 +92,17 @@ def build_classifier(task, fold=1, multiplier=None, mode="folded", align=1):
         return ResizedClassifier(model, shape[1:])
     model, _ = build_model(task, fold, "folded", multiplier, align)
     return FoldedClassifier(model, fold)
+
+
+def narrow_classifier(task, multiplier):
+    """The original (f=1) of `task` rebuilt with every width `multiplier` times its own, freshly initialised: the
+    narrow copy a folded student's slots start from (models.warm_start.start_slots_apart). A user's CNN is rebuilt by
+    models.fold_cnn at f=1; its f=1 run itself stays the model as given."""
+    task = get_task(task)
+    if task.family == USER:
+        return fold_cnn(load_model_file(task.model_file), 1, multiplier,
+                        example_input=torch.rand(2, *task.input_shape))
+    return build_classifier(task, 1, multiplier)
 
 
 def model_key(task, mode="folded"):

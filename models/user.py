@@ -139,12 +139,11 @@ def checked_model(spec, input_shape, num_classes=None):
 
 
 def fold_user_model(original, input_shape, fold=1, multiplier=None, align=1, spec="(your model)"):
-    """The original on plain (N, C, H, W) image batches at f=1 (a multiplier other than 1 there: the original rebuilt
-    at that width, freshly initialised), its FoldedCNN (freshly initialised, models.fold_cnn) above; a
-    FoldedClassifier either way. Images the original rejects are a ValueError naming --input_shape."""
+    """The original on plain (N, C, H, W) image batches at f=1, its FoldedCNN (freshly initialised, models.fold_cnn)
+    above; a FoldedClassifier either way. Images the original rejects are a ValueError naming --input_shape."""
     require_input_shape(input_shape)
     check_model(original, spec, input_shape)
-    if check_fold(fold) == 1 and multiplier in (None, 1):
+    if check_fold(fold) == 1:
         return FoldedClassifier(original, 1)
     return fold_cnn(original, fold, multiplier, example_input=torch.rand(2, *input_shape), align=align)
 

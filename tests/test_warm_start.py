@@ -6,9 +6,10 @@ import sys
 import pytest
 import torch
 
-from config.tasks import get_task
+from config.tasks import get_task, user_task
 from helpers import run_cli, train_args, trainer_args, write_image_folder
-from models import build_classifier
+from models import build_classifier, narrow_classifier
+from models.fold_cnn import fold_cnn
 from models.user import fold_user_model
 from util.train import trainer
 from util.train.spec import build_spec
@@ -89,11 +90,11 @@ def first_conv(classifier):
 def test_a_users_cnn_with_batchnorm_starts_apart_and_a_layer_too_narrow_to_split_is_refused():
     torch.manual_seed(0)
     net = users_cnn
-    student, narrow = fold_user_model(net(16), (3, 12, 12), 4), fold_user_model(net(16), (3, 12, 12), 1, 0.5)
+    student, narrow = fold_user_model(net(16), (3, 12, 12), 4), fold_cnn(net(16), 1, 0.5, torch.rand(2, 3, 12, 12))
     assert first_conv(narrow).out_channels == 8 and first_conv(student).out_channels == 32
     start_slots_apart(student.net, narrow.net, 4, (3, 12, 12))
     assert slot_logits_move_alone(student.eval(), torch.rand(4, 3, 12, 12), 4)
-    thin, thin_narrow = fold_user_model(net(1), (3, 12, 12), 4), fold_user_model(net(1), (3, 12, 12), 1, 0.5)
+    thin, thin_narrow = fold_user_model(net(1), (3, 12, 12), 4), fold_cnn(net(1), 1, 0.5, torch.rand(2, 3, 12, 12))
     before = {k: v.clone() for k, v in thin.state_dict().items()}  # 1 channel: 2 at f=4, no room for 4 copies
     with pytest.raises(ValueError, match="only 2 copies of the narrow model fit in the folded layers"):
         start_slots_apart(thin.net, thin_narrow.net, 4, (3, 12, 12))
@@ -116,6 +117,14 @@ def test_the_trainer_starts_a_student_from_its_teacher(tmp_path, capsys):
                       "--device", "cpu")
     assert resumed.returncode == 2 and "trained with init teacher" in resumed.stderr
     assert "pass --init teacher to continue it" in resumed.stderr
+
+
+def test_the_narrow_original_of_a_users_cnn_is_rebuilt_while_its_f1_stays_as_given():
+    task = user_task("mine", "docs/examples/real_models.py:photos", None, (3, 32, 32), list("abcdefghij"))
+    narrow, original = narrow_classifier(task, 0.5), build_classifier(task, 1, 0.5)
+    assert first_conv(narrow).out_channels * 2 == first_conv(original).out_channels
+    student = build_classifier(task, 4)
+    assert start_slots_apart(student.net, narrow.net, 4, task.input_shape) == 4
 
 
 def test_the_trainer_starts_a_student_with_its_slots_apart_or_says_it_starts_fresh(tmp_path, capsys):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Rounds 14 and 15's screening on the real-image benchmark (results/accuracy/choices.md): the originals (f=1) of
-# photos, textures and digits at the benchmark's epochs, then f=4 students of --recipe distill at the recipe's budget
-# (3x) with one change each, against those originals. Round 14's students trained before --batchnorm existed (off),
-# round 15's with it. Usage: results/accuracy/real_screening.sh [WORKDIR]
+# Rounds 14, 15 and 18's screening on the real-image benchmark (results/accuracy/choices.md): the originals (f=1) of
+# photos, textures and digits at the benchmark's epochs, then f=4 students of --recipe distill at the budget of those
+# rounds (3x the original's epochs, no bound in seconds) with one change each, against those originals. Round 14's
+# students trained before --batchnorm existed (off), round 15's with it, both from their teacher (--init teacher, the
+# game recipe's start then); round 18's with their slots apart. Usage: results/accuracy/real_screening.sh [WORKDIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK=${1:-/tmp/real-screening}
@@ -11,14 +12,15 @@ export FOLDEDCNNS_TASKS="$WORK/bench/tasks"
 epochs() { case $1 in digits) echo 60;; *) echo 40;; esac; }
 for t in digits photos textures; do  # the baseline: the recipe as it was, the originals with it
     python3 train.py "$WORK/base" --datasets real/$t --data_root "$WORK/bench/data" --folds 1 4 --recipe distill \
-        --epochs "$(epochs $t)" --batchnorm off > "$WORK/base_$t.log"
+        --epochs "$(epochs $t)" --batchnorm off --init teacher --student_epochs $((3 * $(epochs $t))) > "$WORK/base_$t.log"
 done
 student() {  # NAME FLAGS TASK...: f=4 students with FLAGS against the baseline's originals
     local name=$1 flags=$2; shift 2
     for t in "$@"; do
         # shellcheck disable=SC2086
         python3 train.py "$WORK/$name" --datasets real/$t --data_root "$WORK/bench/data" --folds 4 --recipe distill \
-            --epochs "$(epochs $t)" --teacher "$WORK/base/real/$t/fold1/multiplier1/none/best.pth" $flags \
+            --epochs "$(epochs $t)" --teacher "$WORK/base/real/$t/fold1/multiplier1/none/best.pth" \
+            --init teacher --student_epochs $((3 * $(epochs $t))) $flags \
             > "$WORK/${name}_$t.log"
     done
 }
@@ -50,8 +52,11 @@ student bnsh "--batchnorm on --shift 2" photos textures
 student bnmixc "--batchnorm on --mixup 0.4 --consistent on" photos textures
 student bnkl "--batchnorm on --distill_loss kl" photos textures
 student bnT1 "--batchnorm on --temperature 1" photos textures
+student sep "--batchnorm on --init separate" photos textures digits  # round 18
+student sep_f2 "--batchnorm on --init separate --folds 2" photos  # round 18, f=2 (a later --folds wins)
+student sep_f3 "--batchnorm on --init separate --folds 3" photos
 for d in "$WORK"/*/; do  # one line per student: name, task, epochs, seconds, best epoch, val and test top-1
-    for r in "$d"real/*/fold4/*/distill/result.json; do
+    for r in "$d"real/*/fold[234]/*/distill/result.json; do
         [ -f "$r" ] && python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print(sys.argv[2], r['dataset'], \
 r['epochs'], round(r['train_seconds'], 1), r['best_epoch'], round(r['best_val_top1'], 3), round(r['test_top1'], 3))" \
             "$r" "$(basename "$d")"

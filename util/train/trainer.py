@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from config.tasks import SPLITS, USER
 from datasets import DATA_DIR, CurriculumDataset, DistillationDataset, curriculum_schedule, load_splits
 from datasets.loaders import collate, split_targets
-from models import build_classifier
+from models import build_classifier, narrow_classifier
 from models.fold import fold_input, whole_groups
 from models.batchnorm import add_batchnorm, calibrate_batchnorm, plain_state, without_batchnorm
 from models.init import centre_on_data
@@ -214,7 +214,7 @@ def start_apart(model, spec):
     of the original (models.warm_start.start_slots_apart); where one copy a slot does not fit (a layer too narrow to
     split f ways, layers that do not line up), it keeps its fresh start and says so."""
     try:
-        narrow = build_classifier(spec.task, 1, spec.multiplier / spec.fold)
+        narrow = narrow_classifier(spec.task, spec.multiplier / spec.fold)
         start_slots_apart(model.net, narrow.net, spec.fold, spec.task.input_shape)
         line = f"the student's {spec.fold} slots start apart, each a fresh copy of the original at 1/{spec.fold} of "
         line += "its folded width"
