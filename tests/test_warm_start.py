@@ -89,12 +89,11 @@ def first_conv(classifier):
 
 def test_a_users_cnn_with_batchnorm_starts_apart_and_a_layer_too_narrow_to_split_is_refused():
     torch.manual_seed(0)
-    net = users_cnn
-    student, narrow = fold_user_model(net(16), (3, 12, 12), 4), fold_cnn(net(16), 1, 0.5, torch.rand(2, 3, 12, 12))
+    student, narrow = fold_user_model(users_cnn(16), (3, 12, 12), 4), fold_cnn(users_cnn(16), 1, 0.5, torch.rand(2, 3, 12, 12))
     assert first_conv(narrow).out_channels == 8 and first_conv(student).out_channels == 32
     start_slots_apart(student.net, narrow.net, 4, (3, 12, 12))
     assert slot_logits_move_alone(student.eval(), torch.rand(4, 3, 12, 12), 4)
-    thin, thin_narrow = fold_user_model(net(1), (3, 12, 12), 4), fold_cnn(net(1), 1, 0.5, torch.rand(2, 3, 12, 12))
+    thin, thin_narrow = fold_user_model(users_cnn(1), (3, 12, 12), 4), fold_cnn(users_cnn(1), 1, 0.5, torch.rand(2, 3, 12, 12))
     before = {k: v.clone() for k, v in thin.state_dict().items()}  # 1 channel: 2 at f=4, no room for 4 copies
     with pytest.raises(ValueError, match="only 2 copies of the narrow model fit in the folded layers"):
         start_slots_apart(thin.net, thin_narrow.net, 4, (3, 12, 12))

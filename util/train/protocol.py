@@ -80,8 +80,9 @@ _ONECYCLE = {"loss": "kl+ce", "temperature": 4.0, "optimizer": "adam", "lr": 1e-
              "init": "fresh", "ema": 0.99, "batchnorm": True, "student_seconds": 1.8}
 # "init": the game students and a user's start with their slots apart ("separate": every slot its own block of
 # channels, a fresh narrow copy of the original, nothing crossing between slots; models.warm_start): on real images
-# this took f=4 students from 9-16 points behind their originals to within a few (choices.md, round 18), where the
-# teacher's copies (round 12: two at f=4, each reading the mean of two slots' images) had gained on the stand-ins only.
+# this took the game CNN's f=4 students from 13.3 (photos) and 4.8 points (the hold-out) behind their originals to
+# 7.2 and 0.4, three seeds (choices.md, round 18), where the teacher's copies (round 12: two at f=4, each reading
+# the mean of two slots' images) had gained on the stand-ins only.
 # CIFAR's ResNet starts fresh (not measured); NoScope's students centred on their data (round 8).
 # "student_epochs": a folded student's epochs as a multiple of its original's (train.py --epochs): 3x for the game
 # family (a student at f=4 trains 1.5-2.5x faster per epoch, so 3x stays near twice the original's seconds), 1.2x for

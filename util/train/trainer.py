@@ -216,8 +216,8 @@ def start_apart(model, spec):
     try:
         narrow = narrow_classifier(spec.task, spec.multiplier / spec.fold)
         start_slots_apart(model.net, narrow.net, spec.fold, spec.task.input_shape)
-        line = f"the student's {spec.fold} slots start apart, each a fresh copy of the original at 1/{spec.fold} of "
-        line += "its folded width"
+        line = (f"the student's {spec.fold} slots start apart, each a fresh copy of the original at 1/{spec.fold} of "
+                "its folded width")
     except ValueError as e:
         line = f"--init separate does not fit this model ({e}): the student starts fresh"
     if distributed.is_main():
